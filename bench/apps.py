@@ -1,0 +1,88 @@
+"""The four apps ``http_overhead.py`` compares: one small JSON route, instrumented four ways.
+
+Each is an application factory for ``uvicorn --factory bench.apps:<name>``.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+
+def _with_route(app: FastAPI) -> FastAPI:
+    @app.get("/items/{item_id}")
+    async def read_item(item_id: int) -> dict[str, object]:
+        return {"id": item_id, "name": "widget", "ok": True}
+
+    return app
+
+
+def bare() -> FastAPI:
+    return _with_route(FastAPI())
+
+
+def ours() -> FastAPI:
+    from agentic_backend.core.config import Settings
+    from agentic_backend.monitoring.middleware import HttpMetricsMiddleware
+    from agentic_backend.monitoring.service import Telemetry
+
+    app = _with_route(FastAPI())
+    app.add_middleware(HttpMetricsMiddleware, metrics=Telemetry(Settings()).metrics)
+    return app
+
+
+def instrumentator() -> FastAPI:
+    from prometheus_fastapi_instrumentator import Instrumentator
+
+    app = _with_route(FastAPI())
+    Instrumentator().instrument(app)
+    return app
+
+
+def starlette_exporter() -> FastAPI:
+    from starlette_exporter import PrometheusMiddleware
+
+    app = _with_route(FastAPI())
+    app.add_middleware(PrometheusMiddleware, group_paths=True)
+    return app
+
+
+def naive() -> FastAPI:
+    """A plain prometheus_client middleware: what most teams write first."""
+    import time
+
+    from prometheus_client import Counter, Histogram
+    from prometheus_client.registry import CollectorRegistry
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    registry = CollectorRegistry()
+    requests = Counter("http_requests_total", "", ["method", "endpoint", "status"], registry=registry)
+    duration = Histogram("http_request_duration_seconds", "", ["method", "endpoint"], registry=registry)
+
+    class Middleware:
+        def __init__(self, app: ASGIApp) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await self.app(scope, receive, send)
+                return
+            start = time.perf_counter()
+            status = 500
+
+            async def wrapped(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                await send(message)
+
+            try:
+                await self.app(scope, receive, wrapped)
+            finally:
+                route = scope.get("route")
+                endpoint = route.path_format if route is not None else "none"
+                requests.labels(scope["method"], endpoint, str(status)).inc()
+                duration.labels(scope["method"], endpoint).observe(time.perf_counter() - start)
+
+    app = _with_route(FastAPI())
+    app.add_middleware(Middleware)
+    return app

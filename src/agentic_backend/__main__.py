@@ -1,0 +1,3 @@
+from agentic_backend.cli import app
+
+app()

@@ -1,0 +1,1 @@
+"""Shared plumbing: settings, the error hierarchy, the clock."""

@@ -1,0 +1,56 @@
+"""Settings, read once at start-up from the environment (prefix ``AGENTIC_``) and validated.
+
+Everything that varies between a laptop and production lives here; nothing else in the code reads
+``os.environ``. Insecure combinations are refused at start-up in production mode rather than warned about.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class Settings(BaseSettings):
+    """The service's configuration. Every field maps to ``AGENTIC_<FIELD_NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="AGENTIC_", env_file=None, extra="ignore", frozen=True)
+
+    environment: Environment = Environment.DEVELOPMENT
+    data_dir: Path = Field(default=Path("data"), description="Where the embedded SQLite database lives.")
+
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="When set, GET /api/v1/monitoring/metrics requires 'Authorization: Bearer <token>'.",
+    )
+    metrics_multiprocess_dir: Path | None = Field(
+        default=None,
+        description=(
+            "Set by 'serve --workers N': the folder where each worker process publishes its metric values "
+            "so that one scrape reports the sum over all workers. Leave unset for one process."
+        ),
+    )
+    metrics_max_series_per_metric: int = Field(default=2_000, ge=1, le=1_000_000)
+    custom_metrics_max_series_per_metric: int = Field(default=1_000, ge=1, le=100_000)
+    custom_metrics_max_series_total: int = Field(default=10_000, ge=1, le=1_000_000)
+    custom_metrics_max_labels: int = Field(default=10, ge=0, le=64)
+    custom_metrics_max_batch: int = Field(default=1_000, ge=1, le=100_000)
+    custom_metrics_max_body_bytes: int = Field(default=1_048_576, ge=1_024, le=64 * 1_048_576)
+
+    @model_validator(mode="after")
+    def _refuse_insecure_production(self) -> Settings:
+        if self.environment is Environment.PRODUCTION and self.metrics_token is not None:
+            token = self.metrics_token.get_secret_value()
+            if len(token) < 32:
+                raise ValueError(
+                    "AGENTIC_METRICS_TOKEN must be at least 32 characters in production; "
+                    "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+                )
+        return self

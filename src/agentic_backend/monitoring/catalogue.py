@@ -1,0 +1,165 @@
+"""The metric catalogue: every built-in metric, declared once.
+
+Dashboards, alert rules, the JSON summary and the tests take names from here (or are checked against it).
+Names follow Prometheus conventions: base units, a unit suffix (``_seconds``, ``_bytes``, ``_dollars``) and
+``_total`` on counters. Every label takes a bounded set of values (see each help text).
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+
+from agentic_backend import __version__
+from agentic_backend.monitoring.metrics import Aggregation, Family, MetricSpec, MetricType
+from agentic_backend.monitoring.registry import Registry
+
+# HTTP latency: a plain API call answers in 1-50 ms, an agent query that waits on an LLM in 1-60 s, and
+# the tail up to two minutes matters for SLOs; 14 edges keep a histogram series at 16 slots.
+HTTP_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+# Agent queries: a cache hit takes tens of milliseconds, one LLM step 0.5-10 s, a multi-step tool loop up
+# to minutes. Edges roughly double so that p50/p90/p99 are estimated within a factor of two anywhere.
+AGENT_DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0, 300.0)
+
+UNMATCHED_ENDPOINT = "__unmatched__"
+OTHER_METHOD = "OTHER"
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+HTTP_REQUESTS = MetricSpec(
+    "http_requests_total",
+    MetricType.COUNTER,
+    "HTTP requests answered, by method, route template (__unmatched__ when no route matched) and status "
+    "code (499: the client disconnected first).",
+    ("method", "endpoint", "status"),
+)
+HTTP_DURATION = MetricSpec(
+    "http_request_duration_seconds",
+    MetricType.HISTOGRAM,
+    "Time from receiving an HTTP request to sending the last byte of its response.",
+    ("method", "endpoint"),
+    HTTP_DURATION_BUCKETS,
+)
+AGENT_QUERIES = MetricSpec(
+    "agent_queries_total",
+    MetricType.COUNTER,
+    "Agent queries by agent type and outcome: success, error, or rejected (budget, rate limit).",
+    ("agent_type", "status"),
+)
+AGENT_DURATION = MetricSpec(
+    "agent_query_duration_seconds",
+    MetricType.HISTOGRAM,
+    "Time to answer an agent query, all steps and tool calls included.",
+    ("agent_type",),
+    AGENT_DURATION_BUCKETS,
+)
+API_COST = MetricSpec(
+    "api_cost_dollars_total",
+    MetricType.COUNTER,
+    "Money spent on LLM provider calls, in US dollars, by provider and model.",
+    ("provider", "model"),
+)
+API_TOKENS = MetricSpec(
+    "api_tokens_total",
+    MetricType.COUNTER,
+    "Tokens sent to (type=input) and received from (type=output) LLM providers, by provider and model.",
+    ("provider", "model", "type"),
+)
+CACHE_OPERATIONS = MetricSpec(
+    "cache_operations_total",
+    MetricType.COUNTER,
+    "Response-cache operations: get (hit, miss, error), set and delete (ok, error).",
+    ("operation", "result"),
+    initial_labels=(
+        ("get", "hit"),
+        ("get", "miss"),
+        ("get", "error"),
+        ("set", "ok"),
+        ("set", "error"),
+        ("delete", "ok"),
+        ("delete", "error"),
+    ),
+)
+CACHE_SIZE = MetricSpec(
+    "cache_size_bytes",
+    MetricType.GAUGE,
+    "Bytes held by the response cache. With the in-memory cache each worker holds its own (summed); "
+    "with Redis every worker reports the shared size (take max across replicas).",
+    aggregation=Aggregation.LIVESUM,
+)
+AUTH_ATTEMPTS = MetricSpec(
+    "auth_attempts_total",
+    MetricType.COUNTER,
+    "Authentication attempts by method (api_key, ...) and result (success, failure).",
+    ("method", "result"),
+    initial_labels=(("api_key", "success"), ("api_key", "failure")),
+)
+PERMISSION_CHECKS = MetricSpec(
+    "permission_checks_total",
+    MetricType.COUNTER,
+    "Permission checks by permission (e.g. agents:query) and result (allowed, denied).",
+    ("permission", "result"),
+)
+ACTIVE_SESSIONS = MetricSpec(
+    "active_sessions",
+    MetricType.GAUGE,
+    "Unexpired agent sessions. Every replica reports the same count from the shared database: aggregate "
+    "with max(), never sum().",
+    aggregation=Aggregation.MAX,
+)
+ACTIVE_REQUESTS = MetricSpec(
+    "active_requests",
+    MetricType.GAUGE,
+    "HTTP requests being handled right now (summed over worker processes; sum() across replicas).",
+    aggregation=Aggregation.LIVESUM,
+)
+BUILD_INFO = MetricSpec(
+    "agentic_backend_build_info",
+    MetricType.GAUGE,
+    "Always 1; the labels say which version of the service and of Python is running.",
+    ("version", "python_version"),
+    aggregation=Aggregation.MAX,
+    initial_labels=((__version__, platform.python_version()),),
+)
+
+CATALOGUE: tuple[MetricSpec, ...] = (
+    HTTP_REQUESTS,
+    HTTP_DURATION,
+    AGENT_QUERIES,
+    AGENT_DURATION,
+    API_COST,
+    API_TOKENS,
+    CACHE_OPERATIONS,
+    CACHE_SIZE,
+    AUTH_ATTEMPTS,
+    PERMISSION_CHECKS,
+    ACTIVE_SESSIONS,
+    ACTIVE_REQUESTS,
+    BUILD_INFO,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltinMetrics:
+    """Typed handles on the catalogue's families, for the code that records them."""
+
+    http_requests: Family
+    http_duration: Family
+    agent_queries: Family
+    agent_duration: Family
+    api_cost: Family
+    api_tokens: Family
+    cache_operations: Family
+    cache_size: Family
+    auth_attempts: Family
+    permission_checks: Family
+    active_sessions: Family
+    active_requests: Family
+    build_info: Family
+
+    @classmethod
+    def register(cls, registry: Registry) -> BuiltinMetrics:
+        families = [registry.register(spec) for spec in CATALOGUE]
+        metrics = cls(*families)
+        metrics.build_info.labels(__version__, platform.python_version()).set(1.0)
+        return metrics

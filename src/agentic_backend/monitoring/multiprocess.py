@@ -1,0 +1,194 @@
+"""One scrape for ``serve --workers N``: every worker's values, summed, with dead workers kept.
+
+Each worker process stores its built-in metrics in its own pages under the shared folder
+(``<worker>.<n>.page``) and journals where each series sits (``<worker>.journal``). The worker that answers
+a scrape reads all of them and combines each series by its spec's ``Aggregation``.
+
+A worker that exits (or is restarted by the supervisor) leaves files behind. The next scrape folds its
+counters and histograms into ``archive.json`` (one entry per series, however many workers have died) and
+deletes its files, so the sums never go backwards and the folder does not grow with restarts; its gauges
+are dropped, since what it was doing ended with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agentic_backend.monitoring.metrics import Aggregation, MetricSpec
+from agentic_backend.monitoring.registry import FamilySnapshot, Registry, Snapshot
+from agentic_backend.monitoring.storage import Journal, MmapPages, Slot, process_identity
+
+ARCHIVE = "archive.json"
+_JOURNAL_SUFFIX = ".journal"
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock between processes (and threads: each acquisition opens its own descriptor)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+@dataclass(slots=True)
+class _Merged:
+    """A series combined over workers; its values are ``pages[slot.page]`` of its snapshot."""
+
+    lines: tuple[str, ...]
+    slot: Slot
+    labels: tuple[str, ...]
+
+
+class _WorkerFiles:
+    """What this process has read so far of one worker's journal, and that worker's mapped pages."""
+
+    def __init__(self, folder: Path, worker: str) -> None:
+        self.journal = Journal(folder / f"{worker}{_JOURNAL_SUFFIX}")
+        self.pages = MmapPages(folder, worker)
+        self.entries: list[tuple[str, tuple[str, ...], Slot]] = []
+
+    def refresh(self) -> None:
+        for record in self.journal.read_new():
+            labels = record["l"]
+            assert isinstance(labels, list)
+            self.entries.append(
+                (str(record["m"]), tuple(labels), Slot(int(str(record["p"])), int(str(record["o"]))))
+            )
+
+
+def worker_journal(folder: Path, worker: str) -> Callable[[MetricSpec, tuple[str, ...], Slot], None]:
+    """The ``on_allocate`` hook of a worker's registry: journal each new series."""
+    journal = Journal(folder / f"{worker}{_JOURNAL_SUFFIX}")
+
+    def record(spec: MetricSpec, labels: tuple[str, ...], slot: Slot) -> None:
+        journal.append({"m": spec.name, "l": list(labels), "p": slot.page, "o": slot.offset})
+
+    return record
+
+
+class WorkerSet:
+    """Reads and combines the built-in metrics of every worker sharing ``folder``."""
+
+    def __init__(self, folder: Path, registry: Registry) -> None:
+        self.folder = folder
+        self._registry = registry
+        self._seen: dict[str, _WorkerFiles] = {}
+
+    def _workers(self) -> list[str]:
+        return sorted(p.name[: -len(_JOURNAL_SUFFIX)] for p in self.folder.glob(f"*{_JOURNAL_SUFFIX}"))
+
+    def collect(self) -> Snapshot:
+        totals: dict[tuple[str, tuple[str, ...]], list[float]] = {}
+        for worker in self._workers():
+            if not _alive(worker):
+                self._archive(worker)
+                continue
+            files = self._seen.get(worker)
+            if files is None:
+                files = self._seen[worker] = _WorkerFiles(self.folder, worker)
+            files.refresh()
+            for name, labels, slot in files.entries:
+                spec = self._registry.spec(name)
+                if spec is None:
+                    continue
+                page = files.pages.view(slot.page)
+                _combine(totals, spec, labels, page[slot.offset : slot.offset + spec.width].tolist())
+        for name, labels, values in self._read_archive()["series"]:
+            spec = self._registry.spec(name)
+            if spec is not None:
+                _combine(totals, spec, tuple(labels), values)
+        return self._snapshot(totals)
+
+    def _snapshot(self, totals: dict[tuple[str, tuple[str, ...]], list[float]]) -> Snapshot:
+        grouped: dict[str, list[tuple[tuple[str, ...], list[float]]]] = {}
+        for (name, labels), values in totals.items():
+            grouped.setdefault(name, []).append((labels, values))
+        snapshot: Snapshot = []
+        for family in self._registry.families():
+            spec = family.spec
+            rows = sorted(grouped.get(spec.name, []))
+            pages = [values for _, values in rows]
+            merged = [
+                _Merged(family.lines_for(labels), Slot(i, 0), labels) for i, (labels, _) in enumerate(rows)
+            ]
+            snapshot.append(FamilySnapshot(spec, merged, pages))
+        return snapshot
+
+    def _read_archive(self) -> dict[str, Any]:
+        try:
+            data: dict[str, Any] = json.loads((self.folder / ARCHIVE).read_text())
+        except FileNotFoundError:
+            return {"series": [], "absorbed": []}
+        return data
+
+    def _archive(self, worker: str) -> None:
+        with file_lock(self.folder / ".archive.lock"):
+            files = self._seen.pop(worker, None) or _WorkerFiles(self.folder, worker)
+            archive = self._read_archive()
+            if worker not in archive["absorbed"]:
+                files.refresh()
+                totals: dict[tuple[str, tuple[str, ...]], list[float]] = {
+                    (name, tuple(labels)): values for name, labels, values in archive["series"]
+                }
+                for name, labels, slot in files.entries:
+                    spec = self._registry.spec(name)
+                    if spec is None or spec.aggregation is not Aggregation.SUM:
+                        continue
+                    page = files.pages.view(slot.page)
+                    _combine(totals, spec, labels, page[slot.offset : slot.offset + spec.width].tolist())
+                archive = {
+                    "series": [[name, list(labels), values] for (name, labels), values in totals.items()],
+                    "absorbed": [*archive["absorbed"], worker],
+                }
+                _write_atomically(self.folder / ARCHIVE, archive)
+            files.pages.close()
+            for path in self.folder.glob(f"{worker}.*"):
+                path.unlink(missing_ok=True)
+            # Forget absorbed workers whose files are gone: the list stays as short as the deletions pending.
+            remaining = {p.name[: -len(_JOURNAL_SUFFIX)] for p in self.folder.glob(f"*{_JOURNAL_SUFFIX}")}
+            kept = [w for w in archive["absorbed"] if w in remaining]
+            if kept != archive["absorbed"]:
+                archive["absorbed"] = kept
+                _write_atomically(self.folder / ARCHIVE, archive)
+
+    def close(self) -> None:
+        for files in self._seen.values():
+            files.pages.close()
+        self._seen.clear()
+
+
+def _combine(
+    totals: dict[tuple[str, tuple[str, ...]], list[float]],
+    spec: MetricSpec,
+    labels: tuple[str, ...],
+    values: list[float],
+) -> None:
+    key = (spec.name, labels)
+    current = totals.get(key)
+    if current is None:
+        totals[key] = list(values)
+    elif spec.aggregation is Aggregation.MAX:
+        totals[key] = [max(a, b) for a, b in zip(current, values, strict=True)]
+    else:
+        totals[key] = [a + b for a, b in zip(current, values, strict=True)]
+
+
+def _alive(worker: str) -> bool:
+    pid, _, _ = worker.partition("-")
+    return pid.isdigit() and process_identity(int(pid)) == worker
+
+
+def _write_atomically(path: Path, data: object) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, separators=(",", ":")))
+    os.replace(tmp, path)

@@ -1,0 +1,55 @@
+"""``Telemetry``: the metrics of one process, built from settings, and the one snapshot every reader uses.
+
+``/metrics``, ``/summary`` and ``/health`` all read ``Telemetry.snapshot()``: there is no second bookkeeping.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+from agentic_backend.core.config import Settings
+from agentic_backend.monitoring.catalogue import CATALOGUE, BuiltinMetrics
+from agentic_backend.monitoring.custom import CustomMetrics
+from agentic_backend.monitoring.multiprocess import WorkerSet, worker_journal
+from agentic_backend.monitoring.registry import SERIES_OVERFLOW, Registry, Snapshot
+from agentic_backend.monitoring.storage import LocalPages, MmapPages, PageStore, process_identity
+
+
+class Telemetry:
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+        folder = settings.metrics_multiprocess_dir
+        store: PageStore
+        self._pages: MmapPages | None = None
+        self.workers: WorkerSet | None = None
+        if folder is None:
+            store = LocalPages()
+            on_allocate = None
+        else:
+            folder.mkdir(parents=True, exist_ok=True)
+            worker = process_identity(os.getpid())
+            assert worker is not None  # this process is running
+            store = self._pages = MmapPages(folder, worker)
+            on_allocate = worker_journal(folder, worker)
+        self.registry = Registry(
+            store, max_series_per_metric=settings.metrics_max_series_per_metric, on_allocate=on_allocate
+        )
+        self.metrics = BuiltinMetrics.register(self.registry)
+        self.custom = CustomMetrics(settings, (*CATALOGUE, SERIES_OVERFLOW), folder)
+        if folder is not None:
+            self.workers = WorkerSet(folder, self.registry)
+        self.clock = clock
+        self.started_at = clock()
+        self.multiprocess = folder is not None
+
+    def snapshot(self) -> Snapshot:
+        builtin = self.workers.collect() if self.workers is not None else self.registry.snapshot()
+        return builtin + self.custom.snapshot()
+
+    def uptime_seconds(self) -> float:
+        return max(0.0, self.clock() - self.started_at)
+
+    def close(self) -> None:
+        if self.workers is not None:
+            self.workers.close()
