@@ -294,6 +294,9 @@ def _check_value(record: CustomMetricRecord) -> None:
         raise InvalidMetric("the value must be a finite number (not NaN or infinite).")
     if record.metric_type is CustomMetricType.COUNTER and record.value < 0:
         raise InvalidMetric("a counter only goes up: the increment must be >= 0 (use a gauge to go down).")
+    if record.metric_type is CustomMetricType.HISTOGRAM and record.value < 0:
+        # OpenMetrics requires a histogram's _sum to be counter-like, so observations cannot be negative.
+        raise InvalidMetric("histogram observations must be >= 0 (use a gauge for signed values).")
 
 
 def _check_buckets(buckets: list[float] | None) -> tuple[float, ...]:

@@ -44,10 +44,11 @@ class CustomMetricRecord(BaseModel):
         description="A Prometheus metric name; a counter's must end in _total.",
     )
     value: float = Field(
+        strict=True,
         description="Counter: the increment (>= 0). Gauge: the value to set, or to add or subtract with "
-        "'operation'. Histogram: the observation. Must be finite."
+        "'operation'. Histogram: the observation. Must be finite.",
     )
-    labels: dict[str, str] = Field(default_factory=dict, description="Label names and values.")
+    labels: dict[str, str] = Field(default_factory=dict, strict=True, description="Label names and values.")
     operation: GaugeOperation | None = Field(
         default=None, description="Gauges only: set (default), inc, dec."
     )
@@ -56,6 +57,7 @@ class CustomMetricRecord(BaseModel):
     )
     buckets: list[float] | None = Field(
         default=None,
+        strict=True,
         max_length=64,
         description="Histograms only: finite upper bounds, increasing. Fixed by the first record.",
     )
