@@ -26,6 +26,7 @@ from agentic_backend.monitoring.registry import FamilySnapshot, Registry, Snapsh
 from agentic_backend.monitoring.storage import Journal, MmapPages, Slot, process_identity
 
 ARCHIVE = "archive.json"
+WORKER_PREFIX = "w-"  # worker files are w-<pid>-<start time>.*; custom.* is the shared custom store
 _JOURNAL_SUFFIX = ".journal"
 
 
@@ -85,7 +86,7 @@ class WorkerSet:
         self._seen: dict[str, _WorkerFiles] = {}
 
     def _workers(self) -> list[str]:
-        return sorted(p.name[: -len(_JOURNAL_SUFFIX)] for p in self.folder.glob(f"*{_JOURNAL_SUFFIX}"))
+        return sorted(p.name[: -len(_JOURNAL_SUFFIX)] for p in self.folder.glob(f"{WORKER_PREFIX}*{_JOURNAL_SUFFIX}"))
 
     def collect(self) -> Snapshot:
         totals: dict[tuple[str, tuple[str, ...]], list[float]] = {}
@@ -155,7 +156,7 @@ class WorkerSet:
             for path in self.folder.glob(f"{worker}.*"):
                 path.unlink(missing_ok=True)
             # Forget absorbed workers whose files are gone: the list stays as short as the deletions pending.
-            remaining = {p.name[: -len(_JOURNAL_SUFFIX)] for p in self.folder.glob(f"*{_JOURNAL_SUFFIX}")}
+            remaining = {p.name[: -len(_JOURNAL_SUFFIX)] for p in self.folder.glob(f"{WORKER_PREFIX}*{_JOURNAL_SUFFIX}")}
             kept = [w for w in archive["absorbed"] if w in remaining]
             if kept != archive["absorbed"]:
                 archive["absorbed"] = kept
@@ -183,9 +184,14 @@ def _combine(
         totals[key] = [a + b for a, b in zip(current, values, strict=True)]
 
 
+def worker_name(pid: int) -> str | None:
+    identity = process_identity(pid)
+    return None if identity is None else WORKER_PREFIX + identity
+
+
 def _alive(worker: str) -> bool:
-    pid, _, _ = worker.partition("-")
-    return pid.isdigit() and process_identity(int(pid)) == worker
+    pid, _, _ = worker.removeprefix(WORKER_PREFIX).partition("-")
+    return pid.isdigit() and worker_name(int(pid)) == worker
 
 
 def _write_atomically(path: Path, data: object) -> None:

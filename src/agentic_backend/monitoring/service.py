@@ -12,9 +12,9 @@ from collections.abc import Callable
 from agentic_backend.core.config import Settings
 from agentic_backend.monitoring.catalogue import CATALOGUE, BuiltinMetrics
 from agentic_backend.monitoring.custom import CustomMetrics
-from agentic_backend.monitoring.multiprocess import WorkerSet, worker_journal
+from agentic_backend.monitoring.multiprocess import WorkerSet, worker_journal, worker_name
 from agentic_backend.monitoring.registry import SERIES_OVERFLOW, Registry, Snapshot
-from agentic_backend.monitoring.storage import LocalPages, MmapPages, PageStore, process_identity
+from agentic_backend.monitoring.storage import LocalPages, MmapPages, PageStore
 
 
 class Telemetry:
@@ -28,7 +28,7 @@ class Telemetry:
             on_allocate = None
         else:
             folder.mkdir(parents=True, exist_ok=True)
-            worker = process_identity(os.getpid())
+            worker = worker_name(os.getpid())
             assert worker is not None  # this process is running
             store = self._pages = MmapPages(folder, worker)
             on_allocate = worker_journal(folder, worker)

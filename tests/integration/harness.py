@@ -1,0 +1,188 @@
+"""Real processes for integration tests: the service under uvicorn and Prometheus, on free loopback ports.
+
+Each process runs in a temporary folder, is waited for with a deadline, and is always stopped. A binary
+that is missing skips the test on a laptop but fails it in CI (``CI=true``), where .ci/run installs it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+LOOPBACK = "127.0.0.1"
+
+
+def require_binary(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (Debian package; .ci/run installs it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until(predicate: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = predicate()
+        except (httpx.HTTPError, OSError, AssertionError, KeyError, IndexError) as exc:
+            last_error = exc
+        else:
+            if result:
+                return result
+        time.sleep(interval)
+    raise TimeoutError(f"gave up after {timeout:g} s waiting for {what} (last error: {last_error!r})")
+
+
+class Process:
+    """A child process whose output goes to a log file that is shown if the test fails."""
+
+    def __init__(self, name: str, args: list[str], workdir: Path, env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.log_path = workdir / f"{name}.log"
+        self._log = self.log_path.open("wb")
+        self.popen = subprocess.Popen(
+            args,
+            cwd=workdir,
+            env={**os.environ, **(env or {})},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # stop() signals the whole group: uvicorn's workers too
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+        if self.alive():
+            try:
+                os.killpg(self.popen.pid, sig)
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(timeout=timeout)
+            except ProcessLookupError:
+                pass
+        self._log.close()
+
+
+class Service(Process):
+    """``agentic-backend serve`` as a user starts it."""
+
+    def __init__(self, workdir: Path, *, workers: int = 1, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://{LOOPBACK}:{self.port}"
+        args = [
+            sys.executable,
+            "-m",
+            "agentic_backend",
+            "serve",
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(self.port),
+        ]
+        args += ["--workers", str(workers), "--no-access-log", "--log-level", "warning"]
+        base_env = {"AGENTIC_DATA_DIR": str(workdir / "data")}
+        super().__init__("service", args, workdir, {**base_env, **(env or {})})
+        try:
+            wait_until(self._ready, timeout=30, what="the service to answer /health")
+        except TimeoutError:
+            self.stop()
+            raise AssertionError(f"the service did not start:\n{self.log()}") from None
+
+    def _ready(self) -> bool:
+        if not self.alive():
+            raise AssertionError(f"the service exited:\n{self.log()}")
+        return httpx.get(f"{self.url}/api/v1/monitoring/health", timeout=2).status_code == 200
+
+
+class Prometheus(Process):
+    """A real Prometheus scraping the service every second."""
+
+    def __init__(self, workdir: Path, config: str, *, extra_args: list[str] | None = None) -> None:
+        binary = require_binary("prometheus")
+        self.port = free_port()
+        self.url = f"http://{LOOPBACK}:{self.port}"
+        config_path = workdir / "prometheus.yml"
+        config_path.write_text(config)
+        args = [
+            binary,
+            f"--config.file={config_path}",
+            f"--storage.tsdb.path={workdir / 'tsdb'}",
+            f"--web.listen-address={LOOPBACK}:{self.port}",
+            "--web.enable-lifecycle",
+            *(extra_args or []),
+        ]
+        super().__init__("prometheus", args, workdir)
+        try:
+            wait_until(
+                lambda: httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200,
+                timeout=30,
+                what="Prometheus to be ready",
+            )
+        except TimeoutError:
+            self.stop()
+            raise AssertionError(f"Prometheus did not start:\n{self.log()}") from None
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        response = httpx.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=10)
+        body = response.json()
+        assert body["status"] == "success", body
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+    def wait_for(
+        self, promql: str, *, timeout: float = 30, check: Callable[[list[dict[str, Any]]], bool] = bool
+    ) -> list[dict[str, Any]]:
+        def attempt() -> list[dict[str, Any]] | None:
+            result = self.query(promql)
+            return result if check(result) else None
+
+        try:
+            found: list[dict[str, Any]] = wait_until(
+                attempt, timeout=timeout, what=f"data for {promql}", interval=0.5
+            )
+        except TimeoutError as exc:
+            raise AssertionError(
+                f"{exc}\nlast result: {self.query(promql)}\nPrometheus log:\n{self.log()}"
+            ) from None
+        return found
+
+
+def scrape_config(target: str, *, interval: str = "1s", extra: str = "") -> str:
+    return f"""
+global:
+  scrape_interval: {interval}
+  evaluation_interval: {interval}
+scrape_configs:
+  - job_name: agentic-backend
+    metrics_path: /api/v1/monitoring/metrics
+    static_configs:
+      - targets: ['{target}']
+{extra}
+"""

@@ -1,0 +1,69 @@
+"""``serve --workers N``: one scrape reports the sum over all workers, through worker restarts."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.harness import Service, wait_until
+from tests.unit.monitoring.helpers import value
+
+pytestmark = pytest.mark.integration
+
+
+def children(pid: int) -> list[int]:
+    """The worker processes of uvicorn's supervisor (not multiprocessing's resource tracker)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            except FileNotFoundError:
+                continue
+            if b"spawn_main" in cmdline:
+                found.append(int(child))
+    return found
+
+
+def request_count(text: str) -> float:
+    return value(text, "http_requests_total", method="GET", endpoint="/api/v1/monitoring/health", status="200") or 0.0
+
+
+def test_requests_spread_over_four_workers_sum_in_one_scrape(tmp_path: Path) -> None:
+    folder = tmp_path / "metrics"
+    service = Service(tmp_path, workers=4, env={"AGENTIC_METRICS_MULTIPROCESS_DIR": str(folder)})
+    try:
+        wait_until(lambda: len(children(service.popen.pid)) == 4, timeout=30, what="four workers")
+        metrics_url = f"{service.url}/api/v1/monitoring/metrics"
+        baseline = request_count(httpx.get(metrics_url, timeout=5).text)
+        count = 200
+        # A new connection per request lets the kernel spread them over the workers' shared socket.
+        for _ in range(count):
+            assert httpx.get(f"{service.url}/api/v1/monitoring/health", timeout=5).status_code == 200
+        served_by = {p.name.split(".")[0] for p in folder.glob("w-*.journal")}
+        assert len(served_by) == 4
+        # Whichever worker answers the scrape, it reports all of them.
+        for _ in range(8):
+            assert request_count(httpx.get(metrics_url, timeout=5).text) == baseline + count
+
+        # Kill a worker outright; the supervisor starts another. Nothing counted is lost, and the folder
+        # does not keep the dead worker's files.
+        for round_ in range(3):
+            victim = children(service.popen.pid)[0]
+            os.kill(victim, signal.SIGKILL)
+            wait_until(
+                lambda v=victim: v not in children(service.popen.pid) and len(children(service.popen.pid)) == 4,
+                timeout=30,
+                what="the supervisor to replace the killed worker",
+            )
+            text = wait_until(lambda: httpx.get(metrics_url, timeout=5).text, timeout=10, what="a scrape")
+            assert request_count(text) == baseline + count
+            assert value(text, "active_requests") == 1  # the scrape itself, in whichever worker
+            # Four live workers, plus at most the new worker's predecessor if no scrape has archived it yet.
+            assert len(list(folder.glob("w-*.journal"))) <= 5, round_
+    finally:
+        service.stop()

@@ -1,0 +1,117 @@
+"""Several real processes sharing one metrics folder, as with ``serve --workers N``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from agentic_backend.core.config import Settings
+from agentic_backend.monitoring.errors import MetricConflict
+from agentic_backend.monitoring.exposition import render
+from agentic_backend.monitoring.schemas import CustomMetricRecord
+from agentic_backend.monitoring.service import Telemetry
+from tests.unit.monitoring.helpers import value
+
+WORKER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from agentic_backend.core.config import Settings
+    from agentic_backend.monitoring.schemas import CustomMetricRecord
+    from agentic_backend.monitoring.service import Telemetry
+
+    telemetry = Telemetry(Settings(metrics_multiprocess_dir=Path(sys.argv[1])))
+    requests = int(sys.argv[2])
+    for _ in range(requests):
+        telemetry.metrics.http_requests.labels("GET", "/x", "200").inc()
+        telemetry.metrics.http_duration.labels("GET", "/x").observe(0.01)
+    telemetry.metrics.active_requests.labels().set(5)
+    telemetry.metrics.active_sessions.labels().set(7)
+    telemetry.custom.record([CustomMetricRecord(metric_type="counter", name="jobs_total", value=1, labels={})])
+    print("ready", flush=True)
+    sys.stdin.readline()
+    """
+)
+
+
+def start_worker(folder: Path, requests: int) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [sys.executable, "-c", WORKER, str(folder), str(requests)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "ready"
+    return process
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    assert process.stdin is not None
+    process.communicate("\n", timeout=10)  # also closes the pipes
+    assert process.returncode == 0
+
+
+def test_one_scrape_sums_live_workers_and_keeps_what_dead_workers_counted(tmp_path: Path) -> None:
+    folder = tmp_path / "metrics"
+    scraper = Telemetry(Settings(metrics_multiprocess_dir=folder))
+    workers = [start_worker(folder, n) for n in (3, 4, 5)]
+    text = render(scraper.snapshot())
+    assert value(text, "http_requests_total", method="GET", endpoint="/x", status="200") == 12
+    assert value(text, "http_request_duration_seconds_count", method="GET", endpoint="/x") == 12
+    assert value(text, "active_requests") == 15  # each worker's own requests, summed
+    assert value(text, "active_sessions") == 7  # the same fact in every worker: not summed
+    assert value(text, "jobs_total") == 3  # custom metrics live in one shared store
+
+    for process in workers:
+        stop(process)
+    text = render(scraper.snapshot())
+    assert value(text, "http_requests_total", method="GET", endpoint="/x", status="200") == 12
+    assert value(text, "http_request_duration_seconds_count", method="GET", endpoint="/x") == 12
+    assert value(text, "active_requests") == 0
+    assert value(text, "jobs_total") == 3
+    scraper.close()
+
+
+def test_restarted_workers_leave_nothing_that_grows(tmp_path: Path) -> None:
+    folder = tmp_path / "metrics"
+    scraper = Telemetry(Settings(metrics_multiprocess_dir=folder))
+    sizes = []
+    for round_ in range(8):
+        stop(start_worker(folder, 2))
+        render(scraper.snapshot())
+        files = sorted(p.name for p in folder.iterdir())
+        archive = json.loads((folder / "archive.json").read_text())
+        sizes.append((len(files), len(archive["series"]), len(archive["absorbed"])))
+        text = render(scraper.snapshot())
+        assert value(text, "http_requests_total", method="GET", endpoint="/x", status="200") == 2 * (
+            round_ + 1
+        )
+    assert len(set(sizes)) == 1, sizes
+    scraper.close()
+
+
+def test_custom_metric_rules_hold_across_workers(tmp_path: Path) -> None:
+    folder = tmp_path / "metrics"
+    first = Telemetry(Settings(metrics_multiprocess_dir=folder))
+    second = Telemetry(Settings(metrics_multiprocess_dir=folder))
+    first.custom.record([CustomMetricRecord(metric_type="gauge", name="depth", value=3, labels={"q": "a"})])
+    second.custom.record(
+        [CustomMetricRecord(metric_type="gauge", name="depth", value=2, operation="inc", labels={"q": "a"})]
+    )
+    assert value(render(first.snapshot()), "depth", q="a") == 5
+    with pytest.raises(MetricConflict):
+        second.custom.record(
+            [CustomMetricRecord(metric_type="counter", name="depth_total", value=1, labels={})]
+        )
+    with pytest.raises(MetricConflict):
+        second.custom.record(
+            [CustomMetricRecord(metric_type="histogram", name="depth", value=1, labels={"q": "a"})]
+        )
+    first.close()
+    second.close()
