@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.harness import Prometheus, Service, require_binary
+from tests.integration.harness import Prometheus, Service, require_binary, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -54,17 +54,20 @@ def test_every_seed_metric_reaches_prometheus(service: Service, prometheus: Prom
         "agentic_backend_build_info",
     ):
         prometheus.wait_for(name)
-    # Labelled metrics without traffic yet have their TYPE line but no series; the metadata API knows them.
-    metadata = httpx.get(f"{prometheus.url}/api/v1/metadata", timeout=10).json()["data"]
-    for name in (
-        "agent_queries_total",
+    # Labelled metrics without traffic yet have their HELP and TYPE but no series; Prometheus' metadata
+    # API knows them (under the OpenMetrics family name for counters).
+    expected = {
+        "agent_queries",
         "agent_query_duration_seconds",
-        "api_cost_dollars_total",
-        "api_tokens_total",
-        "permission_checks_total",
-    ):
-        prometheus.wait_for(f'count(up{{job="agentic-backend"}})')
-        assert name in metadata or name.removesuffix("_total") in metadata, sorted(metadata)
+        "api_cost_dollars",
+        "api_tokens",
+        "permission_checks",
+    }
+
+    def metadata_names() -> set[str]:
+        return set(httpx.get(f"{prometheus.url}/api/v1/metadata", timeout=10).json()["data"])
+
+    wait_until(lambda: expected <= metadata_names(), timeout=30, what="metric metadata")
 
 
 def test_seed_example_queries_return_data(service: Service, prometheus: Prometheus) -> None:

@@ -30,7 +30,10 @@ def children(pid: int) -> list[int]:
 
 
 def request_count(text: str) -> float:
-    return value(text, "http_requests_total", method="GET", endpoint="/api/v1/monitoring/health", status="200") or 0.0
+    return (
+        value(text, "http_requests_total", method="GET", endpoint="/api/v1/monitoring/health", status="200")
+        or 0.0
+    )
 
 
 def test_requests_spread_over_four_workers_sum_in_one_scrape(tmp_path: Path) -> None:
@@ -56,7 +59,9 @@ def test_requests_spread_over_four_workers_sum_in_one_scrape(tmp_path: Path) -> 
             victim = children(service.popen.pid)[0]
             os.kill(victim, signal.SIGKILL)
             wait_until(
-                lambda v=victim: v not in children(service.popen.pid) and len(children(service.popen.pid)) == 4,
+                lambda v=victim: (
+                    v not in children(service.popen.pid) and len(children(service.popen.pid)) == 4
+                ),
                 timeout=30,
                 what="the supervisor to replace the killed worker",
             )

@@ -28,6 +28,7 @@ from agentic_backend.monitoring.catalogue import (
 from agentic_backend.monitoring.metrics import HistogramSeries, Series
 
 CLIENT_CLOSED_REQUEST = 499
+_DISCONNECTS = (ClientDisconnect, asyncio.CancelledError, OSError)
 
 
 class HttpMetricsMiddleware:
@@ -37,8 +38,7 @@ class HttpMetricsMiddleware:
         self._durations = metrics.http_duration
         self._active = metrics.active_requests.labels()
         # Per label set, the series: one dict lookup on the hot path instead of building label tuples.
-        self._counters: dict[tuple[str, str, int], Series] = {}
-        self._histograms: dict[tuple[str, str], HistogramSeries] = {}
+        self._series: dict[tuple[str, str, int], tuple[Series, HistogramSeries]] = {}
         self._endpoint_paths: dict[Any, str] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -47,8 +47,7 @@ class HttpMetricsMiddleware:
             return
         start = perf_counter()
         end = 0.0
-        status = 500
-        disconnected = False
+        status = 0
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status, end
@@ -59,46 +58,47 @@ class HttpMetricsMiddleware:
                 end = perf_counter()
             await send(message)
 
-        async def receive_wrapper() -> Message:
-            nonlocal disconnected
-            message = await receive()
-            if message["type"] == "http.disconnect" and not end:
-                disconnected = True
-            return message
-
         active = self._active
         active.inc()
+        error: BaseException | None = None
         try:
-            await self.app(scope, receive_wrapper, send_wrapper)
-        except (ClientDisconnect, asyncio.CancelledError, OSError):
-            disconnected = True
+            await self.app(scope, receive, send_wrapper)
+        except BaseException as exc:
+            error = exc
             raise
         finally:
             active.dec()
             if not end:
+                # The response did not complete. Starlette returns without finishing it only when the client
+                # went away (a streaming response stops on http.disconnect); a disconnect can also surface as
+                # an exception while reading the body or writing. Anything else is a server error.
                 end = perf_counter()
+                disconnected = error is None or isinstance(error, _DISCONNECTS)
                 status = CLIENT_CLOSED_REQUEST if disconnected else 500
             self._record(scope, status, end - start)
 
     def _record(self, scope: Scope, status: int, seconds: float) -> None:
-        method = scope["method"]
+        route = scope.get("route")
+        endpoint = route.path_format if route is not None else self._endpoint_path(scope)
+        key = (scope["method"], endpoint, status)
+        pair = self._series.get(key)
+        if pair is None:
+            pair = self._series_for(key)
+        pair[0].inc()
+        pair[1].observe(seconds)
+
+    def _series_for(self, key: tuple[str, str, int]) -> tuple[Series, HistogramSeries]:
+        method, endpoint, status = key
         if method not in KNOWN_METHODS:
             method = OTHER_METHOD
-        route = scope.get("route")
-        endpoint = getattr(route, "path_format", None) if route is not None else None
-        if endpoint is None:
-            endpoint = self._endpoint_path(scope)
-        counter = self._counters.get((method, endpoint, status))
-        if counter is None:
-            counter = self._requests.labels(method, endpoint, str(status))
-            self._counters[(method, endpoint, status)] = counter
-        counter.inc()
-        histogram = self._histograms.get((method, endpoint))
-        if histogram is None:
-            series = self._durations.labels(method, endpoint)
-            assert isinstance(series, HistogramSeries)
-            histogram = self._histograms[(method, endpoint)] = series
-        histogram.observe(seconds)
+        histogram = self._durations.labels(method, endpoint)
+        assert isinstance(histogram, HistogramSeries)
+        pair = (self._requests.labels(method, endpoint, str(status)), histogram)
+        # Keys are bounded (known methods, routes, status codes) except for made-up methods: cache those
+        # only while the cache is small, so a client inventing methods cannot grow it.
+        if len(self._series) < 10_000 or method != OTHER_METHOD:
+            self._series[key] = pair
+        return pair
 
     def _endpoint_path(self, scope: Scope) -> str:
         """The template of a matched non-FastAPI route (docs, mounts), from the endpoint the router chose."""

@@ -86,7 +86,9 @@ class WorkerSet:
         self._seen: dict[str, _WorkerFiles] = {}
 
     def _workers(self) -> list[str]:
-        return sorted(p.name[: -len(_JOURNAL_SUFFIX)] for p in self.folder.glob(f"{WORKER_PREFIX}*{_JOURNAL_SUFFIX}"))
+        return sorted(
+            p.name[: -len(_JOURNAL_SUFFIX)] for p in self.folder.glob(f"{WORKER_PREFIX}*{_JOURNAL_SUFFIX}")
+        )
 
     def collect(self) -> Snapshot:
         totals: dict[tuple[str, tuple[str, ...]], list[float]] = {}
@@ -156,7 +158,10 @@ class WorkerSet:
             for path in self.folder.glob(f"{worker}.*"):
                 path.unlink(missing_ok=True)
             # Forget absorbed workers whose files are gone: the list stays as short as the deletions pending.
-            remaining = {p.name[: -len(_JOURNAL_SUFFIX)] for p in self.folder.glob(f"{WORKER_PREFIX}*{_JOURNAL_SUFFIX}")}
+            remaining = {
+                p.name[: -len(_JOURNAL_SUFFIX)]
+                for p in self.folder.glob(f"{WORKER_PREFIX}*{_JOURNAL_SUFFIX}")
+            }
             kept = [w for w in archive["absorbed"] if w in remaining]
             if kept != archive["absorbed"]:
                 archive["absorbed"] = kept
