@@ -86,3 +86,19 @@ def naive() -> FastAPI:
     app = _with_route(FastAPI())
     app.add_middleware(Middleware)
     return app
+
+
+def passthrough() -> FastAPI:
+    """A middleware that does nothing: the floor for any ASGI middleware."""
+    from starlette.types import ASGIApp, Receive, Scope, Send
+
+    class Middleware:
+        def __init__(self, app: ASGIApp) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            await self.app(scope, receive, send)
+
+    app = _with_route(FastAPI())
+    app.add_middleware(Middleware)
+    return app

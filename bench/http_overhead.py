@@ -3,8 +3,9 @@
     uv run python -m bench.http_overhead [--rounds 7] [--seconds 5]
 
 Every app runs under the same uvicorn flags on core 0; wrk (1 thread, 16 connections) runs on core 1. All
-servers are started first; then each round measures every row once, in an order that rotates each round
-(A B C D, B C D A, ...), so drift on this noisy 2-core machine spreads over all rows. Reported: medians.
+servers are started first. Each round measures bare FastAPI right before every other row (bare, ours,
+bare, instrumentator, bare, ...), so each row's ratio compares two runs seconds apart and drift on this
+noisy 2-core machine cancels out. Reported: the median requests/s and the median of the paired ratios.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ import argparse
 
 from bench.common import Server, median, start_uvicorn, table, wrk
 
+BARE = "bare FastAPI"
 ROWS = {
-    "bare FastAPI": "bench.apps:bare",
+    BARE: "bench.apps:bare",
     "agentic-backend": "bench.apps:ours",
     "prometheus-fastapi-instrumentator 8.1": "bench.apps:instrumentator",
     "starlette-exporter 0.24": "bench.apps:starlette_exporter",
     "naive prometheus_client middleware": "bench.apps:naive",
+    "do-nothing middleware (floor)": "bench.apps:passthrough",
 }
 PATH = "/items/42"
 
@@ -31,34 +34,48 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5)
     args = parser.parse_args()
 
-    servers: list[Server] = [start_uvicorn(name, target, probe=PATH) for name, target in ROWS.items()]
+    servers = {name: start_uvicorn(name, target, probe=PATH) for name, target in ROWS.items()}
+    rps: dict[str, list[float]] = {name: [] for name in ROWS}
+    ratios: dict[str, list[float]] = {name: [] for name in ROWS}
+    p99: dict[str, list[float]] = {name: [] for name in ROWS}
     try:
-        for server in servers:  # warm up: first requests pay for imports and caches
+        for server in servers.values():  # warm up: first requests pay for imports and caches
             wrk(server.url + PATH, seconds=1)
-        results: dict[str, list[float]] = {s.name: [] for s in servers}
-        p99: dict[str, list[float]] = {s.name: [] for s in servers}
         for round_ in range(args.rounds):
-            order = servers[round_ % len(servers) :] + servers[: round_ % len(servers)]
-            for server in order:
-                result = wrk(server.url + PATH, seconds=args.seconds)
-                results[server.name].append(result.requests_per_second)
-                p99[server.name].append(result.p99_ms)
+            for name, server in servers.items():
+                if name == BARE:
+                    continue
+                bare = wrk(servers[BARE].url + PATH, seconds=args.seconds)
+                other = wrk(server.url + PATH, seconds=args.seconds)
+                rps[BARE].append(bare.requests_per_second)
+                p99[BARE].append(bare.p99_ms)
+                rps[name].append(other.requests_per_second)
+                p99[name].append(other.p99_ms)
+                ratios[name].append(other.requests_per_second / bare.requests_per_second)
             print(
                 f"round {round_ + 1}/{args.rounds}: "
-                + ", ".join(f"{s.name.split()[0]} {results[s.name][-1]:.0f}" for s in servers),
+                + ", ".join(f"{n.split()[0]} {ratios[n][-1]:.3f}" for n in ROWS if n != BARE),
                 flush=True,
             )
     finally:
-        for server in servers:
+        for server in servers.values():
             server.stop()
 
-    bare = median(results["bare FastAPI"])
-    rows = []
+    rows = [[BARE, f"{median(rps[BARE]):.0f}", "100.0 %", f"{median(p99[BARE]):.2f}"]]
     for name in ROWS:
-        rps = median(results[name])
-        rows.append([name, f"{rps:.0f}", f"{rps / bare * 100:.1f} %", f"{median(p99[name]):.2f}"])
+        if name != BARE:
+            rows.append(
+                [
+                    name,
+                    f"{median(rps[name]):.0f}",
+                    f"{median(ratios[name]) * 100:.1f} %",
+                    f"{median(p99[name]):.2f}",
+                ]
+            )
     print()
-    print(f"GET {PATH}, wrk -t1 -c16 -d{args.seconds}s, medians of {args.rounds} rounds")
+    print(
+        f"GET {PATH}, wrk -t1 -c16 -d{args.seconds}s, medians of {args.rounds} rounds (ratio: median of paired runs)"
+    )
     print(table(["app", "requests/s", "vs bare", "p99 ms"], rows))
 
 

@@ -112,6 +112,10 @@ class Series:
     def get(self) -> float:
         return float(self._view[self._offset])
 
+    def location(self) -> tuple[FloatView, int]:
+        """The page and slot of this series' value, for a hot path that updates it in place."""
+        return self._view, self._offset
+
 
 class HistogramSeries(Series):
     """One label set of a histogram: per-bucket counts (not cumulative) then the sum."""
@@ -128,6 +132,10 @@ class HistogramSeries(Series):
         # bisect_left: a value equal to an edge belongs to that edge's bucket (le = "less or equal").
         view[self._offset + bisect_left(self._bounds, value)] += 1.0
         view[self._sum_offset] += value
+
+    def layout(self) -> tuple[FloatView, int, tuple[float, ...], int]:
+        """Page, first bucket slot, bucket edges and sum slot, for a hot path that observes in place."""
+        return self._view, self._offset, self._bounds, self._sum_offset
 
     def count(self) -> float:
         return float(sum(self._view[self._offset : self._sum_offset].tolist()))
