@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench.common import Server, median, start_uvicorn, table, wrk
+from bench.common import median, start_uvicorn, table, wrk
 
 BARE = "bare FastAPI"
 ROWS = {
