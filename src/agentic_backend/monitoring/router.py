@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
@@ -21,7 +20,7 @@ from agentic_backend.monitoring.exposition import (
     CONTENT_TYPE_TEXT,
     stream_exposition,
 )
-from agentic_backend.monitoring.health import overall
+from agentic_backend.monitoring.health import HealthCheck, overall
 from agentic_backend.monitoring.schemas import (
     ComponentHealth,
     CustomMetricRecord,
@@ -87,14 +86,14 @@ async def summary(telemetry: TelemetryDep) -> MonitoringSummary:
     "/health", responses={503: {"model": HealthResponse, "description": "A critical component is down."}}
 )
 async def health(checks: HealthChecksDep, telemetry: TelemetryDep, response: Response) -> HealthResponse:
-    async def run(check: Any) -> ComponentHealth:
+    async def run(check: HealthCheck) -> ComponentHealth:
         try:
-            result: ComponentHealth = await asyncio.wait_for(check.check(), _HEALTH_CHECK_TIMEOUT)
+            async with asyncio.timeout(_HEALTH_CHECK_TIMEOUT):
+                return await check.check()
         except TimeoutError:
             return ComponentHealth(status="down", detail=f"no answer within {_HEALTH_CHECK_TIMEOUT:g} s")
         except Exception as exc:  # a failing check is a finding, not a failure of /health
             return ComponentHealth(status="down", detail=f"check failed: {type(exc).__name__}")
-        return result
 
     results = await asyncio.gather(*(run(c) for c in checks))
     components = {c.name: r for c, r in zip(checks, results, strict=True)}
