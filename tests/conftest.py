@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,11 +14,17 @@ from fastapi import FastAPI
 from agentic_backend.app import create_app
 from agentic_backend.core.config import Settings
 
+ADMIN_KEY = "test-admin-key-0123456789-abcdefghijklmnopqrstuvwxyz"
+
+ClientFor = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
+
 
 @pytest.fixture
-def make_settings(tmp_path: Any) -> Callable[..., Settings]:
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
-        return Settings(data_dir=tmp_path / "data", **overrides)
+        values: dict[str, Any] = {"data_dir": tmp_path / "data", "admin_api_key": ADMIN_KEY}
+        values.update(overrides)
+        return Settings(**values)
 
     return make
 
@@ -33,10 +41,24 @@ def app(settings: Settings) -> FastAPI:
 
 
 @pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://testserver") as http,
-    ):
+def client_for() -> ClientFor:
+    """``async with client_for(app) as client``: the app's lifespan runs, requests carry the admin key
+    (``key=None`` for none, or another key)."""
+
+    @asynccontextmanager
+    async def open_client(app: FastAPI, key: str | None = ADMIN_KEY) -> AsyncIterator[httpx.AsyncClient]:
+        headers = {"authorization": f"Bearer {key}"} if key else {}
+        transport = httpx.ASGITransport(app=app)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://testserver", headers=headers) as client,
+        ):
+            yield client
+
+    return open_client
+
+
+@pytest.fixture
+async def client(app: FastAPI, client_for: ClientFor) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_for(app) as http:
         yield http

@@ -1,33 +1,95 @@
-"""The application factory. Nothing is built at import time: ``create_app(settings)`` makes a new app."""
+"""The application factory. Nothing is built at import time: ``create_app(settings)`` makes a new app,
+and its lifespan opens (and closes) the database."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
+from sqlalchemy import text
 
 from agentic_backend import __version__
+from agentic_backend.core.clock import Clock, SystemClock
 from agentic_backend.core.config import Settings
+from agentic_backend.core.db import Database, upgrade_async
 from agentic_backend.core.errors import install_error_handlers
-from agentic_backend.core.security import AllowAll
-from agentic_backend.monitoring.health import metrics_checks
+from agentic_backend.identity.auth import ApiKeyAuthorizer
+from agentic_backend.identity.guard import BruteForceGuard
+from agentic_backend.identity.router import router as keys_router
+from agentic_backend.identity.service import KeyService
+from agentic_backend.monitoring.health import HealthCheck, metrics_checks
 from agentic_backend.monitoring.middleware import HttpMetricsMiddleware
 from agentic_backend.monitoring.router import router as monitoring_router
+from agentic_backend.monitoring.schemas import ComponentHealth
 from agentic_backend.monitoring.service import Telemetry
+from agentic_backend.sessions.router import router as sessions_router
+from agentic_backend.sessions.service import SessionService
+
+logger = logging.getLogger(__name__)
+_PURGE_INTERVAL = 300.0
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def _database_check(database: Database) -> HealthCheck:
+    async def check() -> ComponentHealth:
+        async with database.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+        return ComponentHealth(status="ok", detail=f"{database.dialect} answers")
+
+    return HealthCheck("database", check)
+
+
+def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:
     """Build the service. ``uvicorn --factory agentic_backend.app:create_app`` reads settings from the
-    environment; tests pass their own."""
+    environment; tests pass their own (and a clock they control)."""
     settings = settings or Settings()
+    clock = clock or SystemClock()
     telemetry = Telemetry(settings)
+    if settings.database_url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    database = Database(settings.resolved_database_url)
+    keys = KeyService(database, clock)
+    sessions = SessionService(database, clock, timedelta(seconds=settings.session_idle_ttl_seconds))
+    guard = BruteForceGuard(
+        clock,
+        limit=settings.auth_failure_limit,
+        window=settings.auth_failure_window_seconds,
+        cooldown=settings.auth_cooldown_seconds,
+    )
+    active_sessions = telemetry.metrics.active_sessions.labels()
+
+    async def count_sessions() -> None:
+        active_sessions.set(await sessions.count_active())
+
+    async def purge_expired_sessions() -> None:
+        while True:
+            await asyncio.sleep(_PURGE_INTERVAL)
+            try:
+                await sessions.purge_expired()
+            except Exception:
+                logger.warning("could not purge expired sessions", exc_info=True)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        purger: asyncio.Task[None] | None = None
         try:
+            if settings.migrate_on_start:
+                await upgrade_async(database.url)
+            admin = settings.admin_api_key.get_secret_value() if settings.admin_api_key else None
+            await keys.ensure_admin(admin)
+            await count_sessions()
+            purger = asyncio.create_task(purge_expired_sessions())
             yield
         finally:
+            if purger is not None:
+                purger.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await purger
+            await database.close()
             telemetry.close()
 
     app = FastAPI(
@@ -37,10 +99,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.clock = clock
     app.state.telemetry = telemetry
-    app.state.authorizer = AllowAll()
-    app.state.health_checks = metrics_checks(telemetry, settings.custom_metrics_max_series_total)
+    app.state.database = database
+    app.state.keys = keys
+    app.state.sessions = sessions
+    app.state.authorizer = ApiKeyAuthorizer(keys, guard, telemetry.metrics)
+    telemetry.add_refresher(count_sessions)
+    app.state.health_checks = [
+        _database_check(database),
+        *metrics_checks(telemetry, settings.custom_metrics_max_series_total),
+    ]
     install_error_handlers(app)
     app.include_router(monitoring_router)
+    app.include_router(keys_router)
+    app.include_router(sessions_router)
     app.add_middleware(HttpMetricsMiddleware, metrics=telemetry.metrics)
     return app

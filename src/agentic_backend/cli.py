@@ -2,17 +2,62 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import shutil
 import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 import uvicorn
+from rich.console import Console
+from rich.table import Table
+
+from agentic_backend.core.clock import SystemClock
+from agentic_backend.core.config import Settings
+from agentic_backend.core.db import Database, upgrade
+from agentic_backend.core.errors import AppError
+from agentic_backend.identity.service import KeyService
 
 app = typer.Typer(
     help="Agentic Backend: LLM agents with production monitoring built in.", no_args_is_help=True
 )
+db_app = typer.Typer(help="The database.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
+T = TypeVar("T")
+
+
+def _settings() -> Settings:
+    try:
+        settings = Settings()
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if settings.database_url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return settings
+
+
+def _with_keys(action: Callable[[KeyService], Awaitable[T]]) -> T:
+    """Migrate, then run ``action`` against the key service; an AppError becomes a clean exit 1."""
+    settings = _settings()
+    upgrade(settings.resolved_database_url)
+
+    async def run() -> T:
+        database = Database(settings.resolved_database_url)
+        try:
+            return await action(KeyService(database, SystemClock()))
+        finally:
+            await database.close()
+
+    try:
+        return asyncio.run(run())
+    except AppError as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {exc.detail}")
+        raise typer.Exit(1) from None
 
 
 @app.callback()
@@ -31,8 +76,10 @@ def serve(
     log_level: Annotated[str, typer.Option(help="critical, error, warning, info or debug.")] = "info",
 ) -> None:
     """Run the API server (settings come from AGENTIC_* environment variables)."""
-    import os
-
+    settings = _settings()
+    # Migrate and create the first admin key once, here, rather than racing in every worker.
+    admin = settings.admin_api_key.get_secret_value() if settings.admin_api_key else None
+    _with_keys(lambda keys: keys.ensure_admin(admin))
     folder: Path | None = None
     if workers > 1:
         # Each worker publishes its metrics here; one scrape of any worker reports the sum over all.
@@ -54,3 +101,48 @@ def serve(
     finally:
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration (start-up does this too)."""
+    settings = _settings()
+    upgrade(settings.resolved_database_url)
+    typer.echo("database is up to date")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="A unique name.")],
+    role: Annotated[str, typer.Option(help="admin, operator, user or viewer.")] = "user",
+) -> None:
+    """Create a key and print its secret (shown this once)."""
+    created = _with_keys(lambda keys: keys.create(name, role))
+    Console(stderr=True).print(
+        f"created key {created.id} '{created.name}' ({created.role}); its secret, shown once:"
+    )
+    print(created.key)  # alone on stdout, so that scripts can capture it
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List keys (never their secrets)."""
+    rows = _with_keys(lambda keys: keys.list())
+    table = Table("id", "name", "role", "created", "revoked")
+    for row in rows:
+        table.add_row(
+            str(row.id),
+            row.name,
+            row.role,
+            f"{row.created_at:%Y-%m-%d %H:%M}",
+            f"{row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "",
+        )
+    Console().print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key: Annotated[str, typer.Argument(help="The key's id or name.")]) -> None:
+    """Revoke a key: it is refused from the next request on."""
+    target: int | str = int(key) if key.isdigit() else key
+    revoked = _with_keys(lambda keys: keys.revoke(target))
+    Console(stderr=True).print(f"revoked key {revoked.id} '{revoked.name}'")

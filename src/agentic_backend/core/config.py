@@ -12,6 +12,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agentic_backend.identity.keys import is_weak
+
 
 class Environment(StrEnum):
     DEVELOPMENT = "development"
@@ -25,6 +27,27 @@ class Settings(BaseSettings):
 
     environment: Environment = Environment.DEVELOPMENT
     data_dir: Path = Field(default=Path("data"), description="Where the embedded SQLite database lives.")
+
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy async URL; unset means SQLite at <data_dir>/agentic.db. "
+        "PostgreSQL: postgresql+asyncpg://user:password@host:5432/dbname",
+    )
+    migrate_on_start: bool = Field(default=True, description="Apply database migrations at start-up.")
+    admin_api_key: SecretStr | None = Field(
+        default=None,
+        description="The admin key to create on first start (empty database); else one is generated.",
+    )
+    session_idle_ttl_seconds: float = Field(
+        default=3600.0, gt=0, description="A session expires this long after its last use."
+    )
+    auth_failure_limit: int = Field(
+        default=10, ge=1, description="Failed authentications from one address ..."
+    )
+    auth_failure_window_seconds: float = Field(default=60.0, gt=0, description="... within this window ...")
+    auth_cooldown_seconds: float = Field(
+        default=300.0, gt=0, description="... block it for this long (HTTP 429)."
+    )
 
     metrics_token: SecretStr | None = Field(
         default=None,
@@ -44,6 +67,10 @@ class Settings(BaseSettings):
     custom_metrics_max_batch: int = Field(default=1_000, ge=1, le=100_000)
     custom_metrics_max_body_bytes: int = Field(default=1_048_576, ge=1_024, le=64 * 1_048_576)
 
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'agentic.db'}"
+
     @model_validator(mode="after")
     def _refuse_insecure_production(self) -> Settings:
         if self.environment is Environment.PRODUCTION and self.metrics_token is not None:
@@ -53,4 +80,14 @@ class Settings(BaseSettings):
                     "AGENTIC_METRICS_TOKEN must be at least 32 characters in production; "
                     "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
                 )
+        admin = self.admin_api_key
+        if (
+            self.environment is Environment.PRODUCTION
+            and admin is not None
+            and is_weak(admin.get_secret_value())
+        ):
+            raise ValueError(
+                "AGENTIC_ADMIN_API_KEY is too weak for production: use at least 32 characters of random "
+                "text, e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
         return self

@@ -1,14 +1,13 @@
 """The single place where routes are guarded by permission.
 
 ``RequirePermission("monitoring:write")`` is a FastAPI dependency; it asks the application's ``Authorizer``
-(``app.state.authorizer``). Until identity exists the authorizer allows everything; the identity feature
-replaces it with one that authenticates the caller and checks the role's permissions.
+(``app.state.authorizer``, the identity feature's API-key authorizer) and returns the caller's principal.
 """
 
 from __future__ import annotations
 
 import hmac
-from typing import Protocol
+from typing import Any, Protocol
 
 from fastapi import Request
 
@@ -16,26 +15,21 @@ from agentic_backend.core.errors import Unauthorized
 
 
 class Authorizer(Protocol):
-    async def authorize(self, request: Request, permission: str) -> None:
-        """Return if the caller holds ``permission``; raise ``Unauthorized`` or ``Forbidden`` otherwise."""
-
-
-class AllowAll:
-    """The authorizer of a service without identity: every caller holds every permission."""
-
-    async def authorize(self, request: Request, permission: str) -> None:
-        return None
+    async def authorize(self, request: Request, permission: str) -> Any:
+        """Return the caller's principal if it holds ``permission``; raise ``Unauthorized`` or ``Forbidden``
+        (or ``LimitExceeded``) otherwise."""
 
 
 class RequirePermission:
-    """A dependency that lets the request through only if the caller holds ``permission``."""
+    """A dependency that lets the request through only if the caller holds ``permission``; its value is
+    the caller's principal."""
 
     def __init__(self, permission: str) -> None:
         self.permission = permission
 
-    async def __call__(self, request: Request) -> None:
+    async def __call__(self, request: Request) -> Any:
         authorizer: Authorizer = request.app.state.authorizer
-        await authorizer.authorize(request, self.permission)
+        return await authorizer.authorize(request, self.permission)
 
 
 def bearer_token(request: Request) -> str | None:

@@ -94,6 +94,13 @@ AUTH_ATTEMPTS = MetricSpec(
     ("method", "result"),
     initial_labels=(("api_key", "success"), ("api_key", "failure")),
 )
+AUTH_FAILURES = MetricSpec(
+    "auth_failures_total",
+    MetricType.COUNTER,
+    "Failed authentications by reason: missing, malformed, unknown, revoked (a key that was revoked), "
+    "throttled (the client address is cooling down after repeated failures).",
+    ("reason",),
+)
 PERMISSION_CHECKS = MetricSpec(
     "permission_checks_total",
     MetricType.COUNTER,
@@ -103,9 +110,9 @@ PERMISSION_CHECKS = MetricSpec(
 ACTIVE_SESSIONS = MetricSpec(
     "active_sessions",
     MetricType.GAUGE,
-    "Unexpired agent sessions. Every replica reports the same count from the shared database: aggregate "
-    "with max(), never sum().",
-    aggregation=Aggregation.MAX,
+    "Unexpired agent sessions, counted in the database at each scrape. Every replica sharing a database "
+    "reports the same count: aggregate with max(), never sum().",
+    aggregation=Aggregation.SHARED,
 )
 ACTIVE_REQUESTS = MetricSpec(
     "active_requests",
@@ -132,6 +139,7 @@ CATALOGUE: tuple[MetricSpec, ...] = (
     CACHE_OPERATIONS,
     CACHE_SIZE,
     AUTH_ATTEMPTS,
+    AUTH_FAILURES,
     PERMISSION_CHECKS,
     ACTIVE_SESSIONS,
     ACTIVE_REQUESTS,
@@ -152,6 +160,7 @@ class BuiltinMetrics:
     cache_operations: Family
     cache_size: Family
     auth_attempts: Family
+    auth_failures: Family
     permission_checks: Family
     active_sessions: Family
     active_requests: Family

@@ -35,7 +35,8 @@ class Aggregation(StrEnum):
 
     SUM = "sum"  # counters and histograms: dead workers' counts are kept in an archive
     LIVESUM = "livesum"  # a gauge each worker owns a part of (active_requests): live workers only
-    MAX = "max"  # a gauge every worker reports alike (build info, a count read from the shared database)
+    MAX = "max"  # a gauge every worker reports alike (build info)
+    SHARED = "shared"  # read from shared state at each scrape: the answering worker's fresh value wins
 
 
 @dataclass(frozen=True, slots=True)

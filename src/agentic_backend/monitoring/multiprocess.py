@@ -80,8 +80,9 @@ def worker_journal(folder: Path, worker: str) -> Callable[[MetricSpec, tuple[str
 class WorkerSet:
     """Reads and combines the built-in metrics of every worker sharing ``folder``."""
 
-    def __init__(self, folder: Path, registry: Registry) -> None:
+    def __init__(self, folder: Path, registry: Registry, own: str) -> None:
         self.folder = folder
+        self.own = own
         self._registry = registry
         self._seen: dict[str, _WorkerFiles] = {}
 
@@ -100,9 +101,10 @@ class WorkerSet:
             if files is None:
                 files = self._seen[worker] = _WorkerFiles(self.folder, worker)
             files.refresh()
+            own = worker == self.own
             for name, labels, slot in files.entries:
                 spec = self._registry.spec(name)
-                if spec is None:
+                if spec is None or (spec.aggregation is Aggregation.SHARED and not own):
                     continue
                 page = files.pages.view(slot.page)
                 _combine(totals, spec, labels, page[slot.offset : slot.offset + spec.width].tolist())

@@ -65,6 +65,7 @@ async def metrics(request: Request, telemetry: TelemetryDep, settings: SettingsD
     headers = {"Vary": "Accept, Accept-Encoding", "Cache-Control": "no-store"}
     if gzip:
         headers["Content-Encoding"] = "gzip"
+    await telemetry.refresh()
     return StreamingResponse(
         stream_exposition(telemetry.snapshot(), openmetrics=openmetrics, gzip=gzip),
         media_type=CONTENT_TYPE_OPENMETRICS if openmetrics else CONTENT_TYPE_TEXT,
@@ -77,6 +78,7 @@ async def metrics(request: Request, telemetry: TelemetryDep, settings: SettingsD
     dependencies=[Depends(RequirePermission("monitoring:read"))],
 )
 async def summary(telemetry: TelemetryDep) -> MonitoringSummary:
+    await telemetry.refresh()
     return build_summary(
         telemetry.snapshot(), uptime_seconds=telemetry.uptime_seconds(), multiprocess=telemetry.multiprocess
     )

@@ -5,9 +5,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from agentic_backend.core.config import Settings
 from agentic_backend.monitoring.catalogue import CATALOGUE, BuiltinMetrics
@@ -16,6 +17,8 @@ from agentic_backend.monitoring.multiprocess import WorkerSet, worker_journal, w
 from agentic_backend.monitoring.registry import SERIES_OVERFLOW, Registry, Snapshot
 from agentic_backend.monitoring.storage import LocalPages, MmapPages, PageStore
 
+logger = logging.getLogger(__name__)
+
 
 class Telemetry:
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
@@ -23,13 +26,15 @@ class Telemetry:
         store: PageStore
         self._pages: MmapPages | None = None
         self.workers: WorkerSet | None = None
+        worker = ""
         if folder is None:
             store = LocalPages()
             on_allocate = None
         else:
             folder.mkdir(parents=True, exist_ok=True)
-            worker = worker_name(os.getpid())
-            assert worker is not None  # this process is running
+            name = worker_name(os.getpid())
+            assert name is not None  # this process is running
+            worker = name
             store = self._pages = MmapPages(folder, worker)
             on_allocate = worker_journal(folder, worker)
         self.registry = Registry(
@@ -38,10 +43,22 @@ class Telemetry:
         self.metrics = BuiltinMetrics.register(self.registry)
         self.custom = CustomMetrics(settings, (*CATALOGUE, SERIES_OVERFLOW), folder)
         if folder is not None:
-            self.workers = WorkerSet(folder, self.registry)
+            self.workers = WorkerSet(folder, self.registry, worker)
         self.clock = clock
+        self._refreshers: list[Callable[[], Awaitable[None]]] = []
         self.started_at = clock()
         self.multiprocess = folder is not None
+
+    def add_refresher(self, refresher: Callable[[], Awaitable[None]]) -> None:
+        """Run ``refresher`` before each scrape or summary (e.g. to count sessions in the database)."""
+        self._refreshers.append(refresher)
+
+    async def refresh(self) -> None:
+        for refresher in self._refreshers:
+            try:
+                await refresher()
+            except Exception:  # a scrape must not fail because one source is down; /health says so
+                logger.warning("metrics refresher %s failed", getattr(refresher, "__qualname__", refresher))
 
     def snapshot(self) -> Snapshot:
         builtin = self.workers.collect() if self.workers is not None else self.registry.snapshot()

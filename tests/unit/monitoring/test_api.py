@@ -50,9 +50,9 @@ async def test_metrics_is_gzipped_when_accepted(
     assert "# TYPE http_requests_total counter" in text
 
 
-async def test_metrics_token_protects_only_metrics(make_settings: Any) -> None:
+async def test_metrics_token_protects_only_metrics(make_settings: Any, client_for: Any) -> None:
     app = create_app(make_settings(metrics_token="s3cret-token"))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+    async with client_for(app) as client:
         missing = await client.get(METRICS)
         assert missing.status_code == 401
         assert missing.headers["www-authenticate"].startswith("Bearer")
@@ -67,14 +67,14 @@ async def test_metrics_token_protects_only_metrics(make_settings: Any) -> None:
         assert value(text, "http_requests_total", method="GET", endpoint=METRICS, status="401") == 3.0
 
 
-def test_production_refuses_a_short_metrics_token(make_settings: Any) -> None:
+def test_production_refuses_a_short_metrics_token(make_settings: Any, client_for: Any) -> None:
     with pytest.raises(ValueError, match="at least 32 characters"):
         make_settings(environment="production", metrics_token="short")
 
 
-async def test_health_reports_components_and_no_secrets(make_settings: Any) -> None:
+async def test_health_reports_components_and_no_secrets(make_settings: Any, client_for: Any) -> None:
     app = create_app(make_settings(metrics_token="a-secret-that-must-not-leak"))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+    async with client_for(app) as client:
         response = await client.get(f"{MONITORING}/health")
     assert response.status_code == 200
     body = response.json()

@@ -38,7 +38,7 @@ def registry(max_series: int = 100) -> Registry:
 def test_catalogue_declares_exactly_the_seed_metrics_with_their_types_and_labels() -> None:
     declared = {spec.name: (spec.type.value, spec.labelnames) for spec in CATALOGUE}
     assert {k: v for k, v in declared.items() if k in SEED_METRICS} == SEED_METRICS
-    assert set(declared) - set(SEED_METRICS) == {"agentic_backend_build_info"}
+    assert set(declared) - set(SEED_METRICS) == {"agentic_backend_build_info", "auth_failures_total"}
 
 
 def test_agent_duration_buckets_reach_two_minutes() -> None:

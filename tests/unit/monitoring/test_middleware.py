@@ -88,8 +88,10 @@ def metrics_text(telemetry: Telemetry) -> str:
 
 
 @pytest.fixture
-def built(settings: Settings) -> tuple[FastAPI, Telemetry]:
-    return build(settings)
+async def built(settings: Settings) -> AsyncIterator[tuple[FastAPI, Telemetry]]:
+    app, telemetry = build(settings)
+    async with app.router.lifespan_context(app):
+        yield app, telemetry
 
 
 async def test_route_templates_not_paths_label_requests(built: tuple[FastAPI, Telemetry]) -> None:
@@ -183,9 +185,10 @@ async def test_active_requests_counts_requests_in_flight(built: tuple[FastAPI, T
     assert value(metrics_text(telemetry), "active_requests") == 0
 
 
-async def test_every_route_of_the_service_is_labelled_with_its_full_template(settings: Settings) -> None:
-    app = create_app(settings)
-    telemetry: Telemetry = app.state.telemetry
+async def test_every_route_of_the_service_is_labelled_with_its_full_template(
+    built: tuple[FastAPI, Telemetry],
+) -> None:
+    app, telemetry = built
     paths = [r.path for r in app.routes if hasattr(r, "path")] + ["/api/v1/monitoring/health"]
     for path in paths:
         await call(app, "GET", path)

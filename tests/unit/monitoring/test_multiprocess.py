@@ -31,7 +31,7 @@ WORKER = textwrap.dedent(
         telemetry.metrics.http_requests.labels("GET", "/x", "200").inc()
         telemetry.metrics.http_duration.labels("GET", "/x").observe(0.01)
     telemetry.metrics.active_requests.labels().set(5)
-    telemetry.metrics.active_sessions.labels().set(7)
+    telemetry.metrics.active_sessions.labels().set(3)  # stale: only the answering worker's count is used
     telemetry.custom.record([CustomMetricRecord(metric_type="counter", name="jobs_total", value=1, labels={})])
     print("ready", flush=True)
     sys.stdin.readline()
@@ -61,11 +61,12 @@ def test_one_scrape_sums_live_workers_and_keeps_what_dead_workers_counted(tmp_pa
     folder = tmp_path / "metrics"
     scraper = Telemetry(Settings(metrics_multiprocess_dir=folder))
     workers = [start_worker(folder, n) for n in (3, 4, 5)]
+    scraper.metrics.active_sessions.labels().set(7)  # counted afresh in the database by the answering worker
     text = render(scraper.snapshot())
     assert value(text, "http_requests_total", method="GET", endpoint="/x", status="200") == 12
     assert value(text, "http_request_duration_seconds_count", method="GET", endpoint="/x") == 12
     assert value(text, "active_requests") == 15  # each worker's own requests, summed
-    assert value(text, "active_sessions") == 7  # the same fact in every worker: not summed
+    assert value(text, "active_sessions") == 7  # not summed, and not a stale count of another worker
     assert value(text, "jobs_total") == 3  # custom metrics live in one shared store
 
     for process in workers:

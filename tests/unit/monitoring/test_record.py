@@ -179,9 +179,9 @@ async def test_a_batch_with_conflicting_definitions_is_refused(client: httpx.Asy
     assert (await client.post(RECORD, json=batch)).status_code == 409
 
 
-async def test_series_caps_per_metric_and_in_total(make_settings: Any) -> None:
+async def test_series_caps_per_metric_and_in_total(make_settings: Any, client_for: Any) -> None:
     app = create_app(make_settings(custom_metrics_max_series_per_metric=3, custom_metrics_max_series_total=5))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+    async with client_for(app) as client:
         for i in range(3):
             assert (
                 await client.post(RECORD, json={**SEED_EXAMPLE, "labels": {"event_type": str(i)}})
@@ -252,17 +252,17 @@ record_like = st.fixed_dictionaries(
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=st.lists(record_like, min_size=1, max_size=5) | record_like | json_values)
-async def test_no_input_causes_a_server_error_or_an_invalid_exposition(make_settings: Any, body: Any) -> None:
-    app = create_app(make_settings())
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-        content = json.dumps(body, allow_nan=True)
-        response = await client.post(RECORD, content=content, headers={"content-type": "application/json"})
-        assert response.status_code < 500
-        if response.status_code >= 400:
-            assert response.json()["detail"]
-        plain = (await client.get(f"{MONITORING}/metrics")).text
-        samples(plain)
-        openmetrics = await client.get(
-            f"{MONITORING}/metrics", headers={"accept": "application/openmetrics-text"}
-        )
-        list(parse_openmetrics(openmetrics.text))
+async def test_no_input_causes_a_server_error_or_an_invalid_exposition(
+    client: httpx.AsyncClient, body: Any
+) -> None:
+    # One app for every example: what earlier examples recorded must not spoil the exposition either.
+    content = json.dumps(body, allow_nan=True)
+    response = await client.post(RECORD, content=content, headers={"content-type": "application/json"})
+    assert response.status_code < 500
+    if response.status_code >= 400:
+        assert response.json()["detail"]
+    samples((await client.get(f"{MONITORING}/metrics")).text)
+    openmetrics = await client.get(
+        f"{MONITORING}/metrics", headers={"accept": "application/openmetrics-text"}
+    )
+    list(parse_openmetrics(openmetrics.text))

@@ -1,0 +1,1 @@
+"""Identity: API keys, roles and permissions, authentication and the brute-force guard."""

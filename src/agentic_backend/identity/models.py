@@ -1,0 +1,25 @@
+"""Tables of the identity feature."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import DateTime, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from agentic_backend.core.db import Base
+
+
+class ApiKey(Base):
+    """An API key. The secret itself is never stored: ``public_id`` finds the row, ``secret_hash``
+    (SHA-256 of the whole key) proves it."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(20))
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)

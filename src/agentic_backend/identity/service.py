@@ -1,0 +1,107 @@
+"""API keys: create, list, revoke, verify, and the first admin key."""
+
+from __future__ import annotations
+
+import sys
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from agentic_backend.core.clock import Clock
+from agentic_backend.core.db import Database
+from agentic_backend.identity import keys
+from agentic_backend.identity.errors import InvalidKeyRequest, KeyNameTaken, KeyNotFound
+from agentic_backend.identity.models import ApiKey
+from agentic_backend.identity.permissions import Role
+from agentic_backend.identity.schemas import ApiKeyCreated, ApiKeyPublic, Principal
+
+ADMIN_KEY_NAME = "admin"
+
+
+def _public(row: ApiKey) -> ApiKeyPublic:
+    return ApiKeyPublic(
+        id=row.id, name=row.name, role=row.role, created_at=row.created_at, revoked_at=row.revoked_at
+    )
+
+
+class KeyService:
+    def __init__(self, database: Database, clock: Clock) -> None:
+        self._db = database
+        self._clock = clock
+
+    async def create(self, name: str, role: str, *, secret: str | None = None) -> ApiKeyCreated:
+        try:
+            role = Role(role).value
+        except ValueError:
+            raise InvalidKeyRequest(
+                f"unknown role {role!r}; choose one of {', '.join(r.value for r in Role)}."
+            ) from None
+        key = secret or keys.generate()
+        row = ApiKey(
+            name=name,
+            role=role,
+            public_id=keys.public_id(key),
+            secret_hash=keys.secret_hash(key),
+            created_at=self._clock.now(),
+        )
+        async with self._db.session() as session:
+            session.add(row)
+            try:
+                await session.commit()
+            except IntegrityError:
+                raise KeyNameTaken(
+                    f"an API key named {name!r} exists already; choose another name."
+                ) from None
+        return ApiKeyCreated(**_public(row).model_dump(), key=key)
+
+    async def list(self) -> list[ApiKeyPublic]:
+        async with self._db.session() as session:
+            rows = (await session.scalars(select(ApiKey).order_by(ApiKey.id))).all()
+        return [_public(row) for row in rows]
+
+    async def revoke(self, id_or_name: int | str) -> ApiKeyPublic:
+        async with self._db.session() as session:
+            column = ApiKey.id if isinstance(id_or_name, int) else ApiKey.name
+            row = await session.scalar(select(ApiKey).where(column == id_or_name))
+            if row is None:
+                raise KeyNotFound(f"no API key {id_or_name!r}; 'keys list' shows the keys.")
+            if row.revoked_at is None:
+                row.revoked_at = self._clock.now()
+                await session.commit()
+            return _public(row)
+
+    async def verify(self, key: str) -> tuple[Principal | None, str]:
+        """The principal of a valid key, or None and why not: ``malformed``, ``unknown`` or ``revoked``."""
+        if len(key) > keys.MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
+            keys.matches(key[: keys.MAX_KEY_LENGTH], None)  # same work as a real check
+            return None, "malformed"
+        async with self._db.session() as session:
+            row = await session.scalar(select(ApiKey).where(ApiKey.public_id == keys.public_id(key)))
+        if not keys.matches(key, row.secret_hash if row is not None else None) or row is None:
+            return None, "unknown"
+        if row.revoked_at is not None:
+            return None, "revoked"
+        return Principal(key_id=row.id, name=row.name, role=row.role), "ok"
+
+    async def count(self) -> int:
+        async with self._db.session() as session:
+            return int(await session.scalar(select(func.count()).select_from(ApiKey)) or 0)
+
+    async def ensure_admin(self, configured: str | None) -> None:
+        """On first start (no keys at all) create the admin key: the configured one, or a new one printed
+        once on the terminal (never logged)."""
+        if await self.count() > 0:
+            return
+        try:
+            created = await self.create(ADMIN_KEY_NAME, Role.ADMIN, secret=configured)
+        except KeyNameTaken:
+            return  # another worker or replica created it first
+        if configured is None:
+            print(
+                "\n  No API keys existed, so an admin key was created. It is shown this once:\n\n"
+                f"      {created.key}\n\n"
+                "  Use it as 'Authorization: Bearer <key>'; create more with "
+                "'agentic-backend keys create'.\n",
+                file=sys.stderr,
+                flush=True,
+            )
