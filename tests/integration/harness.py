@@ -107,7 +107,9 @@ class Service(Process):
             str(self.port),
         ]
         args += ["--workers", str(workers), "--no-access-log", "--log-level", "warning"]
-        base_env = {"AGENTIC_DATA_DIR": str(workdir / "data")}
+        self.admin_key = "integration-admin-key-" + os.urandom(16).hex()
+        self.headers = {"authorization": f"Bearer {self.admin_key}"}
+        base_env = {"AGENTIC_DATA_DIR": str(workdir / "data"), "AGENTIC_ADMIN_API_KEY": self.admin_key}
         super().__init__("service", args, workdir, {**base_env, **(env or {})})
         try:
             wait_until(self._ready, timeout=30, what="the service to answer /health")

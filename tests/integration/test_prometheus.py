@@ -106,6 +106,7 @@ def test_a_custom_metric_recorded_through_the_api_is_queryable(
             "labels": {"event_type": "signup"},
         },
         timeout=5,
+        headers=service.headers,
     )
     assert response.status_code == 200
     found = prometheus.wait_for('custom_events_total{event_type="signup"}')
@@ -114,6 +115,7 @@ def test_a_custom_metric_recorded_through_the_api_is_queryable(
         f"{service.url}/api/v1/monitoring/record",
         json=[{"metric_type": "histogram", "name": "job_seconds", "value": v} for v in (0.2, 0.4, 3.0)],
         timeout=5,
+        headers=service.headers,
     ).raise_for_status()
     count = prometheus.wait_for("job_seconds_count")
     assert count[0]["value"][1] == "3"
@@ -137,6 +139,7 @@ def test_promtool_accepts_the_exposition(service: Service, tmp_path: Path) -> No
             {"metric_type": "histogram", "name": "job_duration_seconds", "value": 0.7},
         ],
         timeout=5,
+        headers=service.headers,
     ).raise_for_status()
     text = httpx.get(f"{service.url}/api/v1/monitoring/metrics", timeout=5).text
     result = subprocess.run(
