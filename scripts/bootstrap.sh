@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the service and its tests need on a fresh Debian machine, and nothing that is already
-# there: Debian's prometheus (with promtool), prometheus-alertmanager and wrk, then uv and the locked
-# Python environment. Safe to run again.
+# there: Debian's prometheus (with promtool), prometheus-alertmanager, wrk and PostgreSQL/Redis if absent;
+# starts PostgreSQL and Redis if they are down; then uv and the locked Python environment. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,12 +13,27 @@ if [[ $want_system == all ]]; then
   command -v promtool >/dev/null || missing+=(prometheus)
   command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
   command -v wrk >/dev/null || missing+=(wrk)
+  command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
+  command -v redis-server >/dev/null || missing+=(redis-server)
   if ((${#missing[@]})); then
     sudo=""
     [[ $(id -u) == 0 ]] || sudo="sudo"
     echo "bootstrap: installing Debian packages: ${missing[*]}"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+
+  # The tests use the machine's PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379): start them if down.
+  if command -v pg_ctlcluster >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; then
+    echo "bootstrap: starting PostgreSQL"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+    for _ in $(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+  fi
+  if command -v redis-server >/dev/null && ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
+    echo "bootstrap: starting Redis"
+    mkdir -p /var/lib/redis /var/log/redis
+    redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+      --dir /var/lib/redis --logfile /var/log/redis/ci.log
   fi
 fi
 
