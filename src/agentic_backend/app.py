@@ -14,6 +14,16 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from agentic_backend import __version__
+from agentic_backend.agents.registry import load_agent_types
+from agentic_backend.agents.router import router as agents_router
+from agentic_backend.agents.service import AgentService, Limits
+from agentic_backend.billing.budget import Budgets
+from agentic_backend.billing.ledger import Ledger
+from agentic_backend.billing.pricing import Pricer
+from agentic_backend.billing.ratelimit import RateLimiter
+from agentic_backend.billing.router import router as usage_router
+from agentic_backend.cache.backends import CacheBackend, MemoryCache, RedisCache
+from agentic_backend.cache.service import ResponseCache
 from agentic_backend.core.clock import Clock, SystemClock
 from agentic_backend.core.config import Settings
 from agentic_backend.core.db import Database, upgrade_async
@@ -22,6 +32,7 @@ from agentic_backend.identity.auth import ApiKeyAuthorizer
 from agentic_backend.identity.guard import BruteForceGuard
 from agentic_backend.identity.router import router as keys_router
 from agentic_backend.identity.service import KeyService
+from agentic_backend.llm.factory import build_providers
 from agentic_backend.monitoring.health import HealthCheck, metrics_checks
 from agentic_backend.monitoring.middleware import HttpMetricsMiddleware
 from agentic_backend.monitoring.router import router as monitoring_router
@@ -61,6 +72,32 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         cooldown=settings.auth_cooldown_seconds,
     )
     active_sessions = telemetry.metrics.active_sessions.labels()
+    backend: CacheBackend = (
+        RedisCache(settings.redis_url) if settings.redis_url else MemoryCache(settings.cache_max_bytes)
+    )
+    cache = ResponseCache(backend, telemetry.metrics, settings.cache_ttl_seconds)
+    ledger = Ledger(database)
+    providers = build_providers(settings)
+    agents = AgentService(
+        load_agent_types(settings.agents_file),
+        providers,
+        pricer=Pricer(settings.model_prices),
+        cache=cache,
+        budgets=Budgets(database),
+        limiter=RateLimiter(clock),
+        sessions=sessions,
+        ledger=ledger,
+        metrics=telemetry.metrics,
+        limits=Limits(
+            default_monthly_budget_dollars=settings.default_monthly_budget_dollars,
+            default_rpm_limit=settings.default_rpm_limit,
+            query_cost_estimate_dollars=settings.query_cost_estimate_dollars,
+        ),
+        clock=clock,
+    )
+
+    async def cache_size() -> None:
+        await cache.refresh_size()
 
     async def count_sessions() -> None:
         active_sessions.set(await sessions.count_active())
@@ -89,6 +126,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 purger.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await purger
+            for provider in providers.values():
+                await provider.close()
+            await backend.close()
             await database.close()
             telemetry.close()
 
@@ -104,15 +144,22 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.state.database = database
     app.state.keys = keys
     app.state.sessions = sessions
+    app.state.agents = agents
+    app.state.ledger = ledger
+    app.state.cache = cache
     app.state.authorizer = ApiKeyAuthorizer(keys, guard, telemetry.metrics)
     telemetry.add_refresher(count_sessions)
+    telemetry.add_refresher(cache_size)
     app.state.health_checks = [
         _database_check(database),
+        HealthCheck("cache", cache.health, critical=False),
         *metrics_checks(telemetry, settings.custom_metrics_max_series_total),
     ]
     install_error_handlers(app)
     app.include_router(monitoring_router)
     app.include_router(keys_router)
     app.include_router(sessions_router)
+    app.include_router(agents_router)
+    app.include_router(usage_router)
     app.add_middleware(HttpMetricsMiddleware, metrics=telemetry.metrics)
     return app

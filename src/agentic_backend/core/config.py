@@ -49,6 +49,34 @@ class Settings(BaseSettings):
         default=300.0, gt=0, description="... block it for this long (HTTP 429)."
     )
 
+    agents_file: Path | None = Field(default=None, description="JSON list of extra or changed agent types.")
+    redis_url: str | None = Field(
+        default=None, description="redis://host:6379/0 for a response cache shared by replicas."
+    )
+    cache_ttl_seconds: float = Field(default=3600.0, gt=0)
+    cache_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, description="In-memory cache size limit.")
+    model_prices: dict[str, tuple[float, float]] = Field(
+        default_factory=dict,
+        description="Prices for models genai-prices does not know, as JSON: "
+        '{"model": [input $/Mtok, output $/Mtok]}.',
+    )
+    default_monthly_budget_dollars: float | None = Field(default=None, ge=0, description="Unset: no budget.")
+    default_rpm_limit: int | None = Field(default=None, ge=1, description="Unset: no rate limit.")
+    query_cost_estimate_dollars: float = Field(
+        default=0.01, gt=0, description="What a query reserves from its key's budget while it runs."
+    )
+    sim_latency_ms: float = Field(default=0.0, ge=0, le=600_000)
+    sim_failure_rate: float = Field(default=0.0, ge=0, le=1)
+    sim_tool_calls: bool = True
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = Field(
+        default=None, description="Any OpenAI-compatible API (vLLM, Ollama, LiteLLM)."
+    )
+    anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str | None = None
+    provider_timeout_seconds: float = Field(default=60.0, gt=0)
+    provider_max_retries: int = Field(default=2, ge=0, le=10)
+
     metrics_token: SecretStr | None = Field(
         default=None,
         description="When set, GET /api/v1/monitoring/metrics requires 'Authorization: Bearer <token>'.",

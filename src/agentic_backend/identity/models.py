@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, Integer, String
+from sqlalchemy import DateTime, Float, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from agentic_backend.core.db import Base
@@ -23,3 +23,6 @@ class ApiKey(Base):
     secret_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    # None: the settings' defaults (AGENTIC_DEFAULT_MONTHLY_BUDGET_DOLLARS, AGENTIC_DEFAULT_RPM_LIMIT).
+    monthly_budget_dollars: Mapped[float | None] = mapped_column(Float, default=None)
+    rpm_limit: Mapped[int | None] = mapped_column(Integer, default=None)

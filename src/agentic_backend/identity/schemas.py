@@ -17,6 +17,8 @@ class Principal:
     key_id: int
     name: str
     role: str
+    monthly_budget_dollars: float | None = None  # None: the settings' default
+    rpm_limit: int | None = None
 
 
 class ApiKeyCreate(BaseModel):
@@ -24,6 +26,10 @@ class ApiKeyCreate(BaseModel):
 
     name: str = Field(min_length=1, max_length=100, description="A unique name, e.g. the application's.")
     role: Role = Field(description="admin, operator, user or viewer.")
+    monthly_budget_dollars: float | None = Field(
+        default=None, ge=0, le=1e9, description="Unset: the default."
+    )
+    rpm_limit: int | None = Field(default=None, ge=1, le=1_000_000, description="Unset: the default.")
 
     @field_validator("name")
     @classmethod
@@ -36,12 +42,23 @@ class ApiKeyCreate(BaseModel):
         return value
 
 
+class ApiKeyLimits(BaseModel):
+    """Per-key overrides of the default budget and rate limit; null restores the default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    monthly_budget_dollars: float | None = Field(default=None, ge=0, le=1e9)
+    rpm_limit: int | None = Field(default=None, ge=1, le=1_000_000)
+
+
 class ApiKeyPublic(BaseModel):
     """A key as listed: never its secret."""
 
     id: int
     name: str
     role: str
+    monthly_budget_dollars: float | None = None
+    rpm_limit: int | None = None
     created_at: datetime
     revoked_at: datetime | None
 

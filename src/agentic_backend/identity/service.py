@@ -29,7 +29,15 @@ class KeyService:
         self._db = database
         self._clock = clock
 
-    async def create(self, name: str, role: str, *, secret: str | None = None) -> ApiKeyCreated:
+    async def create(
+        self,
+        name: str,
+        role: str,
+        *,
+        secret: str | None = None,
+        monthly_budget_dollars: float | None = None,
+        rpm_limit: int | None = None,
+    ) -> ApiKeyCreated:
         try:
             role = Role(role).value
         except ValueError:
@@ -43,6 +51,8 @@ class KeyService:
             public_id=keys.public_id(key),
             secret_hash=keys.secret_hash(key),
             created_at=self._clock.now(),
+            monthly_budget_dollars=monthly_budget_dollars,
+            rpm_limit=rpm_limit,
         )
         async with self._db.session() as session:
             session.add(row)
@@ -81,7 +91,24 @@ class KeyService:
             return None, "unknown"
         if row.revoked_at is not None:
             return None, "revoked"
-        return Principal(key_id=row.id, name=row.name, role=row.role), "ok"
+        principal = Principal(
+            key_id=row.id,
+            name=row.name,
+            role=row.role,
+            monthly_budget_dollars=row.monthly_budget_dollars,
+            rpm_limit=row.rpm_limit,
+        )
+        return principal, "ok"
+
+    async def set_limits(self, key_id: int, budget: float | None, rpm: int | None) -> ApiKeyPublic:
+        async with self._db.session() as session:
+            row = await session.get(ApiKey, key_id)
+            if row is None:
+                raise KeyNotFound(f"no API key {key_id!r}; 'keys list' shows the keys.")
+            row.monthly_budget_dollars = budget
+            row.rpm_limit = rpm
+            await session.commit()
+            return _public(row)
 
     async def count(self) -> int:
         async with self._db.session() as session:

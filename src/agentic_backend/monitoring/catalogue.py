@@ -65,6 +65,48 @@ API_TOKENS = MetricSpec(
     "Tokens sent to (type=input) and received from (type=output) LLM providers, by provider and model.",
     ("provider", "model", "type"),
 )
+# Model calls: a small completion returns in 0.2-2 s, long generations and retries take up to minutes.
+LLM_DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0)
+STEP_BUCKETS = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0)  # agent types allow 1-20 steps
+
+AGENT_STEPS = MetricSpec(
+    "agent_query_steps",
+    MetricType.HISTOGRAM,
+    "Model calls (steps) per agent query.",
+    ("agent_type",),
+    STEP_BUCKETS,
+)
+AGENT_TOOL_CALLS = MetricSpec(
+    "agent_tool_calls_total",
+    MetricType.COUNTER,
+    "Tool calls made by agents, by tool and outcome (ok, error).",
+    ("agent_type", "tool", "outcome"),
+)
+LLM_DURATION = MetricSpec(
+    "llm_request_duration_seconds",
+    MetricType.HISTOGRAM,
+    "Time of one model call, by provider and model.",
+    ("provider", "model"),
+    LLM_DURATION_BUCKETS,
+)
+LLM_ERRORS = MetricSpec(
+    "llm_errors_total",
+    MetricType.COUNTER,
+    "Failed model calls by provider, model and kind: timeout, rate_limit, auth, server, bad_response.",
+    ("provider", "model", "kind"),
+)
+API_UNPRICED_CALLS = MetricSpec(
+    "api_unpriced_calls_total",
+    MetricType.COUNTER,
+    "Model calls whose model has no known price (counted at $0): add it to AGENTIC_MODEL_PRICES.",
+    ("provider", "model"),
+)
+CACHE_SAVED = MetricSpec(
+    "cache_saved_dollars_total",
+    MetricType.COUNTER,
+    "US dollars the response cache saved: what the cached answers cost when they were first computed.",
+    ("provider", "model"),
+)
 CACHE_OPERATIONS = MetricSpec(
     "cache_operations_total",
     MetricType.COUNTER,
@@ -144,6 +186,12 @@ CATALOGUE: tuple[MetricSpec, ...] = (
     ACTIVE_SESSIONS,
     ACTIVE_REQUESTS,
     BUILD_INFO,
+    AGENT_STEPS,
+    AGENT_TOOL_CALLS,
+    LLM_DURATION,
+    LLM_ERRORS,
+    API_UNPRICED_CALLS,
+    CACHE_SAVED,
 )
 
 
@@ -165,6 +213,12 @@ class BuiltinMetrics:
     active_sessions: Family
     active_requests: Family
     build_info: Family
+    agent_steps: Family
+    agent_tool_calls: Family
+    llm_duration: Family
+    llm_errors: Family
+    api_unpriced_calls: Family
+    cache_saved: Family
 
     @classmethod
     def register(cls, registry: Registry) -> BuiltinMetrics:

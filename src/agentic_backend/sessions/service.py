@@ -12,6 +12,7 @@ from agentic_backend.core.clock import Clock
 from agentic_backend.core.db import Database
 from agentic_backend.core.errors import NotFound
 from agentic_backend.identity.schemas import Principal
+from agentic_backend.llm.base import Message
 from agentic_backend.sessions.models import AgentSession, SessionMessage
 from agentic_backend.sessions.schemas import MessagePublic, SessionPublic
 
@@ -70,6 +71,19 @@ class SessionService:
             ).all()
             await session.commit()
             return self._public(row, list(messages))
+
+    async def history(self, principal: Principal, session_id: str) -> list[Message]:
+        """The session's messages as model input; 404 unless it is the caller's and unexpired."""
+        async with self._db.session() as session:
+            await self._owned(session, principal, session_id)
+            rows = (
+                await session.scalars(
+                    select(SessionMessage)
+                    .where(SessionMessage.session_id == session_id)
+                    .order_by(SessionMessage.id)
+                )
+            ).all()
+        return [Message(row.role, row.content) for row in rows]
 
     async def append(self, principal: Principal, session_id: str, messages: list[tuple[str, str]]) -> None:
         async with self._db.session() as session:

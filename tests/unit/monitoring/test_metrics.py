@@ -38,7 +38,16 @@ def registry(max_series: int = 100) -> Registry:
 def test_catalogue_declares_exactly_the_seed_metrics_with_their_types_and_labels() -> None:
     declared = {spec.name: (spec.type.value, spec.labelnames) for spec in CATALOGUE}
     assert {k: v for k, v in declared.items() if k in SEED_METRICS} == SEED_METRICS
-    assert set(declared) - set(SEED_METRICS) == {"agentic_backend_build_info", "auth_failures_total"}
+    assert set(declared) - set(SEED_METRICS) == {
+        "agentic_backend_build_info",
+        "auth_failures_total",
+        "agent_query_steps",
+        "agent_tool_calls_total",
+        "llm_request_duration_seconds",
+        "llm_errors_total",
+        "api_unpriced_calls_total",
+        "cache_saved_dollars_total",
+    }
 
 
 def test_agent_duration_buckets_reach_two_minutes() -> None:

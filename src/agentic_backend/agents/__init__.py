@@ -1,0 +1,1 @@
+"""Agents: agent types, the tool loop, and the query service that accounts for every call."""

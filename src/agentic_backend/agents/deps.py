@@ -1,0 +1,21 @@
+"""FastAPI dependencies of the agents feature."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from agentic_backend.agents.service import AgentService
+from agentic_backend.core.security import RequirePermission
+from agentic_backend.identity.permissions import Permission
+from agentic_backend.identity.schemas import Principal
+
+
+def get_agent_service(request: Request) -> AgentService:
+    service: AgentService = request.app.state.agents
+    return service
+
+
+AgentServiceDep = Annotated[AgentService, Depends(get_agent_service)]
+AgentsQuerier = Annotated[Principal, Depends(RequirePermission(Permission.AGENTS_QUERY))]

@@ -1,0 +1,1 @@
+"""Billing: pricing model calls, the usage ledger, budgets and rate limits."""

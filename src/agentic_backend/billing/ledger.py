@@ -1,0 +1,174 @@
+"""The usage ledger: one row per agent query, the source of truth for per-key spend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from pydantic import BaseModel
+from sqlalchemy import func, select
+
+from agentic_backend.billing.models import UsageRecord
+from agentic_backend.billing.pricing import nanos_to_dollars
+from agentic_backend.core.db import Database
+from agentic_backend.identity.models import ApiKey
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    request_id: str
+    key_id: int
+    agent_type: str
+    provider: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cost_nanodollars: int
+    cached: bool
+    status: str
+    error_kind: str | None
+    duration_seconds: float
+    created_at: datetime
+
+
+class UsagePublic(BaseModel):
+    request_id: str
+    key_id: int
+    agent_type: str
+    provider: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cost_dollars: float
+    cached: bool
+    status: str
+    error_kind: str | None
+    duration_seconds: float
+    created_at: datetime
+
+
+class UsageTotals(BaseModel):
+    queries: int
+    input_tokens: int
+    output_tokens: int
+    cost_dollars: float
+    cached: int
+
+
+class KeyUsage(UsageTotals):
+    key_id: int
+    name: str
+
+
+class UsageReport(BaseModel):
+    totals: UsageTotals
+    records: list[UsagePublic]
+
+
+class Ledger:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def record(self, entry: LedgerEntry) -> None:
+        async with self._db.session() as session:
+            session.add(UsageRecord(**{f: getattr(entry, f) for f in entry.__slots__}))
+            await session.commit()
+
+    async def report(
+        self,
+        *,
+        key_id: int | None,
+        agent_type: str | None,
+        status: str | None,
+        since: datetime | None,
+        until: datetime | None,
+        limit: int,
+    ) -> UsageReport:
+        conditions = []
+        if key_id is not None:
+            conditions.append(UsageRecord.key_id == key_id)
+        if agent_type is not None:
+            conditions.append(UsageRecord.agent_type == agent_type)
+        if status is not None:
+            conditions.append(UsageRecord.status == status)
+        if since is not None:
+            conditions.append(UsageRecord.created_at >= since)
+        if until is not None:
+            conditions.append(UsageRecord.created_at < until)
+        async with self._db.session() as session:
+            totals = (
+                await session.execute(
+                    select(
+                        func.count(),
+                        func.coalesce(func.sum(UsageRecord.input_tokens), 0),
+                        func.coalesce(func.sum(UsageRecord.output_tokens), 0),
+                        func.coalesce(func.sum(UsageRecord.cost_nanodollars), 0),
+                        func.coalesce(
+                            func.sum(func.cast(UsageRecord.cached, type_=UsageRecord.input_tokens.type)), 0
+                        ),
+                    ).where(*conditions)
+                )
+            ).one()
+            rows = (
+                await session.scalars(
+                    select(UsageRecord).where(*conditions).order_by(UsageRecord.id.desc()).limit(limit)
+                )
+            ).all()
+        return UsageReport(
+            totals=UsageTotals(
+                queries=int(totals[0]),
+                input_tokens=int(totals[1]),
+                output_tokens=int(totals[2]),
+                cost_dollars=nanos_to_dollars(int(totals[3])),
+                cached=int(totals[4]),
+            ),
+            records=[
+                UsagePublic(
+                    request_id=r.request_id,
+                    key_id=r.key_id,
+                    agent_type=r.agent_type,
+                    provider=r.provider,
+                    model=r.model,
+                    input_tokens=r.input_tokens,
+                    output_tokens=r.output_tokens,
+                    cost_dollars=nanos_to_dollars(r.cost_nanodollars),
+                    cached=r.cached,
+                    status=r.status,
+                    error_kind=r.error_kind,
+                    duration_seconds=r.duration_seconds,
+                    created_at=r.created_at,
+                )
+                for r in rows
+            ],
+        )
+
+    async def totals_by_key(self) -> list[KeyUsage]:
+        async with self._db.session() as session:
+            rows = (
+                await session.execute(
+                    select(
+                        UsageRecord.key_id,
+                        ApiKey.name,
+                        func.count(),
+                        func.sum(UsageRecord.input_tokens),
+                        func.sum(UsageRecord.output_tokens),
+                        func.sum(UsageRecord.cost_nanodollars),
+                        func.sum(func.cast(UsageRecord.cached, type_=UsageRecord.input_tokens.type)),
+                    )
+                    .join(ApiKey, ApiKey.id == UsageRecord.key_id)
+                    .group_by(UsageRecord.key_id, ApiKey.name)
+                    .order_by(func.sum(UsageRecord.cost_nanodollars).desc())
+                )
+            ).all()
+        return [
+            KeyUsage(
+                key_id=r[0],
+                name=r[1],
+                queries=int(r[2]),
+                input_tokens=int(r[3] or 0),
+                output_tokens=int(r[4] or 0),
+                cost_dollars=nanos_to_dollars(int(r[5] or 0)),
+                cached=int(r[6] or 0),
+            )
+            for r in rows
+        ]

@@ -1,0 +1,42 @@
+"""Tables of the billing feature: the usage ledger and each key's monthly spend."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from agentic_backend.core.db import Base
+
+
+class UsageRecord(Base):
+    """One agent query: who asked, what it used and cost, how it ended. The source of truth for spend."""
+
+    __tablename__ = "usage_records"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(32), index=True)
+    key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), index=True)
+    agent_type: Mapped[str] = mapped_column(String(40))
+    provider: Mapped[str] = mapped_column(String(20))
+    model: Mapped[str] = mapped_column(String(100))
+    input_tokens: Mapped[int] = mapped_column(Integer)
+    output_tokens: Mapped[int] = mapped_column(Integer)
+    cost_nanodollars: Mapped[int] = mapped_column(BigInteger)
+    cached: Mapped[bool] = mapped_column(Boolean)
+    status: Mapped[str] = mapped_column(String(20))
+    error_kind: Mapped[str | None] = mapped_column(String(20), default=None)
+    duration_seconds: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class KeySpend(Base):
+    """A key's spend in one calendar month (UTC), and what queries in flight have reserved."""
+
+    __tablename__ = "key_spend"
+
+    key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True)
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)  # YYYY-MM
+    spent_nanodollars: Mapped[int] = mapped_column(BigInteger, default=0)
+    reserved_nanodollars: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -1,0 +1,48 @@
+"""``/api/v1/usage``: the ledger. A key sees its own usage; ``usage:admin`` sees any key's."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from agentic_backend.billing.ledger import Ledger, UsageReport
+from agentic_backend.core.security import RequirePermission
+from agentic_backend.identity.errors import PermissionDenied
+from agentic_backend.identity.permissions import Permission, allows
+from agentic_backend.identity.schemas import Principal
+
+router = APIRouter(prefix="/api/v1/usage", tags=["usage"])
+
+
+def get_ledger(request: Request) -> Ledger:
+    ledger: Ledger = request.app.state.ledger
+    return ledger
+
+
+@router.get("")
+async def usage(
+    principal: Annotated[Principal, Depends(RequirePermission(Permission.USAGE_READ))],
+    ledger: Annotated[Ledger, Depends(get_ledger)],
+    key_id: Annotated[int | None, Query(description="Another key's usage (needs usage:admin).")] = None,
+    agent_type: str | None = None,
+    status: Annotated[str | None, Query(pattern="^(success|error|rejected)$")] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Annotated[int, Query(ge=0, le=1000)] = 100,
+) -> UsageReport:
+    """Totals and the most recent records of the caller's key (or, for admins, any key or all keys)."""
+    if (
+        key_id is not None
+        and key_id != principal.key_id
+        and not allows(principal.role, Permission.USAGE_ADMIN)
+    ):
+        raise PermissionDenied(
+            f"Reading another key's usage needs the permission '{Permission.USAGE_ADMIN}'."
+        )
+    if key_id is None and not allows(principal.role, Permission.USAGE_ADMIN):
+        key_id = principal.key_id
+    return await ledger.report(
+        key_id=key_id, agent_type=agent_type, status=status, since=since, until=until, limit=limit
+    )

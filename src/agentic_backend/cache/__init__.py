@@ -1,0 +1,1 @@
+"""The response cache: in memory (LRU, bounded in bytes) or Redis, counted in cache_operations_total."""

@@ -1,0 +1,130 @@
+"""Cache back-ends. Both store opaque bytes under string keys with a time-to-live."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol
+
+import redis.asyncio as aioredis
+
+
+class CacheBackend(Protocol):
+    name: str
+
+    async def get(self, key: str) -> bytes | None: ...
+    async def set(self, key: str, value: bytes, ttl: float) -> None: ...
+    async def delete(self, key: str) -> None: ...
+    async def size_bytes(self) -> int: ...
+    async def ping(self) -> None: ...
+    async def close(self) -> None: ...
+
+
+class MemoryCache:
+    """A least-recently-used cache bounded by the bytes of its keys and values; expired entries are dropped
+    when met. ``size_bytes`` is exact: the sum of stored key and value lengths."""
+
+    name = "memory"
+
+    def __init__(self, max_bytes: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._max = max_bytes
+        self._clock = clock
+        self._entries: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
+        self._bytes = 0
+
+    async def get(self, key: str) -> bytes | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        value, expires = entry
+        if expires <= self._clock():
+            self._remove(key)
+            return None
+        self._entries.move_to_end(key)
+        return value
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        size = len(key) + len(value)
+        if size > self._max:
+            return  # larger than the whole cache: not worth evicting everything for
+        if key in self._entries:
+            self._remove(key)
+        self._entries[key] = (value, self._clock() + ttl)
+        self._bytes += size
+        while self._bytes > self._max:
+            oldest = next(iter(self._entries))
+            self._remove(oldest)
+
+    async def delete(self, key: str) -> None:
+        if key in self._entries:
+            self._remove(key)
+
+    def _remove(self, key: str) -> None:
+        value, _ = self._entries.pop(key)
+        self._bytes -= len(key) + len(value)
+
+    async def size_bytes(self) -> int:
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        self._entries.clear()
+        self._bytes = 0
+
+
+class RedisCache:
+    """Entries are Redis strings under ``prefix``, expiring on their own. ``size_bytes`` sums the stored
+    values' lengths with a bounded SCAN (up to ``scan_limit`` keys) at each scrape."""
+
+    name = "redis"
+
+    def __init__(
+        self, url: str, *, prefix: str = "agentic:cache:", timeout: float = 0.5, scan_limit: int = 100_000
+    ) -> None:
+        self._client = aioredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        self._prefix = prefix
+        self._scan_limit = scan_limit
+
+    async def get(self, key: str) -> bytes | None:
+        value = await self._client.get(self._prefix + key)
+        return value if isinstance(value, bytes) or value is None else str(value).encode()
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        await self._client.set(self._prefix + key, value, px=max(1, int(ttl * 1000)))
+
+    async def delete(self, key: str) -> None:
+        await self._client.delete(self._prefix + key)
+
+    async def size_bytes(self) -> int:
+        total, seen = 0, 0
+        async for batch in self._scan_batches():
+            async with self._client.pipeline(transaction=False) as pipe:
+                for name in batch:
+                    pipe.strlen(name)
+                lengths = await pipe.execute()
+            total += sum(int(n) for n in lengths) + sum(len(n) for n in batch)  # values, then key names
+            seen += len(batch)
+            if seen >= self._scan_limit:
+                break
+        return total
+
+    async def _scan_batches(self) -> AsyncIterator[list[bytes | str]]:
+        cursor = 0
+        while True:
+            cursor, names = await self._client.scan(cursor=cursor, match=self._prefix + "*", count=1000)
+            if names:
+                yield names
+            if cursor == 0:
+                return
+
+    async def ping(self) -> None:
+        await self._client.ping()
+
+    async def close(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,84 @@
+"""The response cache as agents use it: keys from normalised queries, every operation counted, and a Redis
+outage turned into cache misses (the query still runs) and counted errors rather than failed queries."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+
+from agentic_backend.cache.backends import CacheBackend
+from agentic_backend.monitoring.catalogue import BuiltinMetrics
+from agentic_backend.monitoring.schemas import ComponentHealth
+
+logger = logging.getLogger(__name__)
+_SPACE = re.compile(r"\s+")
+_ERRORS = (OSError, TimeoutError, ConnectionError, Exception)
+
+
+def cache_key(agent_type: str, model: str, query: str) -> str:
+    """Identical stateless queries share a key: same agent type and model, same text up to case and spaces."""
+    normalised = _SPACE.sub(" ", query.strip().lower())
+    return hashlib.sha256(f"{agent_type}\x00{model}\x00{normalised}".encode()).hexdigest()
+
+
+class ResponseCache:
+    def __init__(self, backend: CacheBackend, metrics: BuiltinMetrics, ttl: float) -> None:
+        self.backend = backend
+        self._ttl = ttl
+        ops = metrics.cache_operations
+        self._hit, self._miss, self._get_error = (
+            ops.labels("get", "hit"),
+            ops.labels("get", "miss"),
+            ops.labels("get", "error"),
+        )
+        self._set_ok, self._set_error = ops.labels("set", "ok"), ops.labels("set", "error")
+        self._delete_ok, self._delete_error = ops.labels("delete", "ok"), ops.labels("delete", "error")
+        self._size = metrics.cache_size.labels()
+        self.last_error: str | None = None
+
+    async def get(self, key: str) -> bytes | None:
+        try:
+            value = await self.backend.get(key)
+        except Exception as exc:  # the cache is an optimisation: never fail a query for it
+            self._failed("get", exc)
+            self._get_error.inc()
+            return None
+        self.last_error = None
+        (self._hit if value is not None else self._miss).inc()
+        return value
+
+    async def set(self, key: str, value: bytes) -> None:
+        try:
+            await self.backend.set(key, value, self._ttl)
+        except Exception as exc:
+            self._failed("set", exc)
+            self._set_error.inc()
+            return
+        self._set_ok.inc()
+
+    async def delete(self, key: str) -> None:
+        try:
+            await self.backend.delete(key)
+        except Exception as exc:
+            self._failed("delete", exc)
+            self._delete_error.inc()
+            return
+        self._delete_ok.inc()
+
+    def _failed(self, operation: str, exc: Exception) -> None:
+        self.last_error = f"{operation} failed: {type(exc).__name__}"
+        logger.warning("response cache %s failed: %s", operation, type(exc).__name__)
+
+    async def refresh_size(self) -> None:
+        self._size.set(await self.backend.size_bytes())
+
+    async def health(self) -> ComponentHealth:
+        try:
+            await self.backend.ping()
+        except Exception as exc:
+            return ComponentHealth(
+                status="degraded",
+                detail=f"{self.backend.name} unreachable ({type(exc).__name__}): queries run uncached",
+            )
+        return ComponentHealth(status="ok", detail=f"{self.backend.name} cache")

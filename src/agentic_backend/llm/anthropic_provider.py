@@ -1,0 +1,79 @@
+"""``anthropic``: the official SDK (Messages API with tool use). Retries and error kinds as for openai."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import anthropic
+
+from agentic_backend.llm.base import Completion, Message, ProviderBadResponse, ToolCall, ToolSpec
+from agentic_backend.llm.openai_provider import classify
+
+_MAX_TOKENS = 4096
+
+
+def _to_anthropic(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:
+    system = "\n".join(m.content for m in messages if m.role == "system")
+    converted: list[dict[str, Any]] = []
+    for m in messages:
+        if m.role == "system":
+            continue
+        if m.role == "tool":
+            block = {"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.content}
+            if converted and converted[-1]["role"] == "user" and isinstance(converted[-1]["content"], list):
+                converted[-1]["content"].append(block)  # results of one turn's calls go in one user message
+            else:
+                converted.append({"role": "user", "content": [block]})
+        elif m.role == "assistant" and m.tool_calls:
+            content: list[dict[str, Any]] = [{"type": "text", "text": m.content}] if m.content else []
+            content += [
+                {"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments} for c in m.tool_calls
+            ]
+            converted.append({"role": "assistant", "content": content})
+        else:
+            converted.append({"role": m.role, "content": m.content})
+    return system, converted
+
+
+class AnthropicProvider:
+    name = "anthropic"
+
+    def __init__(self, *, api_key: str, base_url: str | None, timeout: float, max_retries: int) -> None:
+        self._client = anthropic.AsyncAnthropic(
+            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
+        )
+
+    async def complete(
+        self, model: str, messages: list[Message], tools: list[ToolSpec], *, timeout: float
+    ) -> Completion:
+        system, converted = _to_anthropic(messages)
+        kwargs: dict[str, Any] = {}
+        if tools:
+            kwargs["tools"] = [
+                {"name": t.name, "description": t.description, "input_schema": t.parameters} for t in tools
+            ]
+        if system:
+            kwargs["system"] = system
+        try:
+            response = await self._client.messages.create(
+                model=model,
+                max_tokens=_MAX_TOKENS,
+                messages=cast(Any, converted),
+                timeout=timeout,
+                **kwargs,
+            )
+        except anthropic.AnthropicError as exc:
+            raise classify(exc, self.name) from None
+        try:
+            text = "".join(b.text for b in response.content if b.type == "text") or None
+            calls = tuple(
+                ToolCall(b.id, b.name, dict(cast(dict[str, Any], b.input)))
+                for b in response.content
+                if b.type == "tool_use"
+            )
+            return Completion(text, calls, response.usage.input_tokens, response.usage.output_tokens)
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise ProviderBadResponse(f"anthropic: unusable response ({type(exc).__name__})") from None
+
+    async def close(self) -> None:
+        await self._client.close()

@@ -1,0 +1,92 @@
+"""The provider interface and its error classes.
+
+A provider turns a conversation (and the tools an agent may call) into one ``Completion``: either a final
+text or tool calls, and the tokens the call used. Errors are classified into a small fixed set, which is
+both a metric label and the HTTP answer:
+
+    ProviderError
+    ├── ProviderTimeout      (kind "timeout",      HTTP 504)
+    ├── ProviderRateLimited  (kind "rate_limit",   HTTP 429)
+    ├── ProviderAuthError    (kind "auth",         HTTP 502: our credentials, not the caller's)
+    ├── ProviderServerError  (kind "server",       HTTP 502)
+    └── ProviderBadResponse  (kind "bad_response", HTTP 502)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from agentic_backend.core.errors import AppError
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One conversation turn. ``tool_calls`` on assistant turns, ``tool_call_id`` on tool results."""
+
+    role: str  # system, user, assistant, tool
+    content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    name: str
+    description: str
+    parameters: dict[str, Any]  # JSON Schema of the arguments object
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    text: str | None
+    tool_calls: tuple[ToolCall, ...] = field(default=())
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+class Provider(Protocol):
+    name: str
+
+    async def complete(
+        self, model: str, messages: list[Message], tools: list[ToolSpec], *, timeout: float
+    ) -> Completion: ...
+
+    async def close(self) -> None: ...
+
+
+class ProviderError(AppError):
+    kind: ClassVar[str] = "server"
+    status_code = 502
+
+
+class ProviderTimeout(ProviderError):
+    kind = "timeout"
+    status_code = 504
+
+
+class ProviderRateLimited(ProviderError):
+    kind = "rate_limit"
+    status_code = 429
+
+
+class ProviderAuthError(ProviderError):
+    kind = "auth"
+
+
+class ProviderServerError(ProviderError):
+    kind = "server"
+
+
+class ProviderBadResponse(ProviderError):
+    kind = "bad_response"
+
+
+ERROR_KINDS = ("timeout", "rate_limit", "auth", "server", "bad_response")

@@ -1,0 +1,120 @@
+"""``sim``: a provider that answers without a network, for offline use, demos and load tests.
+
+Deterministic: the same conversation gets the same answer, token counts and tool calls. Token counts follow
+the usual ~4 characters per token; latency, a failure rate and tool-call behaviour are settings. A query can
+force an error class with a directive in its text, e.g. ``#fail:rate_limit`` (or timeout, auth, server,
+bad_response), which the traffic generator uses to exercise error paths.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+
+from agentic_backend.llm.base import (
+    Completion,
+    Message,
+    ProviderAuthError,
+    ProviderBadResponse,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderServerError,
+    ProviderTimeout,
+    ToolCall,
+    ToolSpec,
+)
+
+_FAIL = re.compile(r"#fail:(timeout|rate_limit|auth|server|bad_response)")
+_EXPRESSION = re.compile(r"[-+*/().\d\s%^]*\d[-+*/().\d\s%^]*[-+*/%^][-+*/().\d\s%^]*\d[-+*/().\d\s%^]*")
+_SENTENCES = (
+    "Here is what I found.",
+    "The short answer is yes, with two caveats.",
+    "Latency depends mostly on the model and the number of tool calls.",
+    "Caching identical requests removes their cost entirely.",
+    "Budgets are enforced per API key and per month.",
+    "Each step of an agent is one model call.",
+    "Metrics are exported for Prometheus at /api/v1/monitoring/metrics.",
+    "I would start with the dashboard's request rate and error ratio.",
+)
+_ERRORS: dict[str, type[ProviderError]] = {
+    "timeout": ProviderTimeout,
+    "rate_limit": ProviderRateLimited,
+    "auth": ProviderAuthError,
+    "server": ProviderServerError,
+    "bad_response": ProviderBadResponse,
+}
+
+
+def count_tokens(text: str) -> int:
+    return max(1, (len(text) + 3) // 4)
+
+
+def _digest(*parts: str) -> int:
+    return int.from_bytes(hashlib.sha256("\x00".join(parts).encode()).digest()[:8], "big")
+
+
+class SimProvider:
+    name = "sim"
+
+    def __init__(
+        self, *, latency_ms: float = 0.0, failure_rate: float = 0.0, tool_calls: bool = True
+    ) -> None:
+        self.latency = latency_ms / 1000
+        self.failure_rate = failure_rate
+        self.tool_calls = tool_calls
+
+    async def complete(
+        self, model: str, messages: list[Message], tools: list[ToolSpec], *, timeout: float
+    ) -> Completion:
+        user_text = next((m.content for m in reversed(messages) if m.role == "user"), "")
+        forced = _FAIL.search(user_text)
+        if forced and messages[-1].role == "user":
+            if forced.group(1) == "timeout":
+                await asyncio.sleep(min(timeout, 0.05))
+            raise _ERRORS[forced.group(1)](
+                f"sim: simulated {forced.group(1).replace('_', ' ')} from the provider"
+            )
+        if self.latency:
+            if self.latency > timeout:
+                await asyncio.sleep(timeout)
+                raise ProviderTimeout(f"sim: no answer within {timeout:.1f} s")
+            await asyncio.sleep(self.latency)
+        conversation = json.dumps([(m.role, m.content) for m in messages])
+        if self.failure_rate and (_digest("fail", conversation) % 10_000) < self.failure_rate * 10_000:
+            raise ProviderServerError("sim: simulated server error (AGENTIC_SIM_FAILURE_RATE)")
+        input_tokens = sum(count_tokens(m.content) + 4 for m in messages) + sum(
+            count_tokens(t.description) + 10 for t in tools
+        )
+        last = messages[-1]
+        call = self._tool_call(last, tools, conversation) if self.tool_calls else None
+        if call is not None:
+            return Completion(None, (call,), input_tokens, count_tokens(json.dumps(call.arguments)) + 8)
+        answer = self._answer(model, user_text, last)
+        return Completion(answer, (), input_tokens, count_tokens(answer))
+
+    @staticmethod
+    def _tool_call(last: Message, tools: list[ToolSpec], conversation: str) -> ToolCall | None:
+        if last.role != "user":
+            return None
+        names = {t.name for t in tools}
+        call_id = f"call_{_digest(conversation) % 10**12:012d}"
+        expression = _EXPRESSION.search(last.content)
+        if "calculate" in names and expression:
+            return ToolCall(call_id, "calculate", {"expression": expression.group(0).strip()})
+        if "search_documents" in names:
+            return ToolCall(call_id, "search_documents", {"query": last.content[:200]})
+        return None
+
+    @staticmethod
+    def _answer(model: str, user_text: str, last: Message) -> str:
+        if last.role == "tool":
+            return f"According to the {model} run of the tool: {last.content[:400]}"
+        seed = _digest(model, user_text)
+        count = 2 + seed % 4
+        picked = [_SENTENCES[(seed >> (4 * i)) % len(_SENTENCES)] for i in range(count)]
+        return " ".join(picked)
+
+    async def close(self) -> None:
+        return None
