@@ -146,3 +146,20 @@ def keys_revoke(key: Annotated[str, typer.Argument(help="The key's id or name.")
     target: int | str = int(key) if key.isdigit() else key
     revoked = _with_keys(lambda keys: keys.revoke(target))
     Console(stderr=True).print(f"revoked key {revoked.id} '{revoked.name}'")
+
+
+@app.command("sim-llm")
+def sim_llm(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8100,
+    latency_ms: Annotated[float, typer.Option(help="Simulated latency per call.")] = 0.0,
+    failure_rate: Annotated[float, typer.Option(min=0, max=1, help="Share of calls that fail (500).")] = 0.0,
+) -> None:
+    """Serve the sim provider over HTTP in OpenAI's and Anthropic's wire formats (/v1/chat/completions,
+    /v1/messages): point AGENTIC_OPENAI_BASE_URL at http://HOST:PORT/v1 or AGENTIC_ANTHROPIC_BASE_URL at
+    http://HOST:PORT."""
+    from agentic_backend.llm.sim import SimProvider
+    from agentic_backend.llm.sim_server import create_sim_server
+
+    server = create_sim_server(SimProvider(latency_ms=latency_ms, failure_rate=failure_rate))
+    uvicorn.run(server, host=host, port=port, access_log=False, log_level="warning")

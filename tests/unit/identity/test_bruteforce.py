@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from tests.unit.identity.conftest import FakeClock
+from tests.conftest import FakeClock
 from tests.unit.monitoring.helpers import value
 
 

@@ -11,8 +11,7 @@ from fastapi import FastAPI
 from agentic_backend.app import create_app
 from agentic_backend.core.config import Settings
 from agentic_backend.sessions.service import SessionService
-from tests.conftest import ClientFor
-from tests.unit.identity.conftest import FakeClock
+from tests.conftest import ClientFor, FakeClock
 from tests.unit.monitoring.helpers import value
 
 

@@ -1,0 +1,161 @@
+"""``agentic-backend sim-llm``: the ``sim`` provider served over HTTP in OpenAI's and Anthropic's wire
+formats, so the real SDK adapters can be tested (and load-tested) without a network or keys.
+
+POST /v1/chat/completions (OpenAI) and POST /v1/messages (Anthropic). A ``#fail:<kind>`` directive in the
+last user message makes it answer as a failing provider would: 429, 401, 500, a garbled body, or no answer
+in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from agentic_backend.llm.base import Completion, Message, ProviderError, ToolCall, ToolSpec
+from agentic_backend.llm.sim import SimProvider
+
+_STATUS = {"rate_limit": 429, "auth": 401, "server": 500}
+
+
+def _error(exc: ProviderError, wire: str) -> Response:
+    if exc.kind == "bad_response":
+        return Response(b"{not json", status_code=200, media_type="application/json")
+    status = _STATUS.get(exc.kind, 500)
+    if wire == "openai":
+        body: dict[str, Any] = {"error": {"message": exc.detail, "type": exc.kind, "code": exc.kind}}
+    else:
+        body = {"type": "error", "error": {"type": exc.kind, "message": exc.detail}}
+    return JSONResponse(body, status_code=status)
+
+
+def _openai_messages(raw: list[dict[str, Any]]) -> list[Message]:
+    messages = []
+    for m in raw:
+        calls = tuple(
+            ToolCall(c["id"], c["function"]["name"], json.loads(c["function"].get("arguments") or "{}"))
+            for c in m.get("tool_calls") or []
+        )
+        content = m.get("content") or ""
+        if isinstance(content, list):
+            content = "".join(part.get("text", "") for part in content)
+        messages.append(Message(m["role"], content, calls, m.get("tool_call_id")))
+    return messages
+
+
+def _anthropic_messages(system: Any, raw: list[dict[str, Any]]) -> list[Message]:
+    messages = (
+        [Message("system", system if isinstance(system, str) else json.dumps(system))] if system else []
+    )
+    for m in raw:
+        content = m["content"]
+        if isinstance(content, str):
+            messages.append(Message(m["role"], content))
+            continue
+        text = "".join(b.get("text", "") for b in content if b.get("type") == "text")
+        calls = tuple(
+            ToolCall(b["id"], b["name"], b.get("input") or {}) for b in content if b.get("type") == "tool_use"
+        )
+        results = [b for b in content if b.get("type") == "tool_result"]
+        if results:
+            for b in results:
+                body = b.get("content")
+                messages.append(
+                    Message("tool", body if isinstance(body, str) else json.dumps(body), (), b["tool_use_id"])
+                )
+        else:
+            messages.append(Message(m["role"], text, calls))
+    return messages
+
+
+def create_sim_server(provider: SimProvider | None = None) -> FastAPI:
+    sim = provider or SimProvider()
+    app = FastAPI(title="sim LLM", docs_url=None, redoc_url=None)
+
+    async def complete(model: str, messages: list[Message], tools: list[ToolSpec]) -> Completion:
+        last = next((m.content for m in reversed(messages) if m.role == "user"), "")
+        if "#fail:timeout" in last and messages[-1].role == "user":
+            await asyncio.sleep(3600)  # the client's timeout ends it
+        return await sim.complete(model, messages, tools, timeout=600)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        body = await request.json()
+        tools = [
+            ToolSpec(
+                t["function"]["name"],
+                t["function"].get("description", ""),
+                t["function"].get("parameters", {}),
+            )
+            for t in body.get("tools") or []
+        ]
+        try:
+            result = await complete(body["model"], _openai_messages(body["messages"]), tools)
+        except ProviderError as exc:
+            return _error(exc, "openai")
+        message: dict[str, Any] = {"role": "assistant", "content": result.text}
+        if result.tool_calls:
+            message["tool_calls"] = [
+                {
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": json.dumps(c.arguments)},
+                }
+                for c in result.tool_calls
+            ]
+        return JSONResponse(
+            {
+                "id": f"chatcmpl-{uuid.uuid4().hex}",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": message,
+                        "finish_reason": "tool_calls" if result.tool_calls else "stop",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": result.input_tokens,
+                    "completion_tokens": result.output_tokens,
+                    "total_tokens": result.input_tokens + result.output_tokens,
+                },
+            }
+        )
+
+    @app.post("/v1/messages")
+    async def messages(request: Request) -> Response:
+        body = await request.json()
+        tools = [
+            ToolSpec(t["name"], t.get("description", ""), t.get("input_schema", {}))
+            for t in body.get("tools") or []
+        ]
+        try:
+            result = await complete(
+                body["model"], _anthropic_messages(body.get("system"), body["messages"]), tools
+            )
+        except ProviderError as exc:
+            return _error(exc, "anthropic")
+        content: list[dict[str, Any]] = [{"type": "text", "text": result.text}] if result.text else []
+        content += [
+            {"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments} for c in result.tool_calls
+        ]
+        return JSONResponse(
+            {
+                "id": f"msg_{uuid.uuid4().hex}",
+                "type": "message",
+                "role": "assistant",
+                "model": body["model"],
+                "content": content,
+                "stop_reason": "tool_use" if result.tool_calls else "end_turn",
+                "stop_sequence": None,
+                "usage": {"input_tokens": result.input_tokens, "output_tokens": result.output_tokens},
+            }
+        )
+
+    return app

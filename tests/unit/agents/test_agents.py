@@ -1,0 +1,253 @@
+"""Agent queries over HTTP on both databases: answers, accounting, cache, limits, errors, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from agentic_backend.core.config import Settings
+from tests.unit.monitoring.helpers import samples, value
+
+AGENTS = "/api/v1/agents"
+
+
+@pytest.fixture
+def db_settings(make_settings: Callable[..., Settings], database_url: str, tmp_path: Path) -> Settings:
+    agents_file = tmp_path / "agents.json"
+    agents_file.write_text(
+        json.dumps(
+            [
+                {"name": "hasty", "model": "gpt-4o-mini", "tools": ["calculate"], "max_steps": 1},
+                {"name": "mystery", "model": "no-such-model-anywhere"},
+            ]
+        )
+    )
+    return make_settings(database_url=database_url, agents_file=agents_file)
+
+
+async def metric_sum(client: httpx.AsyncClient, name: str, **labels: str) -> float:
+    text = (await client.get("/api/v1/monitoring/metrics")).text
+    return sum(
+        v
+        for (n, ls), v in samples(text).items()
+        if n == name and all((k, w) in ls for k, w in labels.items())
+    )
+
+
+async def test_agent_types_are_listed_with_configured_ones(admin: httpx.AsyncClient) -> None:
+    names = [a["name"] for a in (await admin.get(AGENTS)).json()]
+    assert {"assistant", "researcher", "calculator", "hasty", "mystery"} == set(names)
+
+
+async def test_a_tool_loop_answers_and_is_accounted_exactly(admin: httpx.AsyncClient) -> None:
+    queries = [
+        ("calculator", "what is 12*(3+4)?"),
+        ("researcher", "how do I compute the error ratio?"),
+        ("assistant", "hello"),
+        ("calculator", "and 2**10?"),
+    ]
+    responses = []
+    for agent, query in queries:
+        response = await admin.post(f"{AGENTS}/{agent}/query", json={"query": query})
+        assert response.status_code == 200, response.text
+        responses.append(response.json())
+    assert "84" in responses[0]["answer"]
+    assert [s["kind"] for s in responses[0]["steps"]] == ["model", "tool", "model"]
+    ledger = (await admin.get("/api/v1/usage")).json()["totals"]
+    response_cost = sum(r["cost_dollars"] for r in responses)
+    metric_cost = await metric_sum(admin, "api_cost_dollars_total")
+    assert ledger["queries"] == 4
+    assert round(ledger["cost_dollars"], 9) == round(response_cost, 9) == round(metric_cost, 9)
+    assert ledger["cost_dollars"] > 0
+    tokens = sum(r["tokens"]["input"] + r["tokens"]["output"] for r in responses)
+    assert (
+        ledger["input_tokens"] + ledger["output_tokens"]
+        == tokens
+        == await metric_sum(admin, "api_tokens_total")
+    )
+    assert await metric_sum(admin, "agent_queries_total", status="success") == 4
+    assert await metric_sum(admin, "agent_tool_calls_total", tool="calculate", outcome="ok") == 2
+    summary = (await admin.get("/api/v1/monitoring/summary")).json()
+    assert round(summary["costs"]["total_dollars"], 9) == round(ledger["cost_dollars"], 9)
+    assert summary["agents"]["by_type"]["calculator"]["queries"]["success"] == 2
+
+
+async def test_identical_stateless_queries_hit_the_cache_at_no_cost(admin: httpx.AsyncClient) -> None:
+    first = (await admin.post(f"{AGENTS}/assistant/query", json={"query": "What is  a cache?"})).json()
+    second = (await admin.post(f"{AGENTS}/assistant/query", json={"query": "what is a CACHE?"})).json()
+    assert not first["cached"]
+    assert second["cached"]
+    assert second["cost_dollars"] == 0
+    assert second["answer"] == first["answer"]
+    assert second["request_id"] != first["request_id"]
+    assert await metric_sum(admin, "cache_operations_total", operation="get", result="hit") == 1
+    assert await metric_sum(admin, "cache_operations_total", operation="set", result="ok") == 1
+    assert round(await metric_sum(admin, "cache_saved_dollars_total"), 9) == round(first["cost_dollars"], 9)
+    assert await metric_sum(admin, "cache_size_bytes") > 0
+    # With a session the query has history, so it is never answered from the cache.
+    session = (await admin.post("/api/v1/sessions")).json()["id"]
+    third = (
+        await admin.post(
+            f"{AGENTS}/assistant/query", json={"query": "what is a cache?", "session_id": session}
+        )
+    ).json()
+    assert not third["cached"]
+    usage = (await admin.get("/api/v1/usage")).json()
+    assert usage["totals"]["cached"] == 1
+
+
+async def test_sessions_carry_history_into_the_next_query(admin: httpx.AsyncClient) -> None:
+    session = (await admin.post("/api/v1/sessions")).json()["id"]
+    first = (
+        await admin.post(f"{AGENTS}/assistant/query", json={"query": "remember 42", "session_id": session})
+    ).json()
+    second = (
+        await admin.post(f"{AGENTS}/assistant/query", json={"query": "remember 42", "session_id": session})
+    ).json()
+    assert second["tokens"]["input"] > first["tokens"]["input"]
+    history = (await admin.get(f"/api/v1/sessions/{session}")).json()["messages"]
+    assert [m["role"] for m in history] == ["user", "assistant", "user", "assistant"]
+
+
+async def test_the_step_limit_stops_the_loop(admin: httpx.AsyncClient) -> None:
+    response = (await admin.post(f"{AGENTS}/hasty/query", json={"query": "what is 6*7"})).json()
+    assert response["stop_reason"] == "step_limit"
+    assert [s["kind"] for s in response["steps"]] == ["model", "tool"]
+
+
+async def test_unpriced_models_are_counted_not_silently_free(admin: httpx.AsyncClient) -> None:
+    response = (await admin.post(f"{AGENTS}/mystery/query", json={"query": "hi"})).json()
+    assert response["cost_dollars"] == 0
+    assert await metric_sum(admin, "api_unpriced_calls_total", model="no-such-model-anywhere") == 1
+
+
+@pytest.mark.parametrize(
+    ("kind", "status"),
+    [("rate_limit", 429), ("auth", 502), ("server", 502), ("bad_response", 502), ("timeout", 504)],
+)
+async def test_provider_errors_are_classified(admin: httpx.AsyncClient, kind: str, status: int) -> None:
+    response = await admin.post(f"{AGENTS}/assistant/query", json={"query": f"please #fail:{kind}"})
+    assert response.status_code == status
+    assert response.json()["detail"]
+    assert await metric_sum(admin, "llm_errors_total", kind=kind) == 1
+    assert await metric_sum(admin, "agent_queries_total", agent_type="assistant", status="error") == 1
+    records = (await admin.get("/api/v1/usage", params={"status": "error"})).json()["records"]
+    assert records[0]["error_kind"] == kind
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "needle"),
+    [
+        (f"{AGENTS}/nobody/query", {"query": "hi"}, 404, "available: assistant"),
+        (f"{AGENTS}/assistant/query", {"query": ""}, 422, "query"),
+        (f"{AGENTS}/assistant/query", {"query": "   "}, 422, "blank"),
+        (f"{AGENTS}/assistant/query", {"query": "x" * 20_001}, 422, "query"),
+        (f"{AGENTS}/assistant/query", {"query": "hi", "session_id": "nope"}, 422, "session_id"),
+        (
+            f"{AGENTS}/assistant/query",
+            {"query": "hi", "session_id": "6f1c1c56-2b4e-4d3a-9a55-3c2b1d0e9f11"},
+            404,
+            "No session",
+        ),
+        (f"{AGENTS}/assistant/query", {"query": "hi", "temperature": 2}, 422, "temperature"),
+        (f"{AGENTS}/assistant/query", ["hi"], 422, "valid dictionary"),
+    ],
+)
+async def test_bad_queries_get_a_clear_4xx(
+    admin: httpx.AsyncClient, path: str, body: Any, status: int, needle: str
+) -> None:
+    response = await admin.post(path, json=body)
+    assert response.status_code == status, response.text
+    assert needle in response.json()["detail"]
+
+
+async def test_malformed_json_is_a_4xx(admin: httpx.AsyncClient) -> None:
+    response = await admin.post(
+        f"{AGENTS}/assistant/query", content=b'{"query": ', headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert "JSON" in response.json()["detail"]
+
+
+async def test_rate_limit_per_key(admin: httpx.AsyncClient, anonymous: httpx.AsyncClient) -> None:
+    created = (await admin.post("/api/v1/keys", json={"name": "slow", "role": "user", "rpm_limit": 3})).json()
+    headers = {"authorization": f"Bearer {created['key']}"}
+    for i in range(3):
+        assert (
+            await anonymous.post(f"{AGENTS}/assistant/query", json={"query": f"q{i}"}, headers=headers)
+        ).status_code == 200
+    refused = await anonymous.post(f"{AGENTS}/assistant/query", json={"query": "q4"}, headers=headers)
+    assert refused.status_code == 429
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert refused.json()["error"] == "RateLimited"
+    # Other keys are not limited by it.
+    assert (await admin.post(f"{AGENTS}/assistant/query", json={"query": "q5"})).status_code == 200
+    assert await metric_sum(admin, "agent_queries_total", status="rejected") == 1
+
+
+async def test_budgets_hold_under_concurrency(admin: httpx.AsyncClient, anonymous: httpx.AsyncClient) -> None:
+    # The researcher's answers cost about $0.0006 each; a $0.002 budget is three or four of them.
+    created = (
+        await admin.post(
+            "/api/v1/keys", json={"name": "thrifty", "role": "user", "monthly_budget_dollars": 0.002}
+        )
+    ).json()
+    headers = {"authorization": f"Bearer {created['key']}"}
+    # Reserve 1/4 of the budget per query in flight.
+    responses = await asyncio.gather(
+        *(
+            anonymous.post(
+                f"{AGENTS}/researcher/query", json={"query": f"error ratio question {i}"}, headers=headers
+            )
+            for i in range(20)
+        )
+    )
+    codes = [r.status_code for r in responses]
+    assert set(codes) <= {200, 402}
+    assert 402 in codes
+    costs = [r.json()["cost_dollars"] for r in responses if r.status_code == 200]
+    spent = (await admin.get("/api/v1/usage", params={"key_id": created["id"]})).json()["totals"][
+        "cost_dollars"
+    ]
+    assert round(spent, 9) == round(sum(costs), 9)
+    assert spent <= 0.002 + max(costs)  # overspend of at most one query
+    refused = next(r for r in responses if r.status_code == 402).json()
+    assert "monthly budget" in refused["detail"]
+    limits = await admin.put(f"/api/v1/keys/{created['id']}/limits", json={"monthly_budget_dollars": 1.0})
+    assert limits.status_code == 200
+    assert (
+        await anonymous.post(f"{AGENTS}/researcher/query", json={"query": "error ratio"}, headers=headers)
+    ).status_code == 200
+
+
+async def test_usage_is_own_unless_admin(admin: httpx.AsyncClient, anonymous: httpx.AsyncClient) -> None:
+    user = (await admin.post("/api/v1/keys", json={"name": "u", "role": "user"})).json()
+    headers = {"authorization": f"Bearer {user['key']}"}
+    await anonymous.post(f"{AGENTS}/assistant/query", json={"query": "mine"}, headers=headers)
+    await admin.post(f"{AGENTS}/assistant/query", json={"query": "admin's"})
+    own = (await anonymous.get("/api/v1/usage", headers=headers)).json()
+    assert own["totals"]["queries"] == 1
+    assert {r["key_id"] for r in own["records"]} == {user["id"]}
+    assert (await anonymous.get("/api/v1/usage", params={"key_id": 1}, headers=headers)).status_code == 403
+    everyone = (await admin.get("/api/v1/usage")).json()
+    assert everyone["totals"]["queries"] == 2
+    viewer = (await admin.post("/api/v1/keys", json={"name": "v", "role": "viewer"})).json()
+    forbidden = await anonymous.post(
+        f"{AGENTS}/assistant/query", json={"query": "x"}, headers={"x-api-key": viewer["key"]}
+    )
+    assert forbidden.status_code == 403
+    assert (
+        value(
+            (await admin.get("/api/v1/monitoring/metrics")).text,
+            "permission_checks_total",
+            permission="agents:query",
+            result="denied",
+        )
+        == 1
+    )
