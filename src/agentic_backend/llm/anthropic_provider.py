@@ -62,7 +62,7 @@ class AnthropicProvider:
                 timeout=timeout,
                 **kwargs,
             )
-        except anthropic.AnthropicError as exc:
+        except (anthropic.AnthropicError, ValueError) as exc:  # ValueError: a body that is not JSON
             raise classify(exc, self.name) from None
         try:
             text = "".join(b.text for b in response.content if b.type == "text") or None

@@ -81,7 +81,7 @@ class OpenAIProvider:
                 timeout=timeout,
                 **kwargs,
             )
-        except openai.OpenAIError as exc:
+        except (openai.OpenAIError, ValueError) as exc:  # ValueError: a body that is not JSON
             raise classify(exc, self.name) from None
         try:
             choice = response.choices[0].message

@@ -75,6 +75,12 @@ def _anthropic_messages(system: Any, raw: list[dict[str, Any]]) -> list[Message]
 def create_sim_server(provider: SimProvider | None = None) -> FastAPI:
     sim = provider or SimProvider()
     app = FastAPI(title="sim LLM", docs_url=None, redoc_url=None)
+    calls = {"openai": 0, "anthropic": 0}
+
+    @app.get("/stats")
+    async def stats() -> dict[str, int]:
+        """Requests received per wire format (tests use it to see retries)."""
+        return calls
 
     async def complete(model: str, messages: list[Message], tools: list[ToolSpec]) -> Completion:
         last = next((m.content for m in reversed(messages) if m.role == "user"), "")
@@ -84,6 +90,7 @@ def create_sim_server(provider: SimProvider | None = None) -> FastAPI:
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
+        calls["openai"] += 1
         body = await request.json()
         tools = [
             ToolSpec(
@@ -130,6 +137,7 @@ def create_sim_server(provider: SimProvider | None = None) -> FastAPI:
 
     @app.post("/v1/messages")
     async def messages(request: Request) -> Response:
+        calls["anthropic"] += 1
         body = await request.json()
         tools = [
             ToolSpec(t["name"], t.get("description", ""), t.get("input_schema", {}))

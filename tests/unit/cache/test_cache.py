@@ -1,0 +1,108 @@
+"""The cache back-ends: the in-memory LRU's bounds, the machine's real Redis, and Redis going away."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from agentic_backend.app import create_app
+from agentic_backend.cache.backends import MemoryCache, RedisCache
+from agentic_backend.core.config import Settings
+from tests.conftest import ClientFor
+from tests.integration.harness import free_port
+from tests.unit.monitoring.helpers import samples
+
+REDIS_URL = os.environ.get("AGENTIC_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+async def test_memory_cache_evicts_least_recently_used_by_bytes() -> None:
+    now = [0.0]
+    cache = MemoryCache(max_bytes=100, clock=lambda: now[0])
+    await cache.set("a", b"x" * 30, ttl=10)  # 31 bytes with its key
+    await cache.set("b", b"x" * 30, ttl=10)
+    assert await cache.get("a") is not None  # a is now the most recently used
+    await cache.set("c", b"x" * 30, ttl=10)
+    await cache.set("d", b"x" * 30, ttl=10)  # 124 bytes: b goes first
+    assert await cache.get("b") is None
+    assert await cache.get("a") is not None
+    assert await cache.size_bytes() <= 100
+    assert await cache.size_bytes() == sum(1 + 30 for _ in range(len(cache)))
+    await cache.set("huge", b"x" * 500, ttl=10)  # larger than the cache: not stored, nothing evicted
+    assert await cache.get("huge") is None
+    assert len(cache) == 3
+    now[0] = 11.0
+    assert await cache.get("a") is None  # expired
+    await cache.delete("c")
+    assert await cache.size_bytes() == 31
+
+
+@pytest.fixture
+async def redis_cache() -> AsyncIterator[RedisCache]:
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        await client.ping()
+    except OSError as exc:
+        message = f"Redis at {REDIS_URL} is not reachable ({exc}); .ci/run starts it"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    finally:
+        await client.aclose()
+    prefix = f"agentic-test:{uuid.uuid4().hex}:"
+    cache = RedisCache(REDIS_URL, prefix=prefix)
+    yield cache
+    cleanup = aioredis.Redis.from_url(REDIS_URL)
+    names = [n async for n in cleanup.scan_iter(match=prefix + "*")]
+    if names:
+        await cleanup.delete(*names)
+    await cleanup.aclose()
+    await cache.close()
+
+
+async def test_redis_cache_round_trip_ttl_and_size(redis_cache: RedisCache) -> None:
+    await redis_cache.set("k1", b"hello", ttl=60)
+    await redis_cache.set("k2", b"world!", ttl=0.2)
+    assert await redis_cache.get("k1") == b"hello"
+    size = await redis_cache.size_bytes()
+    assert size >= len(b"hello") + len(b"world!")
+    import asyncio
+
+    await asyncio.sleep(0.4)
+    assert await redis_cache.get("k2") is None
+    await redis_cache.delete("k1")
+    assert await redis_cache.get("k1") is None
+    assert await redis_cache.size_bytes() == 0
+
+
+async def test_two_replicas_share_the_redis_cache(
+    make_settings: Callable[..., Settings], client_for: ClientFor, redis_cache: RedisCache, tmp_path: Path
+) -> None:
+    settings = make_settings(redis_url=REDIS_URL, data_dir=tmp_path / "shared")
+    async with client_for(create_app(settings)) as first, client_for(create_app(settings)) as second:
+        query = {"query": f"shared question {uuid.uuid4().hex}"}
+        assert not (await first.post("/api/v1/agents/assistant/query", json=query)).json()["cached"]
+        assert (await second.post("/api/v1/agents/assistant/query", json=query)).json()["cached"]
+
+
+async def test_when_redis_goes_away_queries_still_succeed_uncached(
+    make_settings: Callable[..., Settings], client_for: ClientFor
+) -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    async with client_for(create_app(make_settings(redis_url=dead))) as client:
+        for _ in range(2):
+            response = await client.post("/api/v1/agents/assistant/query", json={"query": "still there?"})
+            assert response.status_code == 200
+            assert not response.json()["cached"]
+        health = (await client.get("/api/v1/monitoring/health")).json()
+        assert health["status"] == "degraded"
+        assert health["components"]["cache"]["status"] == "degraded"
+        metrics = await client.get("/api/v1/monitoring/metrics")
+        assert metrics.status_code == 200
+        got = samples(metrics.text)
+        assert got[("cache_operations_total", frozenset({("operation", "get"), ("result", "error")}))] == 2
+        assert got[("cache_operations_total", frozenset({("operation", "set"), ("result", "error")}))] == 2
