@@ -146,6 +146,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.state.sessions = sessions
     app.state.agents = agents
     app.state.ledger = ledger
+    app.state.key_spend = ledger.totals_by_key
     app.state.cache = cache
     app.state.authorizer = ApiKeyAuthorizer(keys, guard, telemetry.metrics)
     telemetry.add_refresher(count_sessions)

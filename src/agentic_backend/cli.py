@@ -163,3 +163,24 @@ def sim_llm(
 
     server = create_sim_server(SimProvider(latency_ms=latency_ms, failure_rate=failure_rate))
     uvicorn.run(server, host=host, port=port, access_log=False, log_level="warning")
+
+
+@app.command()
+def loadgen(
+    url: Annotated[str, typer.Option(help="The service's base URL.")] = "http://127.0.0.1:8000",
+    api_key: Annotated[
+        str, typer.Option(envvar="AGENTIC_LOADGEN_API_KEY", help="An admin key (or any key).")
+    ] = "",
+    rate: Annotated[float, typer.Option(min=0.1, help="Requests per second.")] = 20.0,
+    duration: Annotated[float, typer.Option(min=1, help="Seconds to run.")] = 60.0,
+    seed: Annotated[int, typer.Option(help="Random seed of the mix.")] = 1,
+) -> None:
+    """Send a realistic mix of traffic (see agentic_backend.loadgen) and print what came back."""
+    from agentic_backend.loadgen import generate, report
+
+    if not api_key:
+        raise typer.BadParameter(
+            "give --api-key (or AGENTIC_LOADGEN_API_KEY); an admin key exercises everything"
+        )
+    stats = asyncio.run(generate(url, api_key, rate, duration, seed=seed))
+    report(stats, Console())

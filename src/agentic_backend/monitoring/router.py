@@ -27,7 +27,7 @@ from agentic_backend.monitoring.schemas import (
     HealthResponse,
     RecordResponse,
 )
-from agentic_backend.monitoring.summary import MonitoringSummary, build_summary
+from agentic_backend.monitoring.summary import KeySpend, MonitoringSummary, build_summary
 
 # The full prefix is on the router itself: the route template in metrics is the route's own path.
 router = APIRouter(prefix="/api/v1/monitoring", tags=["monitoring"])
@@ -77,11 +77,17 @@ async def metrics(request: Request, telemetry: TelemetryDep, settings: SettingsD
     "/summary",
     dependencies=[Depends(RequirePermission("monitoring:read"))],
 )
-async def summary(telemetry: TelemetryDep) -> MonitoringSummary:
+async def summary(request: Request, telemetry: TelemetryDep) -> MonitoringSummary:
     await telemetry.refresh()
-    return build_summary(
+    result = build_summary(
         telemetry.snapshot(), uptime_seconds=telemetry.uptime_seconds(), multiprocess=telemetry.multiprocess
     )
+    key_spend = getattr(request.app.state, "key_spend", None)  # the billing feature's ledger totals
+    if key_spend is not None:
+        result.spend_by_key = [
+            KeySpend.model_validate(row, from_attributes=True) for row in await key_spend()
+        ]
+    return result
 
 
 @router.get(

@@ -76,6 +76,18 @@ class PermissionSummary(BaseModel):
     by_permission: dict[str, dict[str, float]]
 
 
+class KeySpend(BaseModel):
+    """One API key's totals from the usage ledger (not from Prometheus: per-key labels would be unbounded)."""
+
+    key_id: int
+    name: str
+    queries: int
+    input_tokens: int
+    output_tokens: int
+    cost_dollars: float
+    cached: int
+
+
 class MonitoringSummary(BaseModel):
     version: str
     uptime_seconds: float
@@ -88,6 +100,9 @@ class MonitoringSummary(BaseModel):
     permissions: PermissionSummary
     active_sessions: float
     custom_metrics: dict[str, int] = Field(description="Custom families and series held.")
+    spend_by_key: list[KeySpend] = Field(
+        default_factory=list, description="From the usage ledger, costliest first."
+    )
 
 
 def estimate_percentiles(edges: tuple[float, ...], counts: list[float], total_sum: float) -> Percentiles:

@@ -76,6 +76,8 @@ async def test_a_tool_loop_answers_and_is_accounted_exactly(admin: httpx.AsyncCl
     summary = (await admin.get("/api/v1/monitoring/summary")).json()
     assert round(summary["costs"]["total_dollars"], 9) == round(ledger["cost_dollars"], 9)
     assert summary["agents"]["by_type"]["calculator"]["queries"]["success"] == 2
+    assert summary["spend_by_key"][0]["name"] == "admin"
+    assert round(summary["spend_by_key"][0]["cost_dollars"], 9) == round(ledger["cost_dollars"], 9)
 
 
 async def test_identical_stateless_queries_hit_the_cache_at_no_cost(admin: httpx.AsyncClient) -> None:
