@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 
 from pydantic import BaseModel
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from agentic_backend.billing.models import UsageRecord
 from agentic_backend.billing.pricing import nanos_to_dollars
@@ -66,13 +67,38 @@ class UsageReport(BaseModel):
 
 
 class Ledger:
+    """Writes with group commit: entries that arrive while a transaction is being written go together in
+    the next one, and each caller returns only once its entry is committed. Under load one INSERT of many
+    rows replaces many single-row transactions; nothing is buffered past the response."""
+
+    _BATCH = 500
+
     def __init__(self, database: Database) -> None:
         self._db = database
+        self._queue: list[tuple[dict[str, object], asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     async def record(self, entry: LedgerEntry) -> None:
-        async with self._db.session() as session:
-            session.add(UsageRecord(**{f: getattr(entry, f) for f in entry.__slots__}))
-            await session.commit()
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append(({f: getattr(entry, f) for f in entry.__slots__}, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write())
+        await done
+
+    async def _write(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[: self._BATCH], self._queue[self._BATCH :]
+            try:
+                async with self._db.engine.begin() as connection:
+                    await connection.execute(insert(UsageRecord), [row for row, _ in batch])
+            except Exception as exc:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(None)
 
     async def report(
         self,

@@ -45,7 +45,8 @@ class Database:
             self.engine: AsyncEngine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         else:
-            self.engine = create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+            # No pre-ping (a round trip per checkout): connections are recycled before servers drop them.
+            self.engine = create_async_engine(url, pool_size=10, max_overflow=20, pool_recycle=1800)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @property

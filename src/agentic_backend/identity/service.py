@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 
 from agentic_backend.core.clock import Clock
@@ -28,6 +28,15 @@ class KeyService:
     def __init__(self, database: Database, clock: Clock) -> None:
         self._db = database
         self._clock = clock
+        self._verify_query = select(
+            ApiKey.id,
+            ApiKey.name,
+            ApiKey.role,
+            ApiKey.secret_hash,
+            ApiKey.revoked_at,
+            ApiKey.monthly_budget_dollars,
+            ApiKey.rpm_limit,
+        ).where(ApiKey.public_id == bindparam("public_id"))
 
     async def create(
         self,
@@ -85,8 +94,9 @@ class KeyService:
         if len(key) > keys.MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
             keys.matches(key[: keys.MAX_KEY_LENGTH], None)  # same work as a real check
             return None, "malformed"
-        async with self._db.session() as session:
-            row = await session.scalar(select(ApiKey).where(ApiKey.public_id == keys.public_id(key)))
+        # Core, not the ORM: this runs on every request, and skipping the session and identity map halves it.
+        async with self._db.engine.connect() as connection:
+            row = (await connection.execute(self._verify_query, {"public_id": keys.public_id(key)})).first()
         if not keys.matches(key, row.secret_hash if row is not None else None) or row is None:
             return None, "unknown"
         if row.revoked_at is not None:
