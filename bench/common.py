@@ -37,6 +37,11 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time the server process has used so far."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
         try:
@@ -78,6 +83,7 @@ class WrkResult:
     requests_per_second: float
     p50_ms: float
     p99_ms: float
+    requests: int
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -96,7 +102,15 @@ def wrk(url: str, *, seconds: int, connections: int = 16) -> WrkResult:
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
-    return WrkResult(rps, p50, p99)
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return WrkResult(rps, p50, p99, requests)
+
+
+def measure(server: Server, url: str, *, seconds: int) -> tuple[WrkResult, float]:
+    """A wrk run, and the server's CPU microseconds per request during it."""
+    before = server.cpu_seconds()
+    result = wrk(url, seconds=seconds)
+    return result, (server.cpu_seconds() - before) / result.requests * 1e6
 
 
 def median(values: list[float]) -> float:

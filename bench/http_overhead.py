@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench.common import median, start_uvicorn, table, wrk
+from bench.common import measure, median, start_uvicorn, table, wrk
 
 BARE = "bare FastAPI"
 ROWS = {
@@ -32,12 +32,16 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--only", nargs="*", default=[], help="rows to compare with bare (substrings)")
     args = parser.parse_args()
 
-    servers = {name: start_uvicorn(name, target, probe=PATH) for name, target in ROWS.items()}
-    rps: dict[str, list[float]] = {name: [] for name in ROWS}
-    ratios: dict[str, list[float]] = {name: [] for name in ROWS}
-    p99: dict[str, list[float]] = {name: [] for name in ROWS}
+    selected = {n: t for n, t in ROWS.items() if n == BARE or not args.only or any(o in n for o in args.only)}
+    servers = {name: start_uvicorn(name, target, probe=PATH) for name, target in selected.items()}
+    rps: dict[str, list[float]] = {name: [] for name in selected}
+    ratios: dict[str, list[float]] = {name: [] for name in selected}
+    p99: dict[str, list[float]] = {name: [] for name in selected}
+    cpu: dict[str, list[float]] = {name: [] for name in selected}
+    cpu_ratios: dict[str, list[float]] = {name: [] for name in selected}
     try:
         for server in servers.values():  # warm up: first requests pay for imports and caches
             wrk(server.url + PATH, seconds=1)
@@ -45,8 +49,11 @@ def main() -> None:
             for name, server in servers.items():
                 if name == BARE:
                     continue
-                bare = wrk(servers[BARE].url + PATH, seconds=args.seconds)
-                other = wrk(server.url + PATH, seconds=args.seconds)
+                bare, bare_cpu = measure(servers[BARE], servers[BARE].url + PATH, seconds=args.seconds)
+                other, other_cpu = measure(server, server.url + PATH, seconds=args.seconds)
+                cpu[BARE].append(bare_cpu)
+                cpu[name].append(other_cpu)
+                cpu_ratios[name].append(bare_cpu / other_cpu)
                 rps[BARE].append(bare.requests_per_second)
                 p99[BARE].append(bare.p99_ms)
                 rps[name].append(other.requests_per_second)
@@ -62,7 +69,7 @@ def main() -> None:
             server.stop()
 
     rows = [[BARE, f"{median(rps[BARE]):.0f}", "100.0 %", f"{median(p99[BARE]):.2f}"]]
-    for name in ROWS:
+    for name in selected:
         if name != BARE:
             rows.append(
                 [
@@ -76,7 +83,10 @@ def main() -> None:
     print(
         f"GET {PATH}, wrk -t1 -c16 -d{args.seconds}s, medians of {args.rounds} rounds (ratio: median of paired runs)"
     )
-    print(table(["app", "requests/s", "vs bare", "p99 ms"], rows))
+    print(table(["app", "requests/s", "vs bare", "server CPU us/req", "bare CPU / this CPU", "p99 ms"], rows))
+    print(
+        "(the last ratio is throughput per CPU second: what the server could serve at full load, less noisy)"
+    )
 
 
 if __name__ == "__main__":

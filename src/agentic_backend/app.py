@@ -157,6 +157,18 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         *metrics_checks(telemetry, settings.custom_metrics_max_series_total),
     ]
     install_error_handlers(app)
+
+    @app.get("/", tags=["service"])
+    async def index() -> dict[str, str]:
+        """What this is and where to look next."""
+        return {
+            "service": "agentic-backend",
+            "version": __version__,
+            "docs": "/docs",
+            "health": "/api/v1/monitoring/health",
+            "metrics": "/api/v1/monitoring/metrics",
+        }
+
     app.include_router(monitoring_router)
     app.include_router(keys_router)
     app.include_router(sessions_router)
