@@ -102,3 +102,31 @@ def passthrough() -> FastAPI:
     app = _with_route(FastAPI())
     app.add_middleware(Middleware)
     return app
+
+
+def send_wrapper_only() -> FastAPI:
+    """A middleware that only wraps send, as ours does: the floor for reading the status."""
+    from time import perf_counter
+
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    class Middleware:
+        def __init__(self, app: ASGIApp) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            start = perf_counter()
+            status = 0
+
+            def send_wrapper(message: Message):  # type: ignore[no-untyped-def]
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                return send(message)
+
+            await self.app(scope, receive, send_wrapper)
+            self.last = (status, perf_counter() - start)
+
+    app = _with_route(FastAPI())
+    app.add_middleware(Middleware)
+    return app
