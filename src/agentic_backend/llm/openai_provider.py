@@ -38,19 +38,20 @@ def classify(exc: Exception, provider: str) -> ProviderError:
     return ProviderBadResponse(f"{provider}: the provider refused or garbled the request ({status or name})")
 
 
+def openai_tool_calls(calls: tuple[ToolCall, ...]) -> list[dict[str, Any]]:
+    """Tool calls in OpenAI's wire format (arguments as a JSON string)."""
+    return [
+        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}
+        for c in calls
+    ]
+
+
 def _to_openai(message: Message) -> dict[str, Any]:
     if message.role == "tool":
         return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
     data: dict[str, Any] = {"role": message.role, "content": message.content}
     if message.tool_calls:
-        data["tool_calls"] = [
-            {
-                "id": c.id,
-                "type": "function",
-                "function": {"name": c.name, "arguments": json.dumps(c.arguments)},
-            }
-            for c in message.tool_calls
-        ]
+        data["tool_calls"] = openai_tool_calls(message.tool_calls)
     return data
 
 

@@ -27,7 +27,21 @@ from agentic_backend.llm.base import (
 )
 
 _FAIL = re.compile(r"#fail:(timeout|rate_limit|auth|server|bad_response)")
-_EXPRESSION = re.compile(r"[-+*/().\d\s%^]*\d[-+*/().\d\s%^]*[-+*/%^][-+*/().\d\s%^]*\d[-+*/().\d\s%^]*")
+# Runs of arithmetic characters; a single character class keeps the search linear in the query's length
+# (nested quantifiers over overlapping classes backtrack badly on a long run of digits and spaces).
+_ARITHMETIC_RUN = re.compile(r"[-+*/().\d\s%^]+")
+_OPERATOR_BETWEEN_DIGITS = re.compile(r"\d[\s)]*[-+*/%^]")
+
+
+def find_expression(text: str) -> str | None:
+    """The first run of arithmetic characters holding an operator after a digit and a digit after it."""
+    for run in _ARITHMETIC_RUN.finditer(text):
+        candidate = run.group(0).strip()
+        if candidate[-1:] in tuple("0123456789)") and _OPERATOR_BETWEEN_DIGITS.search(candidate):
+            return candidate
+    return None
+
+
 _SENTENCES = (
     "Here is what I found.",
     "The short answer is yes, with two caveats.",
@@ -100,9 +114,9 @@ class SimProvider:
             return None
         names = {t.name for t in tools}
         call_id = f"call_{_digest(conversation) % 10**12:012d}"
-        expression = _EXPRESSION.search(last.content)
-        if "calculate" in names and expression:
-            return ToolCall(call_id, "calculate", {"expression": expression.group(0).strip()})
+        expression = find_expression(last.content) if "calculate" in names else None
+        if expression:
+            return ToolCall(call_id, "calculate", {"expression": expression})
         if "search_documents" in names:
             return ToolCall(call_id, "search_documents", {"query": last.content[:200]})
         return None

@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from agentic_backend.llm.base import Completion, Message, ProviderError, ToolCall, ToolSpec
+from agentic_backend.llm.openai_provider import openai_tool_calls
 from agentic_backend.llm.sim import SimProvider
 
 _STATUS = {"rate_limit": 429, "auth": 401, "server": 500}
@@ -106,14 +107,7 @@ def create_sim_server(provider: SimProvider | None = None) -> FastAPI:
             return _error(exc, "openai")
         message: dict[str, Any] = {"role": "assistant", "content": result.text}
         if result.tool_calls:
-            message["tool_calls"] = [
-                {
-                    "id": c.id,
-                    "type": "function",
-                    "function": {"name": c.name, "arguments": json.dumps(c.arguments)},
-                }
-                for c in result.tool_calls
-            ]
+            message["tool_calls"] = openai_tool_calls(result.tool_calls)
         return JSONResponse(
             {
                 "id": f"chatcmpl-{uuid.uuid4().hex}",

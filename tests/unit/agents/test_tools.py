@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from agentic_backend.agents.tools import ToolError, calculate, search_documents
+from agentic_backend.llm.sim import find_expression
 
 
 @pytest.mark.parametrize(
@@ -42,3 +43,19 @@ def test_document_search_ranks_by_overlap() -> None:
     found = search_documents("how do I alert on the error ratio")
     assert found.splitlines()[0].startswith("Error ratio:")
     assert search_documents("zzzz qqqq") == "No document matches."
+
+
+@pytest.mark.parametrize(
+    ("query", "expression"),
+    [
+        ("what is 12*(3+4)?", "12*(3+4)"),
+        ("What is (1024-24)/8?", "(1024-24)/8"),
+        ("and 2**10?", "2**10"),
+        ("hello 42", None),
+        ("1 2 3", None),
+        ("1 " * 10_000, None),  # a long run of digits and spaces: found in linear time, not by backtracking
+        ("1 " * 10_000 + "+ 1", ("1 " * 10_000 + "+ 1").strip()),
+    ],
+)
+def test_sim_finds_arithmetic_in_a_query(query: str, expression: str | None) -> None:
+    assert find_expression(query) == expression
