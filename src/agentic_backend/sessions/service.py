@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import ColumnElement, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentic_backend.core.clock import Clock
@@ -72,29 +72,48 @@ class SessionService:
             await session.commit()
             return self._public(row, list(messages))
 
-    async def history(self, principal: Principal, session_id: str) -> list[Message]:
-        """The session's messages as model input; 404 unless it is the caller's and unexpired."""
-        async with self._db.session() as session:
-            await self._owned(session, principal, session_id)
+    async def history(self, principal: Principal, session_id: str, limit: int = 40) -> list[Message]:
+        """The last ``limit`` messages as model input (a long conversation would otherwise grow every
+        query's tokens without bound); 404 unless the session is the caller's and unexpired. Core
+        statements on one connection: this is on every query's path."""
+        async with self._db.engine.connect() as connection:
+            owned = await connection.execute(
+                select(AgentSession.id).where(*self._live_and_owned(principal, session_id))
+            )
+            if owned.first() is None:
+                raise SessionNotFound(session_id)
             rows = (
-                await session.scalars(
-                    select(SessionMessage)
+                await connection.execute(
+                    select(SessionMessage.role, SessionMessage.content)
                     .where(SessionMessage.session_id == session_id)
-                    .order_by(SessionMessage.id)
+                    .order_by(SessionMessage.id.desc())
+                    .limit(limit)
                 )
             ).all()
-        return [Message(row.role, row.content) for row in rows]
+        return [Message(role, content) for role, content in reversed(rows)]
 
     async def append(self, principal: Principal, session_id: str, messages: list[tuple[str, str]]) -> None:
-        async with self._db.session() as session:
-            row = await self._owned(session, principal, session_id)
-            self._touch(row)
-            now = self._clock.now()
-            session.add_all(
-                SessionMessage(session_id=session_id, role=role, content=content, created_at=now)
-                for role, content in messages
+        """Add messages and extend the session's life, in one transaction; 404 if it expired meanwhile."""
+        now = self._clock.now()
+        async with self._db.engine.begin() as connection:
+            touched = await connection.execute(
+                update(AgentSession)
+                .where(*self._live_and_owned(principal, session_id))
+                .values(last_active_at=now, expires_at=now + self._ttl)
             )
-            await session.commit()
+            if not getattr(touched, "rowcount", 0):
+                raise SessionNotFound(session_id)
+            await connection.execute(
+                insert(SessionMessage),
+                [{"session_id": session_id, "role": r, "content": c, "created_at": now} for r, c in messages],
+            )
+
+    def _live_and_owned(self, principal: Principal, session_id: str) -> tuple[ColumnElement[bool], ...]:
+        return (
+            AgentSession.id == session_id,
+            AgentSession.key_id == principal.key_id,
+            AgentSession.expires_at > self._clock.now(),
+        )
 
     async def delete(self, principal: Principal, session_id: str) -> None:
         async with self._db.session() as session:
