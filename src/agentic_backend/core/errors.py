@@ -5,17 +5,29 @@ Every error a client can cause is an ``AppError`` subclass; the handler turns it
 
     AppError (500)
     ├── BadRequest (400)
-    │   └── monitoring.errors.InvalidMetric (400)
     ├── Unauthorized (401)
+    │   └── identity.errors.InvalidApiKey
+    ├── agents.errors.BudgetExceeded (402)
     ├── Forbidden (403)
+    │   └── identity.errors.PermissionDenied
     ├── NotFound (404)
+    │   ├── identity.errors.KeyNotFound
+    │   ├── sessions.service.SessionNotFound
+    │   └── agents.errors.UnknownAgentType
     ├── Conflict (409)
-    │   └── monitoring.errors.MetricConflict (409)
+    │   ├── monitoring.errors.MetricConflict
+    │   └── identity.errors.KeyNameTaken
     ├── PayloadTooLarge (413)
     ├── UnsupportedMediaType (415)
     ├── Unprocessable (422)
-    └── LimitExceeded (429)
-        └── monitoring.errors.SeriesLimitExceeded (429)
+    │   ├── monitoring.errors.InvalidMetric
+    │   ├── monitoring.errors.SeriesLimitExceeded
+    │   └── identity.errors.InvalidKeyRequest
+    ├── LimitExceeded (429)
+    │   ├── identity.errors.TooManyFailures
+    │   └── agents.errors.RateLimited
+    ├── agents.service.ProviderNotConfigured (503)
+    └── llm.base.ProviderError (502; ProviderTimeout 504, ProviderRateLimited 429)
 
 Request validation errors from FastAPI/pydantic are rendered in the same shape (422), with each problem's
 location and message, so that a client never has to parse two formats.

@@ -19,6 +19,7 @@ import itertools
 import math
 import re
 import threading
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,6 +142,7 @@ class CustomMetrics:
     def _check(self, records: Sequence[CustomMetricRecord]) -> list[_Plan]:
         pending: dict[str, MetricSpec] = {}
         new_series: set[tuple[str, tuple[str, ...]]] = set()
+        new_per_metric: Counter[str] = Counter()
         total = self.registry.series_count()
         plans = []
         for index, record in enumerate(records):
@@ -155,9 +157,7 @@ class CustomMetrics:
             key = (spec.name, labels)
             exists = family is not None and family.has(labels)
             if not exists and key not in new_series:
-                in_family = (len(family) if family is not None else 0) + sum(
-                    1 for name, _ in new_series if name == spec.name
-                )
+                in_family = (len(family) if family is not None else 0) + new_per_metric[spec.name]
                 if in_family >= self._max_per_metric:
                     raise SeriesLimitExceeded(
                         f"{where}metric {spec.name} already has {in_family} series, the most allowed "
@@ -170,6 +170,7 @@ class CustomMetrics:
                         f"allowed (AGENTIC_CUSTOM_METRICS_MAX_SERIES_TOTAL={self._max_total})."
                     )
                 new_series.add(key)
+                new_per_metric[spec.name] += 1
             plans.append(_Plan(spec, labels, record))
         return plans
 
