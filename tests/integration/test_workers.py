@@ -47,8 +47,12 @@ def test_requests_spread_over_four_workers_sum_in_one_scrape(tmp_path: Path) -> 
         # A new connection per request lets the kernel spread them over the workers' shared socket.
         for _ in range(count):
             assert httpx.get(f"{service.url}/api/v1/monitoring/health", timeout=5).status_code == 200
-        served_by = {p.name.split(".")[0] for p in folder.glob("w-*.journal")}
-        assert len(served_by) == 4
+        # Every worker has a journal from start-up. A worker that served a /health request journaled that
+        # series: more than one did (the kernel picks the worker that accepts, so not necessarily all four).
+        journals = list(folder.glob("w-*.journal"))
+        assert len(journals) == 4
+        served = [j for j in journals if '"/api/v1/monitoring/health","200"' in j.read_text()]
+        assert len(served) >= 2
         # Whichever worker answers the scrape, it reports all of them.
         for _ in range(8):
             assert request_count(httpx.get(metrics_url, timeout=5).text) == baseline + count
