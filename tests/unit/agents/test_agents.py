@@ -253,3 +253,23 @@ async def test_usage_is_own_unless_admin(admin: httpx.AsyncClient, anonymous: ht
         )
         == 1
     )
+
+
+async def test_usage_filters_by_type_status_and_time(admin: httpx.AsyncClient) -> None:
+    await admin.post(f"{AGENTS}/assistant/query", json={"query": "one"})
+    await admin.post(f"{AGENTS}/calculator/query", json={"query": "2+2"})
+    await admin.post(f"{AGENTS}/assistant/query", json={"query": "two #fail:server"})
+    by_type = (await admin.get("/api/v1/usage", params={"agent_type": "calculator"})).json()
+    assert by_type["totals"]["queries"] == 1
+    errors = (await admin.get("/api/v1/usage", params={"status": "error"})).json()
+    assert [r["agent_type"] for r in errors["records"]] == ["assistant"]
+    future = (await admin.get("/api/v1/usage", params={"since": "2999-01-01T00:00:00Z"})).json()
+    assert future["totals"]["queries"] == 0
+    everything = (
+        await admin.get("/api/v1/usage", params={"since": "2000-01-01T00:00:00+00:00", "limit": 1})
+    ).json()
+    assert everything["totals"]["queries"] == 3
+    assert len(everything["records"]) == 1
+    for bad in ({"since": "yesterday"}, {"status": "lost"}, {"limit": -1}, {"limit": 5000}):
+        response = await admin.get("/api/v1/usage", params=bad)
+        assert response.status_code == 422, bad

@@ -146,3 +146,10 @@ async def test_unknown_routes_and_methods_get_clear_errors(client: httpx.AsyncCl
     response = await client.delete(METRICS)
     assert response.status_code == 405
     assert response.json()["error"] == "MethodNotAllowed"
+
+
+async def test_the_index_points_to_docs_health_and_metrics(client: httpx.AsyncClient) -> None:
+    body = (await client.get("/")).json()
+    assert body["service"] == "agentic-backend"
+    for link in ("docs", "health", "metrics"):
+        assert (await client.get(body[link])).status_code == 200
