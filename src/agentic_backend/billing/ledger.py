@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import func, insert, select
@@ -66,6 +68,28 @@ class UsageReport(BaseModel):
     records: list[UsagePublic]
 
 
+# The totals of a set of ledger rows, as SELECT columns (one definition for every report).
+_TOTALS = (
+    func.count(),
+    func.coalesce(func.sum(UsageRecord.input_tokens), 0),
+    func.coalesce(func.sum(UsageRecord.output_tokens), 0),
+    func.coalesce(func.sum(UsageRecord.cost_nanodollars), 0),
+    func.coalesce(func.sum(func.cast(UsageRecord.cached, type_=UsageRecord.input_tokens.type)), 0),
+)
+
+
+def _totals(values: Sequence[Any]) -> dict[str, Any]:
+    """The fields of ``UsageTotals`` from the values of the ``_TOTALS`` columns."""
+    queries, input_tokens, output_tokens, nanos, cached = values
+    return {
+        "queries": int(queries),
+        "input_tokens": int(input_tokens),
+        "output_tokens": int(output_tokens),
+        "cost_dollars": nanos_to_dollars(int(nanos)),
+        "cached": int(cached),
+    }
+
+
 class Ledger:
     """Writes with group commit: entries that arrive while a transaction is being written go together in
     the next one, and each caller returns only once its entry is committed. Under load one INSERT of many
@@ -122,32 +146,14 @@ class Ledger:
         if until is not None:
             conditions.append(UsageRecord.created_at < until)
         async with self._db.session() as session:
-            totals = (
-                await session.execute(
-                    select(
-                        func.count(),
-                        func.coalesce(func.sum(UsageRecord.input_tokens), 0),
-                        func.coalesce(func.sum(UsageRecord.output_tokens), 0),
-                        func.coalesce(func.sum(UsageRecord.cost_nanodollars), 0),
-                        func.coalesce(
-                            func.sum(func.cast(UsageRecord.cached, type_=UsageRecord.input_tokens.type)), 0
-                        ),
-                    ).where(*conditions)
-                )
-            ).one()
+            totals = (await session.execute(select(*_TOTALS).where(*conditions))).one()
             rows = (
                 await session.scalars(
                     select(UsageRecord).where(*conditions).order_by(UsageRecord.id.desc()).limit(limit)
                 )
             ).all()
         return UsageReport(
-            totals=UsageTotals(
-                queries=int(totals[0]),
-                input_tokens=int(totals[1]),
-                output_tokens=int(totals[2]),
-                cost_dollars=nanos_to_dollars(int(totals[3])),
-                cached=int(totals[4]),
-            ),
+            totals=UsageTotals(**_totals(totals)),
             records=[
                 UsagePublic(
                     request_id=r.request_id,
@@ -172,29 +178,10 @@ class Ledger:
         async with self._db.session() as session:
             rows = (
                 await session.execute(
-                    select(
-                        UsageRecord.key_id,
-                        ApiKey.name,
-                        func.count(),
-                        func.sum(UsageRecord.input_tokens),
-                        func.sum(UsageRecord.output_tokens),
-                        func.sum(UsageRecord.cost_nanodollars),
-                        func.sum(func.cast(UsageRecord.cached, type_=UsageRecord.input_tokens.type)),
-                    )
+                    select(UsageRecord.key_id, ApiKey.name, *_TOTALS)
                     .join(ApiKey, ApiKey.id == UsageRecord.key_id)
                     .group_by(UsageRecord.key_id, ApiKey.name)
                     .order_by(func.sum(UsageRecord.cost_nanodollars).desc())
                 )
             ).all()
-        return [
-            KeyUsage(
-                key_id=r[0],
-                name=r[1],
-                queries=int(r[2]),
-                input_tokens=int(r[3] or 0),
-                output_tokens=int(r[4] or 0),
-                cost_dollars=nanos_to_dollars(int(r[5] or 0)),
-                cached=int(r[6] or 0),
-            )
-            for r in rows
-        ]
+        return [KeyUsage(key_id=r[0], name=r[1], **_totals(r[2:])) for r in rows]

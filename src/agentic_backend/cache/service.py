@@ -13,7 +13,6 @@ from agentic_backend.monitoring.schemas import ComponentHealth
 
 logger = logging.getLogger(__name__)
 _SPACE = re.compile(r"\s+")
-_ERRORS = (OSError, TimeoutError, ConnectionError, Exception)
 
 
 def cache_key(agent_type: str, model: str, query: str) -> str:
@@ -35,7 +34,6 @@ class ResponseCache:
         self._set_ok, self._set_error = ops.labels("set", "ok"), ops.labels("set", "error")
         self._delete_ok, self._delete_error = ops.labels("delete", "ok"), ops.labels("delete", "error")
         self._size = metrics.cache_size.labels()
-        self.last_error: str | None = None
 
     async def get(self, key: str) -> bytes | None:
         try:
@@ -44,7 +42,6 @@ class ResponseCache:
             self._failed("get", exc)
             self._get_error.inc()
             return None
-        self.last_error = None
         (self._hit if value is not None else self._miss).inc()
         return value
 
@@ -67,7 +64,6 @@ class ResponseCache:
         self._delete_ok.inc()
 
     def _failed(self, operation: str, exc: Exception) -> None:
-        self.last_error = f"{operation} failed: {type(exc).__name__}"
         logger.warning("response cache %s failed: %s", operation, type(exc).__name__)
 
     async def refresh_size(self) -> None:
