@@ -1,5 +1,5 @@
 # One entry point per task. Each target installs what it needs first (scripts/bootstrap.sh).
-.PHONY: serve test lint typecheck unit integration bench format
+.PHONY: serve test lint typecheck unit integration bench format dashboard
 
 serve:  ## start the API on http://localhost:8000 with embedded defaults
 	@scripts/bootstrap.sh none
@@ -7,8 +7,8 @@ serve:  ## start the API on http://localhost:8000 with embedded defaults
 
 test: ## install everything, then lint, type-check and run every test
 	@scripts/bootstrap.sh all
-	uv run ruff format --check src tests bench
-	uv run ruff check src tests bench
+	uv run ruff format --check src tests bench monitoring
+	uv run ruff check src tests bench monitoring
 	uv run mypy
 	uv run pytest
 
@@ -19,8 +19,11 @@ integration:
 	uv run pytest tests/integration
 
 format:
-	uv run ruff format src tests bench
-	uv run ruff check --fix src tests bench
+	uv run ruff format src tests bench monitoring
+	uv run ruff check --fix src tests bench monitoring
+
+dashboard: ## regenerate monitoring/grafana/dashboards/agentic-backend.json from its Python source
+	uv run python monitoring/grafana/generate.py
 
 bench: ## the benchmarks of bench/ (minutes; not part of the tests)
 	@scripts/bootstrap.sh all
