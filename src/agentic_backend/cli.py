@@ -184,3 +184,78 @@ def loadgen(
         )
     stats = asyncio.run(generate(url, api_key, rate, duration, seed=seed))
     report(stats, Console())
+
+
+stack_app = typer.Typer(
+    help="The monitoring stack of monitoring/ without Docker: Prometheus, Alertmanager, Grafana.",
+    no_args_is_help=True,
+)
+app.add_typer(stack_app, name="stack")
+_RUN_DIR = Path(".stack")
+
+
+@stack_app.command("up")
+def stack_up(
+    api: Annotated[str, typer.Option(help="HOST:PORT of the running API to scrape.")] = "127.0.0.1:8000",
+    config_dir: Annotated[Path, typer.Option(help="The monitoring/ folder to run.")] = Path("monitoring"),
+    run_dir: Annotated[Path, typer.Option(help="Where copies, data and logs go.")] = _RUN_DIR,
+    prometheus_port: int = 9090,
+    alertmanager_port: int = 9093,
+    grafana_port: int = 3000,
+) -> None:
+    """Start Prometheus, Alertmanager and Grafana (when installed) on loopback, and print their URLs.
+
+    The API's metrics token, if it protects /metrics, is read from AGENTIC_METRICS_TOKEN."""
+    from agentic_backend import stack
+
+    token = os.environ.get("AGENTIC_METRICS_TOKEN", "")
+    options = stack.StackOptions(
+        source=config_dir,
+        run_dir=run_dir,
+        api=api,
+        prometheus_port=prometheus_port,
+        alertmanager_port=alertmanager_port,
+        grafana_port=grafana_port,
+        metrics_token=token,
+    )
+    try:
+        running = stack.up(options)
+    except stack.StackError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    table = Table("component", "URL", "log")
+    for component in running.components:
+        table.add_row(component.name, component.url, component.log)
+    console = Console()
+    console.print(table)
+    if not any(component.name == "grafana" for component in running.components):
+        console.print("grafana-server is not installed: Grafana was skipped (docker compose runs it).")
+    console.print(f"Scraping http://{api}/api/v1/monitoring/metrics. Stop with: agentic-backend stack down")
+
+
+@stack_app.command("down")
+def stack_down(
+    run_dir: Annotated[Path, typer.Option(help="The folder `stack up` used.")] = _RUN_DIR,
+) -> None:
+    """Stop what `stack up` started."""
+    from agentic_backend import stack
+
+    try:
+        stopped = stack.down(run_dir)
+    except stack.StackError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    typer.echo(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+@stack_app.command("hash-password")
+def stack_hash_password(
+    password: Annotated[
+        str,
+        typer.Option(prompt=True, hide_input=True, confirmation_prompt=True, help="Asked when not given."),
+    ],
+) -> None:
+    """Print the bcrypt hash of a password for basic_auth_users in monitoring/web-config.yml."""
+    import bcrypt
+
+    if len(password) < 12:
+        raise typer.BadParameter("use at least 12 characters")
+    typer.echo(bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=12)).decode())
