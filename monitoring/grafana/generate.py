@@ -31,6 +31,7 @@ OUTPUT = Path(__file__).with_name("dashboards") / "agentic-backend.json"
 DATASOURCE = model.DataSourceRef(type_val="prometheus", uid="${datasource}")
 SELECTOR = 'job=~"$job", instance=~"$instance"'
 WINDOW = "$__rate_interval"
+OR_ZERO = " or on() vector(0)"  # for counters that rarely exist: a flat zero rather than "No data"
 
 # An agent query's time is the model's; the latency SLO (alerts/slo.yml) leaves that route out.
 QUERY_ROUTE = "/api/v1/agents/{agent_type}/query"
@@ -399,15 +400,15 @@ def agent_panels() -> list[stat.Panel | timeseries.Panel]:
         graph(
             "Unpriced Calls and Series Overflow",
             "Model calls with no known price (counted at $0) and metric updates folded into __overflow__ "
-            "series; both should stay at zero.",
+            "series; both should stay at zero (a flat zero when none happened).",
             "reqps",
             queries(
                 (
-                    f"sum by (model) (rate(api_unpriced_calls_total{selector()}[{WINDOW}]))",
+                    f"sum by (model) (rate(api_unpriced_calls_total{selector()}[{WINDOW}])){OR_ZERO}",
                     "unpriced {{model}}",
                 ),
                 (
-                    f"sum by (metric) (rate({SERIES_OVERFLOW}{selector()}[{WINDOW}]))",
+                    f"sum by (metric) (rate({SERIES_OVERFLOW}{selector()}[{WINDOW}])){OR_ZERO}",
                     "overflow {{metric}}",
                 ),
             ),

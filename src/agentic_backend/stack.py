@@ -30,6 +30,11 @@ STATE_FILE = "stack.json"
 DEFAULT_RECEIVER_BASE = "http://127.0.0.1:5001"
 
 
+# Processes this interpreter started, kept so that they are reaped here (``stack down`` from another shell
+# finds them by pid instead).
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
 class StackError(RuntimeError):
     """The stack cannot be started or stopped; the message says why."""
 
@@ -154,6 +159,7 @@ def _spawn(name: str, args: list[str], run_dir: Path, env: dict[str, str] | None
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    _CHILDREN[process.pid] = process
     return process.pid, str(log)
 
 
@@ -174,15 +180,14 @@ def _wait_ready(url: str, pid: int, log: str, timeout: float = 30) -> None:
 
 
 def _alive(pid: int) -> bool:
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        return child.poll() is None
     try:
-        finished, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:  # not our child (stack down from another shell): probe it
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-    return finished == 0
+        os.kill(pid, 0)  # started by another `stack up`: probe it
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _binary(*names: str) -> str | None:
@@ -237,6 +242,8 @@ def up(options: StackOptions) -> RunningStack:
                 "--storage.tsdb.retention.size=10GB",
                 f"--web.listen-address={LOOPBACK}:{options.prometheus_port}",
                 "--web.enable-lifecycle",
+                # Test mode: alerts evaluated before Alertmanager was discovered are resent within seconds.
+                *(["--rules.alert.resend-delay=2s"] if options.fast else []),
                 *options.prometheus_args,
             ],
             options.run_dir,
@@ -303,6 +310,9 @@ def down(run_dir: Path, timeout: float = 15) -> list[str]:
             time.sleep(0.1)
         if _alive(component.pid):
             os.killpg(component.pid, signal.SIGKILL)
+        child = _CHILDREN.pop(component.pid, None)
+        if child is not None:
+            child.wait()
         stopped.append(component.name)
     (run_dir / STATE_FILE).unlink()
     return stopped

@@ -60,6 +60,7 @@ class Process:
 
     def __init__(self, name: str, args: list[str], workdir: Path, env: dict[str, str] | None = None) -> None:
         self.name = name
+        workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = workdir / f"{name}.log"
         self._log = self.log_path.open("wb")
         self.popen = subprocess.Popen(
@@ -93,8 +94,16 @@ class Process:
 class Service(Process):
     """``agentic-backend serve`` as a user starts it."""
 
-    def __init__(self, workdir: Path, *, workers: int = 1, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        workers: int = 1,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+        admin_key: str | None = None,
+    ) -> None:
+        self.port = port or free_port()
         self.url = f"http://{LOOPBACK}:{self.port}"
         args = [
             sys.executable,
@@ -107,7 +116,7 @@ class Service(Process):
             str(self.port),
         ]
         args += ["--workers", str(workers), "--no-access-log", "--log-level", "warning"]
-        self.admin_key = "integration-admin-key-" + os.urandom(16).hex()
+        self.admin_key = admin_key or "integration-admin-key-" + os.urandom(16).hex()
         self.headers = {"authorization": f"Bearer {self.admin_key}"}
         base_env = {"AGENTIC_DATA_DIR": str(workdir / "data"), "AGENTIC_ADMIN_API_KEY": self.admin_key}
         super().__init__("service", args, workdir, {**base_env, **(env or {})})

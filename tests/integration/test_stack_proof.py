@@ -1,0 +1,208 @@
+"""Proof on real data: the service, the traffic generator, and the monitoring stack run from monitoring/ by
+`agentic-backend stack up` (real Prometheus and Alertmanager, receivers pointed at a webhook here).
+
+Every dashboard panel query and every recording rule returns plausible data; Prometheus' cost equals the
+ledger's; then the sim provider fails every call and the error alert reaches the webhook through
+Alertmanager, and the service stops and the target-down alert reaches it.
+
+The stack runs in its test mode (``fast``): scrape and evaluate every second, alerts fire without waiting
+out their ``for`` and Alertmanager does not batch. The rule expressions are the committed ones; their
+``for`` durations are covered by promtool's unit tests (tests/monitoring_stack/alerts_test.yml).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from agentic_backend import stack
+from agentic_backend.loadgen import generate
+from tests.integration.harness import LOOPBACK, Service, free_port, require_binary, wait_until
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+MONITORING = ROOT / "monitoring"
+DASHBOARD = MONITORING / "grafana" / "dashboards" / "agentic-backend.json"
+GRAFANA_VARIABLES = {
+    "$__rate_interval": "5m",
+    "$__range": "1h",
+    '"$job"': '"agentic-backend"',
+    '"$instance"': '".+"',
+}
+
+
+@dataclass
+class Webhook:
+    """Alertmanager's webhook receiver: every notification, with the path (receiver) it came to."""
+
+    url: str
+    received: list[tuple[str, float, dict[str, Any]]] = field(default_factory=list)
+
+    def alerts(self, name: str, *, since: float = 0.0, status: str = "firing") -> list[dict[str, Any]]:
+        return [
+            alert
+            for _, at, payload in list(self.received)
+            if at >= since
+            for alert in payload["alerts"]
+            if alert["labels"]["alertname"] == name and alert["status"] == status
+        ]
+
+
+@pytest.fixture
+def webhook() -> Iterator[Webhook]:
+    hook = Webhook(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["content-length"]))
+            hook.received.append((self.path, time.time(), json.loads(body)))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
+    hook.url = f"http://{LOOPBACK}:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield hook
+    server.shutdown()
+    server.server_close()
+
+
+def panel_queries() -> list[tuple[str, str, str]]:
+    board = json.loads(DASHBOARD.read_text())
+    found = []
+    for panel in board["panels"]:
+        for target in panel.get("targets", []):
+            expr = target["expr"]
+            for variable, value in GRAFANA_VARIABLES.items():
+                expr = expr.replace(variable, value)
+            found.append((panel["title"], panel["fieldConfig"]["defaults"]["unit"], expr))
+    return found
+
+
+def recording_rules() -> list[str]:
+    names = []
+    for path in sorted((MONITORING / "rules").glob("*.yml")):
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            names += [rule["record"] for rule in group["rules"]]
+    return names
+
+
+def query(prometheus: str, promql: str) -> list[dict[str, Any]]:
+    body = httpx.get(f"{prometheus}/api/v1/query", params={"query": promql}, timeout=10).json()
+    assert body["status"] == "success", body
+    result: list[dict[str, Any]] = body["data"]["result"]
+    return result
+
+
+def values(result: list[dict[str, Any]]) -> list[float]:
+    return [float(series["value"][1]) for series in result]
+
+
+def check_plausible(title: str, unit: str, numbers: list[float]) -> None:
+    assert numbers, f"{title}: no data"
+    assert all(math.isfinite(number) for number in numbers), f"{title}: {numbers}"
+    if "Budget" in title:  # the share of a budget left goes below zero once it is overspent
+        assert all(number <= 1 for number in numbers), f"{title}: {numbers} above 1"
+    elif unit == "percentunit":
+        assert all(0 <= number <= 1 for number in numbers), f"{title}: {numbers} outside 0..1"
+    else:
+        assert all(number >= 0 for number in numbers), f"{title}: {numbers} negative"
+
+
+def test_monitoring_stack_on_real_traffic(tmp_path: Path, webhook: Webhook) -> None:
+    require_binary("prometheus")
+    require_binary("prometheus-alertmanager")
+    service = Service(tmp_path / "service")
+    options = stack.StackOptions(
+        source=MONITORING,
+        run_dir=tmp_path / "stack",
+        api=f"{LOOPBACK}:{service.port}",
+        prometheus_port=free_port(),
+        alertmanager_port=free_port(),
+        grafana_port=free_port(),
+        receiver_base=webhook.url,
+        fast=True,
+    )
+    running = stack.up(options)
+    prometheus = running.url("prometheus")
+    try:
+        # The pipeline works end to end before anything else: the Watchdog reaches its receiver.
+        wait_until(lambda: webhook.alerts("Watchdog"), timeout=30, what="the Watchdog notification")
+        assert any(path == "/watchdog" for path, _, _ in webhook.received)
+
+        stats = asyncio.run(generate(service.url, service.admin_key, rate=40, duration=8, quiet=True))
+        assert sum(stats.outcomes.values()) > 200
+
+        # Costs and tokens in Prometheus equal the ledger's once the last scrape is in.
+        usage = httpx.get(f"{service.url}/api/v1/usage", headers=service.headers, params={"limit": 0}).json()
+        ledger = usage["totals"]
+        assert ledger["cost_dollars"] > 0
+
+        def cost_scraped() -> bool:
+            scraped = values(query(prometheus, 'sum(api_cost_dollars_total{job="agentic-backend"})'))
+            return bool(scraped) and scraped[0] == pytest.approx(ledger["cost_dollars"], rel=1e-9)
+
+        wait_until(cost_scraped, timeout=20, what="Prometheus' cost to equal the ledger's")
+        tokens = {
+            series["metric"]["type"]: float(series["value"][1])
+            for series in query(prometheus, "sum by (type) (api_tokens_total)")
+        }
+        assert tokens == {"input": ledger["input_tokens"], "output": ledger["output_tokens"]}
+        time.sleep(3)  # a few evaluations of the recording rules over the finished traffic
+
+        for title, unit, expr in panel_queries():
+            check_plausible(title, unit, values(query(prometheus, expr)))
+        for name in recording_rules():
+            numbers = values(query(prometheus, name))
+            check_plausible(name, "percentunit" if "ratio" in name else "short", numbers)
+        hit_ratio = values(query(prometheus, "job:cache_get_hits:ratio_rate15m"))[0]
+        assert 0 < hit_ratio < 1, "loadgen repeats some queries and asks new ones"
+        assert not query(prometheus, 'ALERTS{alertname="HighErrorRate"}'), "healthy traffic does not alert"
+
+        # Break the provider: the service restarts with sim failing every call (same port, same data).
+        service.stop()
+        service = Service(
+            tmp_path / "service",
+            port=service.port,
+            admin_key=service.admin_key,
+            env={"AGENTIC_SIM_FAILURE_RATE": "1"},
+        )
+        broken_at = time.time()
+        with httpx.Client(base_url=service.url, headers=service.headers, timeout=10) as client:
+            deadline = time.monotonic() + 60
+            while not webhook.alerts("HighErrorRate", since=broken_at) and time.monotonic() < deadline:
+                response = client.post("/api/v1/agents/assistant/query", json={"query": f"q {time.time()}"})
+                assert response.status_code >= 500, response.text
+        (alert,) = webhook.alerts("HighErrorRate", since=broken_at)[:1]
+        assert alert["labels"]["severity"] == "critical"
+        assert alert["annotations"]["runbook_url"] == "docs/runbook.md#higherrorrate"
+        assert any(path == "/pager" for path, at, _ in webhook.received if at >= broken_at)
+
+        # Stop the service: the target-down alert reaches the pager.
+        service.stop()
+        stopped_at = time.time()
+        wait_until(
+            lambda: webhook.alerts("TargetDown", since=stopped_at),
+            timeout=30,
+            what="the TargetDown notification",
+        )
+    finally:
+        service.stop()
+        stack.down(options.run_dir)
