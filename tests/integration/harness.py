@@ -20,6 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
+from agentic_backend.stack import StackOptions
+
 LOOPBACK = "127.0.0.1"
 
 
@@ -197,3 +199,17 @@ scrape_configs:
       - targets: ['{target}']
 {extra}
 """
+
+
+def stack_options(source: Path, run_dir: Path, service: Service, **extra: Any) -> StackOptions:
+    """`stack up` in test mode on free loopback ports, scraping ``service``."""
+    return StackOptions(
+        source=source,
+        run_dir=run_dir,
+        api=f"{LOOPBACK}:{service.port}",
+        prometheus_port=free_port(),
+        alertmanager_port=free_port(),
+        grafana_port=free_port(),
+        fast=True,
+        **extra,
+    )

@@ -18,7 +18,15 @@ import pytest
 import yaml
 
 from agentic_backend import stack
-from tests.integration.harness import LOOPBACK, Process, Service, free_port, require_binary, wait_until
+from tests.integration.harness import (
+    LOOPBACK,
+    Process,
+    Service,
+    free_port,
+    require_binary,
+    stack_options,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -29,19 +37,6 @@ def monitoring_copy(tmp_path: Path) -> Path:
     copy = tmp_path / "monitoring"
     shutil.copytree(MONITORING, copy, ignore=shutil.ignore_patterns("secrets"))
     return copy
-
-
-def options(source: Path, tmp_path: Path, service: Service, **extra: Any) -> stack.StackOptions:
-    return stack.StackOptions(
-        source=source,
-        run_dir=tmp_path / "stack",
-        api=f"{LOOPBACK}:{service.port}",
-        prometheus_port=free_port(),
-        alertmanager_port=free_port(),
-        grafana_port=free_port(),
-        fast=True,
-        **extra,
-    )
 
 
 TOKEN = "metrics-" + os.urandom(16).hex()
@@ -85,7 +80,7 @@ def test_prometheus_behind_basic_auth_scrapes_a_protected_metrics_endpoint(
     )
     assert check.returncode == 0, check.stdout + check.stderr
 
-    settings = options(source, tmp_path, service, metrics_token=TOKEN)
+    settings = stack_options(source, tmp_path / "stack", service, metrics_token=TOKEN)
     running = stack.up(settings)
     prometheus = running.url("prometheus")
     try:
@@ -100,7 +95,9 @@ def test_prometheus_behind_basic_auth_scrapes_a_protected_metrics_endpoint(
 
 
 def test_a_wrong_scrape_token_leaves_the_target_down(tmp_path: Path, service: Service) -> None:
-    settings = options(monitoring_copy(tmp_path), tmp_path, service, metrics_token="not-the-token")
+    settings = stack_options(
+        monitoring_copy(tmp_path), tmp_path / "stack", service, metrics_token="not-the-token"
+    )
     running = stack.up(settings)
     try:
         wait_until(lambda: up_value(running.url("prometheus")) == 0, timeout=20, what="up == 0")
@@ -142,7 +139,7 @@ def test_remote_write_example_feeds_victoria_metrics(tmp_path: Path, service: Se
         example["url"] = example["url"].replace("victoriametrics:8428", f"{LOOPBACK}:{port}")
         config["remote_write"] = [example]
         (source / "prometheus.yml").write_text(yaml.safe_dump(config))
-        settings = options(source, tmp_path, service, metrics_token=TOKEN)
+        settings = stack_options(source, tmp_path / "stack", service, metrics_token=TOKEN)
         stack.up(settings)
         try:
 

@@ -29,7 +29,7 @@ import yaml
 
 from agentic_backend import stack
 from agentic_backend.loadgen import generate
-from tests.integration.harness import LOOPBACK, Service, free_port, require_binary, wait_until
+from tests.integration.harness import LOOPBACK, Service, require_binary, stack_options, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -130,16 +130,7 @@ def test_monitoring_stack_on_real_traffic(tmp_path: Path, webhook: Webhook) -> N
     require_binary("prometheus")
     require_binary("prometheus-alertmanager")
     service = Service(tmp_path / "service")
-    options = stack.StackOptions(
-        source=MONITORING,
-        run_dir=tmp_path / "stack",
-        api=f"{LOOPBACK}:{service.port}",
-        prometheus_port=free_port(),
-        alertmanager_port=free_port(),
-        grafana_port=free_port(),
-        receiver_base=webhook.url,
-        fast=True,
-    )
+    options = stack_options(MONITORING, tmp_path / "stack", service, receiver_base=webhook.url)
     running = stack.up(options)
     prometheus = running.url("prometheus")
     try:
