@@ -24,7 +24,12 @@ ClientFor = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 @pytest.fixture
 def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
-        values: dict[str, Any] = {"data_dir": tmp_path / "data", "admin_api_key": ADMIN_KEY}
+        # gc_freeze off: a test process builds hundreds of apps, and frozen objects are never freed.
+        values: dict[str, Any] = {
+            "data_dir": tmp_path / "data",
+            "admin_api_key": ADMIN_KEY,
+            "gc_freeze": False,
+        }
         values.update(overrides)
         return Settings(**values)
 

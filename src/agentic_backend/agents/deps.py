@@ -12,7 +12,7 @@ from agentic_backend.identity.permissions import Permission
 from agentic_backend.identity.schemas import Principal
 
 
-def get_agent_service(request: Request) -> AgentService:
+async def get_agent_service(request: Request) -> AgentService:
     service: AgentService = request.app.state.agents
     return service
 

@@ -7,13 +7,16 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Executable
 
 from agentic_backend.agents.errors import BudgetExceeded, RateLimited, UnknownAgentType
 from agentic_backend.agents.registry import AgentType
 from agentic_backend.agents.runtime import RunResult, run_agent
 from agentic_backend.agents.schemas import QueryRequest, QueryResponse, StepPublic, TokenCounts
 from agentic_backend.billing.budget import Budgets, month_of
-from agentic_backend.billing.ledger import Ledger, LedgerEntry
+from agentic_backend.billing.ledger import Ledger, LedgerEntry, Settlement
 from agentic_backend.billing.pricing import NANOS_PER_DOLLAR, Pricer, nanos_to_dollars
 from agentic_backend.billing.ratelimit import RateLimiter
 from agentic_backend.cache.service import ResponseCache, cache_key
@@ -99,6 +102,7 @@ class AgentService:
         estimate = round(self._limits.query_cost_estimate_dollars * NANOS_PER_DOLLAR)
         usage = _Usage()
         status, error_kind, cached, reserved = "success", None, False, False
+        session_writes: list[tuple[Executable, dict[str, Any]]] = []
         try:
             self._check_rate(principal)
             reserved = await self._reserve(principal, month, estimate)
@@ -111,8 +115,8 @@ class AgentService:
                     cached = True
                     return self._from_cache(hit, agent, request_id)
             result = await self._run(agent, provider, principal, month, request.query, history, usage)
-            if session_id is not None:
-                await self._sessions.append(
+            if session_id is not None:  # written with the ledger's row, in one transaction
+                session_writes = self._sessions.append_writes(
                     principal, session_id, [("user", request.query), ("assistant", result.answer)]
                 )
             response = self._response(agent, request_id, result, usage, session_id)
@@ -136,8 +140,6 @@ class AgentService:
             if status != "rejected":
                 self._metrics.agent_duration.labels(agent.name).observe(seconds)  # type: ignore[attr-defined]
                 self._metrics.agent_steps.labels(agent.name).observe(float(usage.calls))  # type: ignore[attr-defined]
-            if reserved or usage.nanos:
-                await self._budgets.settle(principal.key_id, month, estimate, usage.nanos, reserved=reserved)
             await self._ledger.record(
                 LedgerEntry(
                     request_id=request_id,
@@ -153,7 +155,9 @@ class AgentService:
                     error_kind=error_kind,
                     duration_seconds=seconds,
                     created_at=self._clock.now(),
-                )
+                ),
+                Settlement(month, released_nanodollars=estimate if reserved else 0),
+                also=session_writes,
             )
 
     def _check_rate(self, principal: Principal) -> None:

@@ -3,8 +3,8 @@
 Before a query runs it reserves an estimate of its cost in one atomic UPDATE, which succeeds only if the
 month's spend plus every reservation in flight plus this estimate fits the budget, or if nothing else is in
 flight and some budget is left. So parallel queries never start past the budget, and the most a key can
-overspend is one query's cost beyond its estimate. When the query ends, its reservation is replaced by what
-it really cost.
+overspend is one query's cost beyond its estimate. When the query ends, the ledger's write replaces its
+reservation by what it really cost (billing/ledger.py, in the same transaction as the query's row).
 """
 
 from __future__ import annotations
@@ -51,21 +51,6 @@ class Budgets:
             )
             await session.commit()
         return bool(getattr(result, "rowcount", 0))
-
-    async def settle(
-        self, key_id: int, month: str, estimate_nanos: int, actual_nanos: int, *, reserved: bool
-    ) -> None:
-        """Add what a query cost; drop its reservation if it made one."""
-        async with self._db.session() as session:
-            await session.execute(
-                update(KeySpend)
-                .where(KeySpend.key_id == key_id, KeySpend.month == month)
-                .values(
-                    spent_nanodollars=KeySpend.spent_nanodollars + actual_nanos,
-                    reserved_nanodollars=KeySpend.reserved_nanodollars - (estimate_nanos if reserved else 0),
-                )
-            )
-            await session.commit()
 
     async def spent(self, key_id: int, month: str) -> int:
         async with self._db.session() as session:

@@ -1,17 +1,21 @@
-"""The usage ledger: one row per agent query, the source of truth for per-key spend."""
+"""The usage ledger: one row per agent query, the source of truth for per-key spend.
+
+The same transaction that writes a query's row settles its key's monthly spend (``key_spend``, which the
+budget checks read): what it cost is added and the reservation it made is released. So the spend the
+budgets see and the ledger never disagree.
+"""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import func, insert, select
+from sqlalchemy import Executable, bindparam, func, insert, select, update
 
-from agentic_backend.billing.models import UsageRecord
+from agentic_backend.billing.models import KeySpend, UsageRecord
 from agentic_backend.billing.pricing import nanos_to_dollars
 from agentic_backend.core.db import Database
 from agentic_backend.identity.models import ApiKey
@@ -90,39 +94,62 @@ def _totals(values: Sequence[Any]) -> dict[str, Any]:
     }
 
 
-class Ledger:
-    """Writes with group commit: entries that arrive while a transaction is being written go together in
-    the next one, and each caller returns only once its entry is committed. Under load one INSERT of many
-    rows replaces many single-row transactions; nothing is buffered past the response."""
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What a recorded query does to its key's spend for ``month``: add its cost, release its reservation."""
 
-    _BATCH = 500
+    month: str
+    released_nanodollars: int = 0
+
+
+_SETTLE = (
+    update(KeySpend)
+    .where(KeySpend.key_id == bindparam("k"), KeySpend.month == bindparam("m"))
+    .values(
+        spent_nanodollars=KeySpend.spent_nanodollars + bindparam("spent"),
+        reserved_nanodollars=KeySpend.reserved_nanodollars - bindparam("released"),
+    )
+)
+
+
+_INSERT = insert(UsageRecord)
+
+
+class Ledger:
+    """The ledger's rows are written through the database's group commit (core/db.py): under load one
+    transaction carries many queries' rows, their spend settlements and their session messages; each
+    query returns only once its row is committed, so nothing is buffered past the response."""
 
     def __init__(self, database: Database) -> None:
         self._db = database
-        self._queue: list[tuple[dict[str, object], asyncio.Future[None]]] = []
-        self._writer: asyncio.Task[None] | None = None
 
-    async def record(self, entry: LedgerEntry) -> None:
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append(({f: getattr(entry, f) for f in entry.__slots__}, done))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write())
-        await done
+    @staticmethod
+    def writes(
+        entry: LedgerEntry, settlement: Settlement | None = None
+    ) -> list[tuple[Executable, dict[str, Any]]]:
+        """The statements that record ``entry`` and settle its key's monthly spend (a key without a budget
+        has no spend row: the update matches none)."""
+        row: dict[str, Any] = {f: getattr(entry, f) for f in entry.__slots__}
+        writes: list[tuple[Executable, dict[str, Any]]] = [(_INSERT, row)]
+        if settlement is not None and (entry.cost_nanodollars or settlement.released_nanodollars):
+            params = {
+                "k": entry.key_id,
+                "m": settlement.month,
+                "spent": entry.cost_nanodollars,
+                "released": settlement.released_nanodollars,
+            }
+            writes.append((_SETTLE, params))
+        return writes
 
-    async def _write(self) -> None:
-        while self._queue:
-            batch, self._queue = self._queue[: self._BATCH], self._queue[self._BATCH :]
-            try:
-                async with self._db.engine.begin() as connection:
-                    await connection.execute(insert(UsageRecord), [row for row, _ in batch])
-            except Exception as exc:
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
-                continue
-            for _, done in batch:
-                if not done.done():
-                    done.set_result(None)
+    async def record(
+        self,
+        entry: LedgerEntry,
+        settlement: Settlement | None = None,
+        also: Sequence[tuple[Executable, dict[str, Any]]] = (),
+    ) -> None:
+        """Record ``entry`` (and ``also``: the query's other writes, such as its session messages) in one
+        group-committed transaction."""
+        await self._db.group.write(*self.writes(entry, settlement), *also)
 
     async def report(
         self,

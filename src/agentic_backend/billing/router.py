@@ -16,7 +16,7 @@ from agentic_backend.identity.schemas import Principal
 router = APIRouter(prefix="/api/v1/usage", tags=["usage"])
 
 
-def get_ledger(request: Request) -> Ledger:
+async def get_ledger(request: Request) -> Ledger:
     ledger: Ledger = request.app.state.ledger
     return ledger
 

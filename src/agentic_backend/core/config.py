@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     provider_timeout_seconds: float = Field(default=60.0, gt=0)
     provider_max_retries: int = Field(default=2, ge=0, le=10)
 
+    gc_freeze: bool = Field(
+        default=True,
+        description="After start-up, exclude the objects built so far from garbage collection (gc.freeze).",
+    )
     metrics_token: SecretStr | None = Field(
         default=None,
         description="When set, GET /api/v1/monitoring/metrics requires 'Authorization: Bearer <token>'.",

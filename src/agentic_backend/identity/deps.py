@@ -12,7 +12,7 @@ from agentic_backend.identity.schemas import Principal
 from agentic_backend.identity.service import KeyService
 
 
-def get_key_service(request: Request) -> KeyService:
+async def get_key_service(request: Request) -> KeyService:
     service: KeyService = request.app.state.keys
     return service
 

@@ -10,12 +10,12 @@ from agentic_backend.monitoring.health import HealthCheck
 from agentic_backend.monitoring.service import Telemetry
 
 
-def get_telemetry(request: Request) -> Telemetry:
+async def get_telemetry(request: Request) -> Telemetry:
     telemetry: Telemetry = request.app.state.telemetry
     return telemetry
 
 
-def get_health_checks(request: Request) -> list[HealthCheck]:
+async def get_health_checks(request: Request) -> list[HealthCheck]:
     checks: list[HealthCheck] = request.app.state.health_checks
     return checks
 

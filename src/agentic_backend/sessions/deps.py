@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from agentic_backend.sessions.service import SessionService
 
 
-def get_session_service(request: Request) -> SessionService:
+async def get_session_service(request: Request) -> SessionService:
     service: SessionService = request.app.state.sessions
     return service
 

@@ -4,8 +4,20 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Executable,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentic_backend.core.clock import Clock
@@ -29,6 +41,41 @@ class SessionNotFound(NotFound):
 def _aware(moment: datetime) -> datetime:
     # SQLite hands back naive datetimes (stored as UTC); PostgreSQL aware ones.
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+_LIVE_AND_OWNED = (
+    AgentSession.id == bindparam("sid"),
+    AgentSession.key_id == bindparam("key"),
+    AgentSession.expires_at > bindparam("now"),
+)
+_TOUCH = (
+    update(AgentSession)
+    .where(*_LIVE_AND_OWNED)
+    .values(last_active_at=bindparam("now"), expires_at=bindparam("expires"))
+)
+_APPEND = insert(SessionMessage).from_select(
+    ["session_id", "role", "content", "created_at"],
+    select(bindparam("sid"), bindparam("role"), bindparam("content"), bindparam("now")).where(
+        exists().where(*_LIVE_AND_OWNED)
+    ),
+)
+
+# The session's last messages, oldest first; one row of NULLs for a live session without messages, none for
+# a session that is not the caller's or has expired.
+_RECENT = (
+    select(SessionMessage.id, SessionMessage.role, SessionMessage.content)
+    .where(SessionMessage.session_id == bindparam("sid"))
+    .order_by(SessionMessage.id.desc())
+    .limit(bindparam("limit"))
+    .subquery()
+)
+_HISTORY = (
+    select(_RECENT.c.role, _RECENT.c.content)
+    .select_from(AgentSession)
+    .outerjoin(_RECENT, true())
+    .where(*_LIVE_AND_OWNED)
+    .order_by(_RECENT.c.id)
+)
 
 
 class SessionService:
@@ -74,39 +121,30 @@ class SessionService:
 
     async def history(self, principal: Principal, session_id: str, limit: int = 40) -> list[Message]:
         """The last ``limit`` messages as model input (a long conversation would otherwise grow every
-        query's tokens without bound); 404 unless the session is the caller's and unexpired. Core
-        statements on one connection: this is on every query's path."""
+        query's tokens without bound); 404 unless the session is the caller's and unexpired. One statement
+        (the session left-joined to its last messages): this is on every query's path."""
         async with self._db.engine.connect() as connection:
-            owned = await connection.execute(
-                select(AgentSession.id).where(*self._live_and_owned(principal, session_id))
-            )
-            if owned.first() is None:
-                raise SessionNotFound(session_id)
-            rows = (
-                await connection.execute(
-                    select(SessionMessage.role, SessionMessage.content)
-                    .where(SessionMessage.session_id == session_id)
-                    .order_by(SessionMessage.id.desc())
-                    .limit(limit)
-                )
-            ).all()
-        return [Message(role, content) for role, content in reversed(rows)]
+            params = {"sid": session_id, "key": principal.key_id, "now": self._clock.now(), "limit": limit}
+            rows = (await connection.execute(_HISTORY, params)).all()
+        if not rows:
+            raise SessionNotFound(session_id)
+        return [Message(role, content) for role, content in rows if role is not None]
+
+    def append_writes(
+        self, principal: Principal, session_id: str, messages: list[tuple[str, str]]
+    ) -> list[tuple[Executable, dict[str, Any]]]:
+        """The statements that add ``messages`` and extend the session's life, for the database's group
+        commit. Both are conditional on the session being the caller's and unexpired, so a session deleted
+        or expired meanwhile takes nothing (and fails no one else's writes in the same batch)."""
+        now = self._clock.now()
+        owner = {"sid": session_id, "key": principal.key_id, "now": now}
+        writes: list[tuple[Executable, dict[str, Any]]] = [(_TOUCH, {**owner, "expires": now + self._ttl})]
+        writes += [(_APPEND, {**owner, "role": role, "content": content}) for role, content in messages]
+        return writes
 
     async def append(self, principal: Principal, session_id: str, messages: list[tuple[str, str]]) -> None:
-        """Add messages and extend the session's life, in one transaction; 404 if it expired meanwhile."""
-        now = self._clock.now()
-        async with self._db.engine.begin() as connection:
-            touched = await connection.execute(
-                update(AgentSession)
-                .where(*self._live_and_owned(principal, session_id))
-                .values(last_active_at=now, expires_at=now + self._ttl)
-            )
-            if not getattr(touched, "rowcount", 0):
-                raise SessionNotFound(session_id)
-            await connection.execute(
-                insert(SessionMessage),
-                [{"session_id": session_id, "role": r, "content": c, "created_at": now} for r, c in messages],
-            )
+        """Add messages and extend the session's life (nothing if it expired or is not the caller's)."""
+        await self._db.group.write(*self.append_writes(principal, session_id, messages))
 
     def _live_and_owned(self, principal: Principal, session_id: str) -> tuple[ColumnElement[bool], ...]:
         return (
