@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     if settings.database_url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     database = Database(settings.resolved_database_url)
-    keys = KeyService(database, clock)
+    keys = KeyService(database, clock, cache_seconds=settings.key_cache_seconds)
     sessions = SessionService(database, clock, timedelta(seconds=settings.session_idle_ttl_seconds))
     guard = BruteForceGuard(
         clock,

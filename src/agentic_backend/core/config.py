@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     provider_timeout_seconds: float = Field(default=60.0, gt=0)
     provider_max_retries: int = Field(default=2, ge=0, le=10)
 
+    key_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=300,
+        description="How long a worker remembers a verified API key (0: never). A key revoked through "
+        "another worker or replica stops working within this time; through the same one, at once.",
+    )
     gc_freeze: bool = Field(
         default=True,
         description="After start-up, exclude the objects built so far from garbage collection (gc.freeze).",

@@ -4,6 +4,7 @@ PostgreSQL (``AGENTIC_DATABASE_URL=postgresql+asyncpg://...``), and its Alembic 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -42,26 +43,47 @@ class GroupCommit:
     Statements queued while a transaction is being written go together into the next one, each distinct
     statement as one executemany in the order it was first queued. Under load this turns one transaction
     per request (each several statements through SQLAlchemy, the dominant cost of an agent query on
-    SQLite) into one per batch; with a single client it costs nothing extra. A batch fails as a whole, so
-    callers queue only statements that cannot fail on good input (conditional inserts, keyed updates).
+    SQLite) into one per batch. A batch fails as a whole, so callers queue only statements that cannot
+    fail on good input (conditional inserts, keyed updates).
+
+    Like PostgreSQL's ``commit_delay``/``commit_siblings``: a writer says how many other requests that will
+    write are running (``siblings``), and the transaction waits for them, yielding to the event loop, for
+    at most ``delay`` seconds. Requests on a CPU-bound loop arrive within a few iterations and share the
+    commit; one that waits on a model for seconds does not hold the others past the delay; a lone client
+    never waits.
     """
 
     _BATCH = 500  # requests per transaction
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, delay: float = 0.002) -> None:
         self._engine = engine
+        self._delay = delay
         self._queue: list[tuple[Sequence[tuple[Executable, dict[str, Any]]], asyncio.Future[None]]] = []
+        self._siblings = 0
+        self._gathered = asyncio.Event()  # set once the queue holds every announced sibling
         self._writer: asyncio.Task[None] | None = None
 
-    async def write(self, *writes: tuple[Executable, dict[str, Any]]) -> None:
+    async def write(self, *writes: tuple[Executable, dict[str, Any]], siblings: int = 0) -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append((writes, done))
+        self._siblings = max(self._siblings, siblings)
+        if len(self._queue) > self._siblings:
+            self._gathered.set()
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._drain())
         await done
 
+    async def _gather(self) -> None:
+        if len(self._queue) > self._siblings:
+            return
+        self._gathered.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._gathered.wait(), self._delay)
+
     async def _drain(self) -> None:
         while self._queue:
+            await self._gather()
+            self._siblings = 0
             batch, self._queue = self._queue[: self._BATCH], self._queue[self._BATCH :]
             grouped: dict[Executable, list[dict[str, Any]]] = {}
             for writes, _ in batch:

@@ -25,9 +25,18 @@ def _public(row: ApiKey) -> ApiKeyPublic:
 
 
 class KeyService:
-    def __init__(self, database: Database, clock: Clock) -> None:
+    """Keys in the database. ``verify`` remembers a valid key's principal for ``cache_seconds`` (keyed by
+    the key's SHA-256, never the key): the lookup is the costliest step of an authenticated request.
+    Revoking a key or changing its limits clears this process's memory at once; other workers and
+    replicas see the change within ``cache_seconds``."""
+
+    _CACHE_MAX = 10_000  # valid keys remembered; past it the memory starts afresh
+
+    def __init__(self, database: Database, clock: Clock, cache_seconds: float = 0.0) -> None:
         self._db = database
         self._clock = clock
+        self._cache_seconds = cache_seconds
+        self._verified: dict[str, tuple[float, Principal]] = {}
         self._verify_query = select(
             ApiKey.id,
             ApiKey.name,
@@ -87,6 +96,7 @@ class KeyService:
             if row.revoked_at is None:
                 row.revoked_at = self._clock.now()
                 await session.commit()
+            self._verified.clear()
             return _public(row)
 
     async def verify(self, key: str) -> tuple[Principal | None, str]:
@@ -94,6 +104,10 @@ class KeyService:
         if len(key) > keys.MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
             keys.matches(key[: keys.MAX_KEY_LENGTH], None)  # same work as a real check
             return None, "malformed"
+        digest = keys.secret_hash(key)
+        remembered = self._verified.get(digest)
+        if remembered is not None and remembered[0] > self._clock.monotonic():
+            return remembered[1], "ok"
         # Core, not the ORM: this runs on every request, and skipping the session and identity map halves it.
         async with self._db.engine.connect() as connection:
             row = (await connection.execute(self._verify_query, {"public_id": keys.public_id(key)})).first()
@@ -108,6 +122,10 @@ class KeyService:
             monthly_budget_dollars=row.monthly_budget_dollars,
             rpm_limit=row.rpm_limit,
         )
+        if self._cache_seconds > 0:
+            if len(self._verified) >= self._CACHE_MAX:
+                self._verified.clear()
+            self._verified[digest] = (self._clock.monotonic() + self._cache_seconds, principal)
         return principal, "ok"
 
     async def set_limits(self, key_id: int, budget: float | None, rpm: int | None) -> ApiKeyPublic:
@@ -118,6 +136,7 @@ class KeyService:
             row.monthly_budget_dollars = budget
             row.rpm_limit = rpm
             await session.commit()
+            self._verified.clear()
             return _public(row)
 
     async def count(self) -> int:

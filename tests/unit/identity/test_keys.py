@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from agentic_backend.app import create_app
 from agentic_backend.core.config import Settings
-from tests.conftest import ADMIN_KEY, ClientFor
+from tests.conftest import ADMIN_KEY, ClientFor, FakeClock
 
 
 async def test_create_list_revoke_over_http(admin: httpx.AsyncClient, anonymous: httpx.AsyncClient) -> None:
@@ -131,7 +131,7 @@ def run_cli(*args: str, data_dir: Path, database_url: str) -> subprocess.Complet
 
 
 async def test_cli_key_lifecycle(
-    db_app: FastAPI, client_for: ClientFor, database_url: str, tmp_path: Path
+    db_app: FastAPI, client_for: ClientFor, database_url: str, tmp_path: Path, clock: FakeClock
 ) -> None:
     created = run_cli(
         "keys",
@@ -163,6 +163,8 @@ async def test_cli_key_lifecycle(
         assert (await client.get("/api/v1/monitoring/summary")).status_code == 200
         revoked = run_cli("keys", "revoke", "cli-made", data_dir=tmp_path, database_url=database_url)
         assert revoked.returncode == 0, revoked.stderr
+        # The CLI is another process: the service's memory of the key lasts AGENTIC_KEY_CACHE_SECONDS.
+        clock.advance(db_app.state.settings.key_cache_seconds)
         assert (await client.get("/api/v1/monitoring/summary")).status_code == 401
     missing = run_cli("keys", "revoke", "nobody", data_dir=tmp_path, database_url=database_url)
     assert missing.returncode == 1
