@@ -77,7 +77,6 @@ class AgentService:
         self._metrics = metrics
         self._limits = limits
         self._clock = clock
-        self._running = 0  # queries between start and their ledger write, for the group commit
         for agent in agents.values():  # dashboards see every agent type from start-up
             for status in ("success", "error", "rejected"):
                 metrics.agent_queries.labels(agent.name, status)
@@ -98,7 +97,6 @@ class AgentService:
                 f"(set AGENTIC_{agent.provider.upper()}_API_KEY)."
             )
         started = time.perf_counter()
-        self._running += 1
         request_id = uuid.uuid4().hex
         month = month_of(self._clock.now())
         estimate = round(self._limits.query_cost_estimate_dollars * NANOS_PER_DOLLAR)
@@ -142,7 +140,6 @@ class AgentService:
             if status != "rejected":
                 self._metrics.agent_duration.labels(agent.name).observe(seconds)  # type: ignore[attr-defined]
                 self._metrics.agent_steps.labels(agent.name).observe(float(usage.calls))  # type: ignore[attr-defined]
-            self._running -= 1
             await self._ledger.record(
                 LedgerEntry(
                     request_id=request_id,
@@ -161,7 +158,6 @@ class AgentService:
                 ),
                 Settlement(month, released_nanodollars=estimate if reserved else 0),
                 also=session_writes,
-                siblings=self._running,
             )
 
     def _check_rate(self, principal: Principal) -> None:

@@ -146,11 +146,10 @@ class Ledger:
         entry: LedgerEntry,
         settlement: Settlement | None = None,
         also: Sequence[tuple[Executable, dict[str, Any]]] = (),
-        siblings: int = 0,
     ) -> None:
         """Record ``entry`` (and ``also``: the query's other writes, such as its session messages) in one
-        group-committed transaction, shared with up to ``siblings`` other queries still running."""
-        await self._db.group.write(*self.writes(entry, settlement), *also, siblings=siblings)
+        group-committed transaction."""
+        await self._db.group.write(*self.writes(entry, settlement), *also)
 
     async def report(
         self,

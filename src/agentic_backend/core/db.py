@@ -4,7 +4,6 @@ PostgreSQL (``AGENTIC_DATABASE_URL=postgresql+asyncpg://...``), and its Alembic 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -46,44 +45,39 @@ class GroupCommit:
     SQLite) into one per batch. A batch fails as a whole, so callers queue only statements that cannot
     fail on good input (conditional inserts, keyed updates).
 
-    Like PostgreSQL's ``commit_delay``/``commit_siblings``: a writer says how many other requests that will
-    write are running (``siblings``), and the transaction waits for them, yielding to the event loop, for
-    at most ``delay`` seconds. Requests on a CPU-bound loop arrive within a few iterations and share the
-    commit; one that waits on a model for seconds does not hold the others past the delay; a lone client
-    never waits.
+    Before each transaction the writer yields to the event loop until a turn passes in which nothing new
+    was queued (at most ``_GATHER`` turns): requests that were already running reach their write and join
+    the batch. Without it a loop where every statement completes at once (SQLite, core/sqlite_inline.py)
+    wrote almost every request alone: under 16 clients, batches of 1.07 requests against 2-4 with it, and
+    a third more agent queries per second. A time-based wait (PostgreSQL's ``commit_delay``) measured no
+    better and adds latency; a lone client passes one idle turn.
     """
 
     _BATCH = 500  # requests per transaction
+    _GATHER = 4  # event-loop turns the writer waits, at most, for running requests to join
 
-    def __init__(self, engine: AsyncEngine, delay: float = 0.002) -> None:
+    def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._delay = delay
         self._queue: list[tuple[Sequence[tuple[Executable, dict[str, Any]]], asyncio.Future[None]]] = []
-        self._siblings = 0
-        self._gathered = asyncio.Event()  # set once the queue holds every announced sibling
         self._writer: asyncio.Task[None] | None = None
 
-    async def write(self, *writes: tuple[Executable, dict[str, Any]], siblings: int = 0) -> None:
+    async def write(self, *writes: tuple[Executable, dict[str, Any]]) -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append((writes, done))
-        self._siblings = max(self._siblings, siblings)
-        if len(self._queue) > self._siblings:
-            self._gathered.set()
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._drain())
         await done
 
     async def _gather(self) -> None:
-        if len(self._queue) > self._siblings:
-            return
-        self._gathered.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._gathered.wait(), self._delay)
+        for _ in range(self._GATHER):
+            queued = len(self._queue)
+            await asyncio.sleep(0)
+            if len(self._queue) == queued:
+                return
 
     async def _drain(self) -> None:
         while self._queue:
             await self._gather()
-            self._siblings = 0
             batch, self._queue = self._queue[: self._BATCH], self._queue[self._BATCH :]
             grouped: dict[Executable, list[dict[str, Any]]] = {}
             for writes, _ in batch:

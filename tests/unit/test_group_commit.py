@@ -1,0 +1,81 @@
+"""The database's group commit: concurrent writers share transactions, each returns only once its rows
+are committed, a failed batch fails every writer in it (and not the next batch)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import event, func, insert, select
+
+from agentic_backend.billing.ledger import Ledger, LedgerEntry
+from agentic_backend.billing.models import UsageRecord
+from agentic_backend.core.db import Database, upgrade_async
+from agentic_backend.identity.service import KeyService
+from tests.conftest import FakeClock
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[Database]:
+    await upgrade_async(database_url)
+    db = Database(database_url)
+    yield db
+    await db.close()
+
+
+def entry(key_id: int, number: int) -> LedgerEntry:
+    return LedgerEntry(
+        request_id=f"{number:032x}",
+        key_id=key_id,
+        agent_type="assistant",
+        provider="sim",
+        model="sim-1",
+        input_tokens=10,
+        output_tokens=20,
+        cost_nanodollars=1_000,
+        cached=False,
+        status="success",
+        error_kind=None,
+        duration_seconds=0.001,
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+
+
+async def rows(database: Database) -> int:
+    async with database.engine.connect() as connection:
+        return int((await connection.execute(select(func.count()).select_from(UsageRecord))).scalar_one())
+
+
+async def test_concurrent_writers_share_transactions_and_see_their_rows(
+    database: Database, clock: FakeClock
+) -> None:
+    key = await KeyService(database, clock).create("k", "user")
+    commits: list[int] = []
+    event.listen(database.engine.sync_engine, "commit", lambda _: commits.append(1))
+    ledger = Ledger(database)
+
+    async def query(number: int) -> int:
+        await asyncio.sleep(0)  # requests in flight at once, as under a server's load
+        await ledger.record(entry(key.id, number))
+        return await rows(database)  # committed before record() returned
+
+    seen = await asyncio.gather(*(query(n) for n in range(64)))
+    assert await rows(database) == 64
+    assert min(seen) >= 1
+    assert len(commits) < 64 / 4, f"{len(commits)} transactions for 64 writers"
+
+
+async def test_a_failed_batch_fails_its_writers_only(database: Database, clock: FakeClock) -> None:
+    key = await KeyService(database, clock).create("k", "user")
+    ledger = Ledger(database)
+    bad = (insert(UsageRecord), {"request_id": "x"})  # NOT NULL columns missing: the batch fails
+    results = await asyncio.gather(
+        ledger.record(entry(key.id, 1)),
+        database.group.write(bad),
+        return_exceptions=True,
+    )
+    assert all(isinstance(result, Exception) for result in results), results
+    await ledger.record(entry(key.id, 2))
+    assert await rows(database) == 1
