@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from agentic_backend.app import create_app
 from agentic_backend.core.config import Settings
-from tests.databases import database_url  # noqa: F401  (the fixture)
+from tests.databases import database, database_url  # noqa: F401  (fixtures)
 
 ADMIN_KEY = "test-admin-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 

@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from agentic_backend.core.db import Database, upgrade_async
+
 POSTGRES_ADMIN_DSN = os.environ.get("AGENTIC_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
 
@@ -33,3 +35,12 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: object) -> Asyn
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[Database]:
+    """A migrated ``Database`` on each of the two, for tests below the HTTP layer."""
+    await upgrade_async(database_url)
+    db = Database(database_url)
+    yield db
+    await db.close()

@@ -4,25 +4,15 @@ are committed, a failed batch fails every writer in it (and not the next batch).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-import pytest
 from sqlalchemy import event, func, insert, select
 
 from agentic_backend.billing.ledger import Ledger, LedgerEntry
 from agentic_backend.billing.models import UsageRecord
-from agentic_backend.core.db import Database, upgrade_async
+from agentic_backend.core.db import Database
 from agentic_backend.identity.service import KeyService
 from tests.conftest import FakeClock
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    await upgrade_async(database_url)
-    db = Database(database_url)
-    yield db
-    await db.close()
 
 
 def entry(key_id: int, number: int) -> LedgerEntry:

@@ -3,21 +3,11 @@ worker act at once, through another within the cache time; invalid keys are neve
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
-from agentic_backend.core.db import Database, upgrade_async
+from agentic_backend.core.db import Database
 from agentic_backend.identity.service import KeyService
 from tests.conftest import FakeClock
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    await upgrade_async(database_url)
-    db = Database(database_url)
-    yield db
-    await db.close()
 
 
 async def test_revoked_through_the_same_worker_is_refused_at_once(
