@@ -2,8 +2,9 @@
 
     uv run python -m bench.http_overhead [--rounds 7] [--seconds 5]
 
-Every app runs under the same uvicorn flags on core 0; wrk (1 thread, 16 connections) runs on core 1. All
-servers are started first. Each round pairs bare FastAPI with every other row (bare, ours, bare,
+Every app runs under the same uvicorn flags on core 0; wrk (1 thread, 16 connections) runs on core 1. Each
+round starts every server afresh (a process's speed varies with its random hash seed and memory layout,
+so each round draws anew), then pairs bare FastAPI with every other row (bare, ours, bare,
 instrumentator, ...; the order within a pair flips each round), so each row's ratio compares two runs
 seconds apart and drift on this noisy 2-core machine cancels out. Besides requests/s it reads the server
 process's CPU time per request from /proc, which is steadier. Reported: the median requests/s and the median of the paired ratios.
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench.common import measure, median, start_uvicorn, table, wrk
+from bench.common import Server, measure, median, start_uvicorn, table, wrk
 
 BARE = "bare FastAPI"
 ROWS = {
@@ -38,16 +39,22 @@ def main() -> None:
     args = parser.parse_args()
 
     selected = {n: t for n, t in ROWS.items() if n == BARE or not args.only or any(o in n for o in args.only)}
-    servers = {name: start_uvicorn(name, target, probe=PATH) for name, target in selected.items()}
     rps: dict[str, list[float]] = {name: [] for name in selected}
     ratios: dict[str, list[float]] = {name: [] for name in selected}
     p99: dict[str, list[float]] = {name: [] for name in selected}
     cpu: dict[str, list[float]] = {name: [] for name in selected}
     cpu_ratios: dict[str, list[float]] = {name: [] for name in selected}
+    servers: dict[str, Server] = {}
     try:
-        for server in servers.values():  # warm up: first requests pay for imports and caches
-            wrk(server.url + PATH, seconds=1)
         for round_ in range(args.rounds):
+            # Fresh server processes every round: a process's hash seed and memory layout are random and
+            # shift its speed by a percent or two for its whole life, so one process per row for the whole
+            # run measured that luck as overhead (a send-wrapping middleware came out faster than bare).
+            for server in servers.values():
+                server.stop()
+            servers = {name: start_uvicorn(name, target, probe=PATH) for name, target in selected.items()}
+            for server in servers.values():  # warm up: first requests pay for imports and caches
+                wrk(server.url + PATH, seconds=1)
             for name, server in servers.items():
                 if name == BARE:
                     continue
