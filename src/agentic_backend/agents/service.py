@@ -7,9 +7,6 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
-
-from sqlalchemy import Executable
 
 from agentic_backend.agents.errors import BudgetExceeded, RateLimited, UnknownAgentType
 from agentic_backend.agents.registry import AgentType
@@ -21,6 +18,7 @@ from agentic_backend.billing.pricing import NANOS_PER_DOLLAR, Pricer, nanos_to_d
 from agentic_backend.billing.ratelimit import RateLimiter
 from agentic_backend.cache.service import ResponseCache, cache_key
 from agentic_backend.core.clock import Clock
+from agentic_backend.core.db import Write
 from agentic_backend.core.errors import AppError
 from agentic_backend.identity.schemas import Principal
 from agentic_backend.llm.base import Completion, Message, Provider, ProviderError
@@ -102,7 +100,7 @@ class AgentService:
         estimate = round(self._limits.query_cost_estimate_dollars * NANOS_PER_DOLLAR)
         usage = _Usage()
         status, error_kind, cached, reserved = "success", None, False, False
-        session_writes: list[tuple[Executable, dict[str, Any]]] = []
+        session_writes: list[Write] = []
         try:
             self._check_rate(principal)
             reserved = await self._reserve(principal, month, estimate)

@@ -13,11 +13,11 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Executable, bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 
 from agentic_backend.billing.models import KeySpend, UsageRecord
 from agentic_backend.billing.pricing import nanos_to_dollars
-from agentic_backend.core.db import Database
+from agentic_backend.core.db import Database, Write
 from agentic_backend.identity.models import ApiKey
 
 
@@ -124,13 +124,11 @@ class Ledger:
         self._db = database
 
     @staticmethod
-    def writes(
-        entry: LedgerEntry, settlement: Settlement | None = None
-    ) -> list[tuple[Executable, dict[str, Any]]]:
+    def writes(entry: LedgerEntry, settlement: Settlement | None = None) -> list[Write]:
         """The statements that record ``entry`` and settle its key's monthly spend (a key without a budget
         has no spend row: the update matches none)."""
         row: dict[str, Any] = {f: getattr(entry, f) for f in entry.__slots__}
-        writes: list[tuple[Executable, dict[str, Any]]] = [(_INSERT, row)]
+        writes: list[Write] = [(_INSERT, row)]
         if settlement is not None and (entry.cost_nanodollars or settlement.released_nanodollars):
             params = {
                 "k": entry.key_id,
@@ -145,7 +143,7 @@ class Ledger:
         self,
         entry: LedgerEntry,
         settlement: Settlement | None = None,
-        also: Sequence[tuple[Executable, dict[str, Any]]] = (),
+        also: Sequence[Write] = (),
     ) -> None:
         """Record ``entry`` (and ``also``: the query's other writes, such as its session messages) in one
         group-committed transaction."""

@@ -35,6 +35,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
     cursor.close()
 
 
+# One statement and its parameters, as queued for the group commit.
+Write = tuple[Executable, dict[str, Any]]
+
+
 class GroupCommit:
     """Writes of many requests in one transaction (group commit).
 
@@ -58,10 +62,10 @@ class GroupCommit:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._queue: list[tuple[Sequence[tuple[Executable, dict[str, Any]]], asyncio.Future[None]]] = []
+        self._queue: list[tuple[Sequence[Write], asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
 
-    async def write(self, *writes: tuple[Executable, dict[str, Any]]) -> None:
+    async def write(self, *writes: Write) -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append((writes, done))
         if self._writer is None or self._writer.done():

@@ -105,12 +105,10 @@ class InlineConnection:
         self._conn.rollback()
 
     async def close(self) -> None:
-        if self._connection is not None:
-            self._connection = None
-            self._conn.close()
+        self.stop()
 
     def stop(self) -> None:
-        """aiosqlite's forced close (SQLAlchemy calls it when it invalidates a connection)."""
+        """aiosqlite's forced close (SQLAlchemy calls it when it invalidates a connection); also ``close``."""
         if self._connection is not None:
             self._connection = None
             self._conn.close()

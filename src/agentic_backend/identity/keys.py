@@ -39,8 +39,13 @@ def public_id(key: str) -> str:
 def matches(key: str, stored_hash: str | None) -> bool:
     """Constant-time check of ``key`` against a stored hash; with no stored hash (unknown key) it does the
     same work against a dummy, so that timing does not tell whether a key exists."""
+    return digest_matches(secret_hash(key), stored_hash)
+
+
+def digest_matches(digest: str, stored_hash: str | None) -> bool:
+    """``matches`` for a key whose ``secret_hash`` the caller has computed already."""
     expected = stored_hash if stored_hash is not None else _DUMMY_HASH
-    return hmac.compare_digest(secret_hash(key), expected) and stored_hash is not None
+    return hmac.compare_digest(digest, expected) and stored_hash is not None
 
 
 def is_weak(key: str) -> bool:

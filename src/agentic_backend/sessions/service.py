@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import (
-    ColumnElement,
-    Executable,
     bindparam,
     delete,
     exists,
@@ -21,7 +18,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentic_backend.core.clock import Clock
-from agentic_backend.core.db import Database
+from agentic_backend.core.db import Database, Write
 from agentic_backend.core.errors import NotFound
 from agentic_backend.identity.schemas import Principal
 from agentic_backend.llm.base import Message
@@ -132,26 +129,19 @@ class SessionService:
 
     def append_writes(
         self, principal: Principal, session_id: str, messages: list[tuple[str, str]]
-    ) -> list[tuple[Executable, dict[str, Any]]]:
+    ) -> list[Write]:
         """The statements that add ``messages`` and extend the session's life, for the database's group
         commit. Both are conditional on the session being the caller's and unexpired, so a session deleted
         or expired meanwhile takes nothing (and fails no one else's writes in the same batch)."""
         now = self._clock.now()
         owner = {"sid": session_id, "key": principal.key_id, "now": now}
-        writes: list[tuple[Executable, dict[str, Any]]] = [(_TOUCH, {**owner, "expires": now + self._ttl})]
+        writes: list[Write] = [(_TOUCH, {**owner, "expires": now + self._ttl})]
         writes += [(_APPEND, {**owner, "role": role, "content": content}) for role, content in messages]
         return writes
 
     async def append(self, principal: Principal, session_id: str, messages: list[tuple[str, str]]) -> None:
         """Add messages and extend the session's life (nothing if it expired or is not the caller's)."""
         await self._db.group.write(*self.append_writes(principal, session_id, messages))
-
-    def _live_and_owned(self, principal: Principal, session_id: str) -> tuple[ColumnElement[bool], ...]:
-        return (
-            AgentSession.id == session_id,
-            AgentSession.key_id == principal.key_id,
-            AgentSession.expires_at > self._clock.now(),
-        )
 
     async def delete(self, principal: Principal, session_id: str) -> None:
         async with self._db.session() as session:
