@@ -108,7 +108,7 @@ class Series:
         self._view[self._offset] -= amount
 
     def set(self, value: float) -> None:
-        self._view[self._offset] = value
+        self._view[self._offset] = float(value)
 
     def get(self) -> float:
         return float(self._view[self._offset])
@@ -139,7 +139,8 @@ class HistogramSeries(Series):
         return self._view, self._offset, self._bounds, self._sum_offset
 
     def count(self) -> float:
-        return float(sum(self._view[self._offset : self._sum_offset].tolist()))
+        view = self._view
+        return float(sum(view[i] for i in range(self._offset, self._sum_offset)))
 
     def sum(self) -> float:
         return float(self._view[self._sum_offset])

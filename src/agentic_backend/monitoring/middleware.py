@@ -16,7 +16,6 @@ import asyncio
 from bisect import bisect_left
 from collections.abc import Awaitable
 from time import perf_counter
-from typing import Any
 
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -54,7 +53,7 @@ class HttpMetricsMiddleware:
         self._durations = metrics.http_duration
         self._active, self._active_slot = metrics.active_requests.labels().location()
         self._slots: dict[tuple[str, str, int], _Slots] = {}
-        self._endpoint_paths: dict[Any, str] = {}
+        self._endpoint_paths: dict[object, str] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,27 +68,26 @@ class HttpMetricsMiddleware:
             kind = message["type"]
             if kind == "http.response.start":
                 status = message["status"]
-            elif kind == "http.response.body" and not message.get("more_body", False):
+            elif kind == "http.response.body" and not message.get("more_body"):
                 end = perf_counter()
             return send(message)
 
         active, active_slot = self._active, self._active_slot
         active[active_slot] += 1.0
-        error: BaseException | None = None
         try:
             await self.app(scope, receive, send_wrapper)
         except BaseException as exc:
-            error = exc
+            if not end:  # the response did not complete: a server error, unless the client went away
+                end = perf_counter()
+                status = CLIENT_CLOSED_REQUEST if isinstance(exc, _DISCONNECTS) else 500
             raise
         finally:
             active[active_slot] -= 1.0
             if not end:
-                # The response did not complete. Starlette returns without finishing it only when the client
-                # went away (a streaming response stops on http.disconnect); a disconnect can also surface as
-                # an exception while reading the body or writing. Anything else is a server error.
+                # Returned without finishing the response: Starlette does that only when the client went
+                # away (a streaming response stops on http.disconnect).
                 end = perf_counter()
-                disconnected = error is None or isinstance(error, _DISCONNECTS)
-                status = CLIENT_CLOSED_REQUEST if disconnected else 500
+                status = CLIENT_CLOSED_REQUEST
             route = scope.get("route")
             key = (
                 scope["method"],
@@ -124,8 +122,7 @@ class HttpMetricsMiddleware:
             return UNMATCHED_ENDPOINT
         path = self._endpoint_paths.get(endpoint)
         if path is None:
-            app = scope.get("app")
-            for route in getattr(app, "routes", ()):
+            for route in getattr(scope.get("app"), "routes", ()):
                 if getattr(route, "endpoint", None) is endpoint or getattr(route, "app", None) is endpoint:
                     path = getattr(route, "path_format", None)
                     break

@@ -1,23 +1,26 @@
-"""Where metric values live: fixed-size pages of float64 slots.
+"""Where metric values live: fixed-size pages of float slots.
 
 A series owns a few consecutive slots of one page (one for a counter or gauge; the buckets plus the sum for
-a histogram) and updates them with ``memoryview`` item assignment: no lock, no object allocation, a handful
-of nanoseconds. prometheus_client takes a lock and walks two objects per update; ``bench/http_overhead.py``
-shows that difference in the middleware's hot path, which is why this store is written by hand.
+a histogram) and updates them with item assignment: no lock, no object per update beyond the float.
+prometheus_client takes a lock and walks two objects per update; ``bench/http_overhead.py`` shows that
+difference in the middleware's hot path, which is why this store is written by hand.
 
 Two kinds of page:
 
-* ``LocalPages``: process memory, for a single process.
-* ``MmapPages``: files under a folder, mapped into memory, for ``serve --workers N``. Each worker writes its
-  own pages and appends every series it allocates to a journal (one JSON line each), so any worker can read
-  all the others' values at scrape time without asking them. Pages never move once created, so a reader
-  only ever sees a slot as zero or as a value some worker wrote (aligned 8-byte stores are atomic on the
-  platforms we run on).
+* ``LocalPages``: Python lists, for a single process. ``page[i] += x`` on a list runs as the interpreter's
+  specialised list instructions; on a ``memoryview`` it goes through the buffer protocol and packs and
+  unpacks a C double, about twice the machine instructions per update (measured with callgrind:
+  ``bench/http_overhead.py --instructions``), and the middleware makes five updates per request.
+* ``MmapPages``: float64 files under a folder, mapped into memory through a ``memoryview``, for
+  ``serve --workers N``. Each worker writes its own pages and appends every series it allocates to a
+  journal (one JSON line each), so any worker can read all the others' values at scrape time without asking
+  them. Pages never move once created, so a reader only ever sees a slot as zero or as a value some worker
+  wrote (aligned 8-byte stores are atomic on the platforms we run on).
 
-Updates come from the event-loop thread. CPython does not switch threads inside ``view[i] += x`` on a
-memoryview (the subscript and store are C calls without an eval-breaker check), so an update from a worker
-thread cannot tear either; the custom-metrics store takes a real lock anyway because it is shared between
-processes.
+Updates come from the event-loop thread. CPython does not switch threads inside ``page[i] += x`` (the
+subscript, the addition and the store are instructions without an eval-breaker check), so an update from a
+worker thread cannot be lost either; the custom-metrics store takes a real lock anyway because it is shared
+between processes.
 """
 
 from __future__ import annotations
@@ -43,22 +46,24 @@ class Slot:
 
 
 class FloatView(Protocol):
-    """A ``memoryview`` cast to float64 ('d'), typed as what it holds."""
+    """One page: a list of floats, or a mapped file seen as float64 slots."""
+
+    def __getitem__(self, index: int, /) -> float: ...
+    def __setitem__(self, index: int, value: float, /) -> None: ...
+
+
+class MappedView(FloatView, Protocol):
+    """A ``memoryview`` of a mapped file cast to float64 ('d'), typed as what it holds."""
 
     @overload
-    def __getitem__(self, index: int) -> float: ...
+    def __getitem__(self, index: int, /) -> float: ...
     @overload
-    def __getitem__(self, index: slice) -> FloatView: ...
-    def __setitem__(self, index: int, value: float) -> None: ...
+    def __getitem__(self, index: slice, /) -> MappedView: ...
     def tolist(self) -> list[float]: ...
     def release(self) -> None: ...
 
     @property
     def obj(self) -> object: ...
-
-
-def _float_view(buffer: bytearray | mmap.mmap) -> FloatView:
-    return cast(FloatView, memoryview(buffer).cast("d"))
 
 
 class PageStore(Protocol):
@@ -70,30 +75,30 @@ class PageStore(Protocol):
 
 
 class LocalPages:
-    """Pages in process memory."""
+    """Pages in process memory: lists of floats."""
 
     def __init__(self) -> None:
-        self._views: list[FloatView] = []
+        self._pages: list[list[float]] = []
         self._used = PAGE_SLOTS
 
     def allocate(self, width: int) -> Slot:
         if width > PAGE_SLOTS:
             raise ValueError(f"a series cannot use more than {PAGE_SLOTS} slots")
         if self._used + width > PAGE_SLOTS:
-            self._views.append(_float_view(bytearray(PAGE_SLOTS * _SLOT_BYTES)))
+            self._pages.append([0.0] * PAGE_SLOTS)
             self._used = 0
-        slot = Slot(len(self._views) - 1, self._used)
+        slot = Slot(len(self._pages) - 1, self._used)
         self._used += width
         return slot
 
-    def view(self, page: int) -> FloatView:
-        return self._views[page]
+    def view(self, page: int) -> list[float]:
+        return self._pages[page]
 
     def copy(self) -> list[list[float]]:
-        return [v.tolist() for v in self._views]
+        return [page.copy() for page in self._pages]
 
 
-def _map_page(path: Path, *, create: bool) -> FloatView:
+def _map_page(path: Path, *, create: bool) -> MappedView:
     flags = os.O_RDWR | (os.O_CREAT if create else 0)
     fd = os.open(path, flags, 0o600)
     try:
@@ -102,7 +107,7 @@ def _map_page(path: Path, *, create: bool) -> FloatView:
         mapped = mmap.mmap(fd, PAGE_SLOTS * _SLOT_BYTES)
     finally:
         os.close(fd)
-    return _float_view(mapped)
+    return cast(MappedView, memoryview(mapped).cast("d"))
 
 
 class MmapPages:
@@ -115,7 +120,7 @@ class MmapPages:
     def __init__(self, folder: Path, prefix: str) -> None:
         self._folder = folder
         self._prefix = prefix
-        self._views: list[FloatView] = []
+        self._views: list[MappedView] = []
         self._used = PAGE_SLOTS
 
     def _path(self, page: int) -> Path:
@@ -137,7 +142,7 @@ class MmapPages:
         if slot.page == len(self._views) - 1:
             self._used = max(self._used, slot.offset + width)
 
-    def view(self, page: int) -> FloatView:
+    def view(self, page: int) -> MappedView:
         while page >= len(self._views):
             self._views.append(_map_page(self._path(len(self._views)), create=False))
         return self._views[page]
