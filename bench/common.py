@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -50,10 +51,20 @@ class Server:
             self.process.kill()
 
 
-def start_uvicorn(name: str, target: str, *, env: dict[str, str] | None = None, probe: str = "/") -> Server:
-    """``uvicorn --factory target`` on one core, the same flags for every row."""
+def start_uvicorn(
+    name: str,
+    target: str,
+    *,
+    env: dict[str, str] | None = None,
+    probe: str = "/",
+    runner: list[str] | None = None,
+    startup_seconds: float = 30,
+    quiet: bool = False,
+) -> Server:
+    """``uvicorn --factory target`` on one core (or under ``runner``), the same flags for every row."""
     port = free_port()
-    args = ["taskset", "-c", SERVER_CPU, sys.executable, "-m", "uvicorn", "--factory", target]
+    runner = ["taskset", "-c", SERVER_CPU] if runner is None else runner
+    args = [*runner, sys.executable, "-m", "uvicorn", "--factory", target]
     args += [
         "--port",
         str(port),
@@ -65,9 +76,14 @@ def start_uvicorn(name: str, target: str, *, env: dict[str, str] | None = None, 
         "--http",
         "httptools",
     ]
-    process = subprocess.Popen(args, env={**os.environ, **(env or {})}, cwd=Path(__file__).parent.parent)
+    process = subprocess.Popen(
+        args,
+        env={**os.environ, **(env or {})},
+        cwd=Path(__file__).parent.parent,
+        stderr=subprocess.DEVNULL if quiet else None,
+    )
     server = Server(name, port, process)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + startup_seconds
     while time.monotonic() < deadline:
         try:
             httpx.get(server.url + probe, timeout=1)
@@ -111,6 +127,36 @@ def measure(server: Server, url: str, *, seconds: int) -> tuple[WrkResult, float
     before = server.cpu_seconds()
     result = wrk(url, seconds=seconds)
     return result, (server.cpu_seconds() - before) / result.requests * 1e6
+
+
+async def _keep_alive_requests(host: str, port: int, path: str, count: int) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    try:
+        for _ in range(count):
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+            if length is None:
+                raise RuntimeError(f"no Content-Length in {head!r}")
+            await reader.readexactly(int(length.group(1)))
+    finally:
+        writer.close()
+
+
+def send_requests(url: str, *, count: int, connections: int = 16) -> None:
+    """Exactly ``count`` keep-alive GETs of ``url`` over ``connections`` connections (wrk runs for a time,
+    not a number of requests, and an instruction count per request needs the number)."""
+    parsed = httpx.URL(url)
+    host, port, path = parsed.host, parsed.port or 80, parsed.raw_path.decode()
+
+    async def run() -> None:
+        share, extra = divmod(count, connections)
+        await asyncio.gather(
+            *(_keep_alive_requests(host, port, path, share + (i < extra)) for i in range(connections))
+        )
+
+    asyncio.run(run())
 
 
 def median(values: list[float]) -> float:

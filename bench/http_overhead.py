@@ -1,6 +1,7 @@
 """Throughput of one small JSON route: bare FastAPI vs ours vs the two best-known peers.
 
     uv run python -m bench.http_overhead [--rounds 7] [--seconds 5]
+    uv run python -m bench.http_overhead --instructions [--requests 4000]
 
 Every app runs under the same uvicorn flags on core 0; wrk (1 thread, 16 connections) runs on core 1. Each
 round starts every server afresh (a process's speed varies with its random hash seed and memory layout,
@@ -8,13 +9,26 @@ so each round draws anew), then pairs bare FastAPI with every other row (bare, o
 instrumentator, ...; the order within a pair flips each round), so each row's ratio compares two runs
 seconds apart and drift on this noisy 2-core machine cancels out. Besides requests/s it reads the server
 process's CPU time per request from /proc, which is steadier. Reported: the median requests/s and the median of the paired ratios.
+
+``--instructions`` counts instead of timing: each server runs under valgrind's callgrind (PYTHONHASHSEED=0),
+takes warm-up requests, has its counters zeroed, serves exactly ``--requests`` more, and the machine
+instructions it executed are divided by that number. The count does not depend on what else the machine
+is doing (the same figure to within 0.1 % run after run), so it settles differences that timing on this
+machine blurs; it does not see cache misses or branch mispredictions, which timing does.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-from bench.common import Server, measure, median, start_uvicorn, table, wrk
+from bench.common import Server, measure, median, send_requests, start_uvicorn, table, wrk
 
 BARE = "bare FastAPI"
 ROWS = {
@@ -36,9 +50,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--only", nargs="*", default=[], help="rows to compare with bare (substrings)")
+    parser.add_argument("--instructions", action="store_true", help="count instructions per request instead")
+    parser.add_argument(
+        "--requests", type=int, default=4000, help="requests counted per row (--instructions)"
+    )
     args = parser.parse_args()
 
     selected = {n: t for n, t in ROWS.items() if n == BARE or not args.only or any(o in n for o in args.only)}
+    if args.instructions:
+        instructions_table(selected, args.requests)
+        return
     rps: dict[str, list[float]] = {name: [] for name in selected}
     ratios: dict[str, list[float]] = {name: [] for name in selected}
     p99: dict[str, list[float]] = {name: [] for name in selected}
@@ -112,6 +133,58 @@ def main() -> None:
     print(table(["app", "requests/s", "vs bare", "CPU us/req", "CPU vs bare", "p99 ms"], rows))
     print(
         "(CPU vs bare: bare's server CPU per request over this one's, i.e. relative throughput per CPU second)"
+    )
+
+
+def instructions_per_request(name: str, target: str, requests: int) -> float:
+    """Machine instructions the server executes per request, counted by callgrind."""
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "callgrind.out"
+        runner = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p"]
+        server = start_uvicorn(
+            name,
+            target,
+            probe=PATH,
+            runner=runner,
+            env={"PYTHONHASHSEED": "0"},
+            startup_seconds=900,
+            quiet=True,
+        )
+        try:
+            pid = str(server.process.pid)
+            send_requests(server.url + PATH, count=1000)  # warm-up: imports, caches, specialisation
+            subprocess.run(["callgrind_control", "--zero", pid], check=True, capture_output=True)
+            send_requests(server.url + PATH, count=requests)
+            subprocess.run(["callgrind_control", "--dump", pid], check=True, capture_output=True)
+            dump = Path(f"{out}.{pid}.1").read_text()
+        finally:
+            server.stop()
+    summary = re.search(r"^summary: (\d+)$", dump, re.M)
+    if summary is None:
+        raise RuntimeError(f"no summary line in callgrind's dump for {name}")
+    return int(summary.group(1)) / requests
+
+
+def instructions_table(selected: dict[str, str], requests: int) -> None:
+    for tool in ("valgrind", "callgrind_control"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is not installed: run scripts/bootstrap.sh (Debian package valgrind)")
+    # Counts do not depend on load, so two servers run at once (one per core).
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {n: pool.submit(instructions_per_request, n, t, requests) for n, t in selected.items()}
+        counts = {name: future.result() for name, future in futures.items()}
+    bare = counts[BARE]
+    rows = [
+        [name, f"{count / 1000:.1f}k", f"{(count - bare) / 1000:+.1f}k", f"{bare / count * 100:.1f} %"]
+        for name, count in counts.items()
+    ]
+    print()
+    print(
+        f"GET {PATH}, {requests} requests over 16 keep-alive connections after 1000 warm-up, under callgrind"
+    )
+    print(table(["app", "instructions/req", "vs bare", "bare/this"], rows))
+    print(
+        "(bare/this: the throughput ratio if time followed instructions; it ignores cache and branch effects)"
     )
 
 

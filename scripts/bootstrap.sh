@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the service and its tests need on a fresh Debian machine, and nothing that is already
-# there: Debian's prometheus (with promtool), prometheus-alertmanager, victoria-metrics, wrk and
-# PostgreSQL/Redis if absent;
+# there: Debian's prometheus (with promtool), prometheus-alertmanager, victoria-metrics, wrk,
+# valgrind (the benchmarks' instruction counts) and PostgreSQL/Redis if absent;
 # starts PostgreSQL and Redis if they are down; then uv and the locked Python environment. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +14,7 @@ if [[ $want_system == all ]]; then
   command -v promtool >/dev/null || missing+=(prometheus)
   command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
   command -v wrk >/dev/null || missing+=(wrk)
+  command -v callgrind_control >/dev/null || missing+=(valgrind)
   command -v victoria-metrics >/dev/null || missing+=(victoria-metrics)  # remote_write target in the tests
   command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
   command -v redis-server >/dev/null || missing+=(redis-server)
