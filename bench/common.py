@@ -110,16 +110,26 @@ def _ms(text: str) -> float:
     return float(number) * _UNITS[unit]
 
 
-def wrk(url: str, *, seconds: int, connections: int = 16) -> WrkResult:
+def start_wrk(url: str, *, seconds: int, connections: int = 16) -> subprocess.Popen[str]:
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: run scripts/bootstrap.sh (Debian package wrk)")
     args = ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
-    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    return subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+
+
+def wrk_result(process: subprocess.Popen[str]) -> WrkResult:
+    out, _ = process.communicate()
+    if process.returncode:
+        raise RuntimeError(f"wrk failed ({process.returncode}): {out}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     return WrkResult(rps, p50, p99, requests)
+
+
+def wrk(url: str, *, seconds: int, connections: int = 16) -> WrkResult:
+    return wrk_result(start_wrk(url, seconds=seconds, connections=connections))
 
 
 def measure(server: Server, url: str, *, seconds: int) -> tuple[WrkResult, float]:
@@ -157,6 +167,20 @@ def send_requests(url: str, *, count: int, connections: int = 16) -> None:
         )
 
     asyncio.run(run())
+
+
+def measure_together(servers: list[Server], path: str, *, seconds: int) -> list[tuple[WrkResult, float]]:
+    """wrk against every server at once, all servers sharing one core: the scheduler gives each the same
+    CPU time, so the ratio of their throughputs is the ratio of their costs per request, and whatever slows
+    the machine during the run slows them all alike. Returns each one's result and CPU microseconds per
+    request."""
+    before = [server.cpu_seconds() for server in servers]
+    processes = [start_wrk(server.url + path, seconds=seconds) for server in servers]
+    results = [wrk_result(process) for process in processes]
+    return [
+        (result, (server.cpu_seconds() - cpu) / result.requests * 1e6)
+        for server, cpu, result in zip(servers, before, results, strict=True)
+    ]
 
 
 def median(values: list[float]) -> float:

@@ -1,6 +1,7 @@
 """Throughput of one small JSON route: bare FastAPI vs ours vs the two best-known peers.
 
     uv run python -m bench.http_overhead [--rounds 7] [--seconds 5]
+    uv run python -m bench.http_overhead --together [--rounds 7] [--seconds 5]
     uv run python -m bench.http_overhead --instructions [--requests 4000]
 
 Every app runs under the same uvicorn flags on core 0; wrk (1 thread, 16 connections) runs on core 1. Each
@@ -9,6 +10,13 @@ so each round draws anew), then pairs bare FastAPI with every other row (bare, o
 instrumentator, ...; the order within a pair flips each round), so each row's ratio compares two runs
 seconds apart and drift on this noisy 2-core machine cancels out. Besides requests/s it reads the server
 process's CPU time per request from /proc, which is steadier. Reported: the median requests/s and the median of the paired ratios.
+
+``--together`` loads bare and the other row at the same time, both servers on the same core and two wrk
+on the other: the scheduler gives each server the same CPU time, so the ratio of their requests/s is the
+ratio of their costs per request, and a slowdown of the machine during the run (this one has noisy
+neighbours) hits both alike instead of whichever ran second. Each then runs at about half its alone speed
+and with the other's working set in the caches, so absolute requests/s are not comparable with the
+alternating mode's.
 
 ``--instructions`` counts instead of timing: each server runs under valgrind's callgrind (PYTHONHASHSEED=0),
 takes warm-up requests, has its counters zeroed, serves exactly ``--requests`` more, and the machine
@@ -28,7 +36,16 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bench.common import Server, measure, median, send_requests, start_uvicorn, table, wrk
+from bench.common import (
+    Server,
+    measure,
+    measure_together,
+    median,
+    send_requests,
+    start_uvicorn,
+    table,
+    wrk,
+)
 
 BARE = "bare FastAPI"
 ROWS = {
@@ -50,6 +67,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--only", nargs="*", default=[], help="rows to compare with bare (substrings)")
+    parser.add_argument(
+        "--together", action="store_true", help="load bare and the other row at once, sharing the server core"
+    )
     parser.add_argument("--instructions", action="store_true", help="count instructions per request instead")
     parser.add_argument(
         "--requests", type=int, default=4000, help="requests counted per row (--instructions)"
@@ -79,9 +99,19 @@ def main() -> None:
             for name, server in servers.items():
                 if name == BARE:
                     continue
+                if args.together:
+                    # Which wrk starts first alternates, as the order does below.
+                    if round_ % 2 == 0:
+                        (bare, bare_cpu), (other, other_cpu) = measure_together(
+                            [servers[BARE], server], PATH, seconds=args.seconds
+                        )
+                    else:
+                        (other, other_cpu), (bare, bare_cpu) = measure_together(
+                            [server, servers[BARE]], PATH, seconds=args.seconds
+                        )
                 # A B in even rounds, B A in odd ones: whatever favours the first (or second) run of a pair
                 # favours each side equally often.
-                if round_ % 2 == 0:
+                elif round_ % 2 == 0:
                     bare, bare_cpu = measure(servers[BARE], servers[BARE].url + PATH, seconds=args.seconds)
                     other, other_cpu = measure(server, server.url + PATH, seconds=args.seconds)
                 else:
@@ -128,7 +158,8 @@ def main() -> None:
             )
     print()
     print(
-        f"GET {PATH}, wrk -t1 -c16 -d{args.seconds}s, medians of {args.rounds} rounds (ratio: median of paired runs)"
+        f"GET {PATH}, wrk -t1 -c16 -d{args.seconds}s, medians of {args.rounds} rounds (ratio: median of paired runs"
+        + (", each pair loaded at once on one shared core)" if args.together else ")")
     )
     print(table(["app", "requests/s", "vs bare", "CPU us/req", "CPU vs bare", "p99 ms"], rows))
     print(
