@@ -9,8 +9,8 @@ Two kinds of page:
 
 * ``LocalPages``: Python lists, for a single process. ``page[i] += x`` on a list runs as the interpreter's
   specialised list instructions; on a ``memoryview`` it goes through the buffer protocol and packs and
-  unpacks a C double, about twice the machine instructions per update (measured with callgrind:
-  ``bench/http_overhead.py --instructions``), and the middleware makes five updates per request.
+  unpacks a C double: about 430 more machine instructions per update under callgrind, and the middleware
+  makes five per request (``bench/http_overhead.py --instructions`` counts the whole request).
 * ``MmapPages``: float64 files under a folder, mapped into memory through a ``memoryview``, for
   ``serve --workers N``. Each worker writes its own pages and appends every series it allocates to a
   journal (one JSON line each), so any worker can read all the others' values at scrape time without asking
