@@ -132,13 +132,6 @@ def wrk(url: str, *, seconds: int, connections: int = 16) -> WrkResult:
     return wrk_result(start_wrk(url, seconds=seconds, connections=connections))
 
 
-def measure(server: Server, url: str, *, seconds: int) -> tuple[WrkResult, float]:
-    """A wrk run, and the server's CPU microseconds per request during it."""
-    before = server.cpu_seconds()
-    result = wrk(url, seconds=seconds)
-    return result, (server.cpu_seconds() - before) / result.requests * 1e6
-
-
 async def _keep_alive_requests(host: str, port: int, path: str, count: int) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
@@ -167,6 +160,11 @@ def send_requests(url: str, *, count: int, connections: int = 16) -> None:
         )
 
     asyncio.run(run())
+
+
+def measure(server: Server, path: str, *, seconds: int) -> tuple[WrkResult, float]:
+    """A wrk run, and the server's CPU microseconds per request during it."""
+    return measure_together([server], path, seconds=seconds)[0]
 
 
 def measure_together(servers: list[Server], path: str, *, seconds: int) -> list[tuple[WrkResult, float]]:

@@ -99,24 +99,14 @@ def main() -> None:
             for name, server in servers.items():
                 if name == BARE:
                     continue
+                # Bare first in even rounds, second in odd ones (which wrk starts first, loaded together):
+                # whatever favours the first (or second) run of a pair favours each side equally often.
+                pair = [servers[BARE], server] if round_ % 2 == 0 else [server, servers[BARE]]
                 if args.together:
-                    # Which wrk starts first alternates, as the order does below.
-                    if round_ % 2 == 0:
-                        (bare, bare_cpu), (other, other_cpu) = measure_together(
-                            [servers[BARE], server], PATH, seconds=args.seconds
-                        )
-                    else:
-                        (other, other_cpu), (bare, bare_cpu) = measure_together(
-                            [server, servers[BARE]], PATH, seconds=args.seconds
-                        )
-                # A B in even rounds, B A in odd ones: whatever favours the first (or second) run of a pair
-                # favours each side equally often.
-                elif round_ % 2 == 0:
-                    bare, bare_cpu = measure(servers[BARE], servers[BARE].url + PATH, seconds=args.seconds)
-                    other, other_cpu = measure(server, server.url + PATH, seconds=args.seconds)
+                    results = measure_together(pair, PATH, seconds=args.seconds)
                 else:
-                    other, other_cpu = measure(server, server.url + PATH, seconds=args.seconds)
-                    bare, bare_cpu = measure(servers[BARE], servers[BARE].url + PATH, seconds=args.seconds)
+                    results = [measure(one, PATH, seconds=args.seconds) for one in pair]
+                (bare, bare_cpu), (other, other_cpu) = results if round_ % 2 == 0 else results[::-1]
                 cpu[BARE].append(bare_cpu)
                 cpu[name].append(other_cpu)
                 cpu_ratios[name].append(bare_cpu / other_cpu)
