@@ -4,8 +4,9 @@ Records ``http_requests_total``, ``http_request_duration_seconds`` and ``active_
 request. The duration runs until the last body chunk is handed to the server; a client that disconnects
 before that counts as status 499, an exception before the response completes as 500; ``active_requests``
 is decremented in ``finally``, so it always returns to rest. The ``endpoint`` label is the matched route's
-template, read from the scope the router filled in (FastAPI sets ``scope["route"]``; a plain Starlette route
-is found by its endpoint), never by matching the path again; no match is ``__unmatched__``. FastAPI keeps
+template, read from the scope the router filled in (``scope["route"]``; a route without a template, such as
+a ``Host``, or an older Starlette that sets only ``scope["endpoint"]``, is found by its endpoint), never by
+matching the path again; no match is ``__unmatched__``. FastAPI keeps
 an ``include_router(prefix=...)`` prefix out of ``route.path_format``, so routers carry their full prefix
 themselves (``APIRouter(prefix="/api/v1/...")``); a test checks every route's label.
 """
@@ -46,12 +47,19 @@ class HttpMetricsMiddleware:
     slots, looked up once per label set.
     """
 
+    # Cache keys are bounded (known methods x routes x status codes) except for made-up methods, which a
+    # client can invent without end: label sets with those are cached only while the cache is this small.
+    CACHE_LIMIT = 10_000
+
     def __init__(self, app: ASGIApp, metrics: BuiltinMetrics) -> None:
         self.app = app
         self._requests = metrics.http_requests
         self._durations = metrics.http_duration
         self._active, self._active_slot = metrics.active_requests.labels().location()
-        self._slots: dict[tuple[str, str, int], _Slots] = {}
+        # The hot path's cache, by status, route template and method (matched routes only), and the slow
+        # path's, by (method, endpoint, status), which also holds unmatched and template-less requests.
+        self._slots: dict[int, dict[str, dict[str, _Slots]]] = {}
+        self._by_key: dict[tuple[str, str, int], _Slots] = {}
         self._endpoint_paths: dict[object, str] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -64,10 +72,9 @@ class HttpMetricsMiddleware:
 
         def send_wrapper(message: Message) -> Awaitable[None]:
             nonlocal status, end
-            kind = message["type"]
-            if kind == "http.response.start":
+            if message["type"] == "http.response.start":
                 status = message["status"]
-            elif kind == "http.response.body" and not message.get("more_body"):
+            elif not message.get("more_body"):  # the last body chunk (or a final pathsend/trailers message)
                 end = perf_counter()
             return send(message)
 
@@ -87,52 +94,68 @@ class HttpMetricsMiddleware:
                 # away (a streaming response stops on http.disconnect).
                 end = perf_counter()
                 status = CLIENT_CLOSED_REQUEST
-            route = scope.get("route")
-            key = (
-                scope["method"],
-                route.path_format if route is not None else self._endpoint_path(scope),
-                status,
-            )
-            slots = self._slots.get(key) or self._slots_for(key)
+            try:
+                # status -> route template -> method: three subscripts of small dicts whose keys hash
+                # cheaply (an int, the route's own template string, a 3-7 letter method), about 600
+                # instructions less than building and hashing a (method, endpoint, status) tuple.
+                slots = self._slots[status][scope["route"].path_format][scope["method"]]
+            except (KeyError, AttributeError):  # a new label set, or no matched route with a template
+                slots = self._slots_for(scope, status)
             counter, counter_slot, histogram, first_bucket, edges, sum_slot = slots
             seconds = end - start
             counter[counter_slot] += 1.0
-            # The first edge >= the duration (le = "less or equal"), scanning up from the smallest: most
-            # requests end in the first few buckets, where a scan of specialised float compares beats
-            # bisect_left's call and generic compares (prometheus_client's Histogram.observe scans too).
-            bucket = first_bucket
-            for edge in edges:
-                if seconds <= edge:
-                    break
-                bucket += 1
+            # The first edge >= the duration (le = "less or equal"). Most requests end in the first
+            # bucket, so that case is one float compare; otherwise scan up from the second edge, where a
+            # scan of specialised float compares beats bisect_left's call (prometheus_client scans too).
+            if seconds <= edges[0]:
+                bucket = first_bucket
+            else:
+                bucket = first_bucket + 1
+                for edge in edges[1:]:
+                    if seconds <= edge:
+                        break
+                    bucket += 1
             histogram[bucket] += 1.0
             histogram[sum_slot] += seconds
 
-    def _slots_for(self, key: tuple[str, str, int]) -> _Slots:
-        method, endpoint, status = key
-        if method not in KNOWN_METHODS:
-            method = OTHER_METHOD
-        histogram = self._durations.labels(method, endpoint)
-        assert isinstance(histogram, HistogramSeries)
-        slots = (*self._requests.labels(method, endpoint, str(status)).location(), *histogram.layout())
-        # Keys are bounded (known methods, routes, status codes) except for made-up methods: cache those
-        # only while the cache is small, so a client inventing methods cannot grow it.
-        if len(self._slots) < 10_000 or method != OTHER_METHOD:
-            self._slots[key] = slots
+    def _slots_for(self, scope: Scope, status: int) -> _Slots:
+        """The slots of a request's label set, found the slow way, and cached for the hot path."""
+        method = scope["method"]
+        route = scope.get("route")
+        template = getattr(route, "path_format", None)
+        key = (method, template or self._endpoint_path(scope), status)
+        slots = self._by_key.get(key)
+        if slots is None:
+            label = method if method in KNOWN_METHODS else OTHER_METHOD
+            histogram = self._durations.labels(label, key[1])
+            assert isinstance(histogram, HistogramSeries)
+            slots = (*self._requests.labels(label, key[1], str(status)).location(), *histogram.layout())
+            if len(self._by_key) < self.CACHE_LIMIT or label != OTHER_METHOD:
+                self._by_key[key] = slots
+                if template:
+                    self._slots.setdefault(status, {}).setdefault(template, {})[method] = slots
         return slots
 
     def _endpoint_path(self, scope: Scope) -> str:
-        """The template of a matched non-FastAPI route (docs, mounts), from the endpoint the router chose."""
+        """The template of a route that put no template in the scope, from the endpoint the router chose."""
         endpoint = scope.get("endpoint")
         if endpoint is None:
             return UNMATCHED_ENDPOINT
-        path = self._endpoint_paths.get(endpoint)
-        if path is None:
-            for route in getattr(scope.get("app"), "routes", ()):
-                if getattr(route, "endpoint", None) is endpoint or getattr(route, "app", None) is endpoint:
-                    path = getattr(route, "path_format", None)
-                    break
-            path = path or UNMATCHED_ENDPOINT
-            if len(self._endpoint_paths) < 1000:
-                self._endpoint_paths[endpoint] = path
+        try:
+            return self._endpoint_paths[endpoint]
+        except KeyError:
+            cacheable = len(self._endpoint_paths) < 1000
+        except TypeError:  # unhashable: the router of a Host or Mount that matched nothing inside
+            cacheable = False
+        path = next(
+            (
+                getattr(route, "path_format", None)
+                for route in getattr(scope.get("app"), "routes", ())
+                if getattr(route, "endpoint", None) is endpoint or getattr(route, "app", None) is endpoint
+            ),
+            None,
+        )
+        path = path or UNMATCHED_ENDPOINT
+        if cacheable:
+            self._endpoint_paths[endpoint] = path
         return path

@@ -9,14 +9,17 @@ from typing import Any
 
 import pytest
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import PlainTextResponse, StreamingResponse
 from starlette.requests import ClientDisconnect
+from starlette.routing import Host, Route, Router
 from starlette.types import Message
 
 from agentic_backend.app import create_app
 from agentic_backend.core.config import Settings
-from agentic_backend.monitoring.catalogue import UNMATCHED_ENDPOINT
+from agentic_backend.monitoring import middleware
+from agentic_backend.monitoring.catalogue import HTTP_DURATION_BUCKETS, UNMATCHED_ENDPOINT
 from agentic_backend.monitoring.exposition import render
+from agentic_backend.monitoring.middleware import HttpMetricsMiddleware
 from agentic_backend.monitoring.service import Telemetry
 from tests.unit.monitoring.helpers import samples, value
 
@@ -50,7 +53,13 @@ def build(settings: Settings) -> tuple[FastAPI, Telemetry]:
     return app, app.state.telemetry
 
 
-async def call(app: FastAPI, method: str, path: str, messages: list[Message] | None = None) -> list[Message]:
+async def call(
+    app: FastAPI,
+    method: str,
+    path: str,
+    messages: list[Message] | None = None,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> list[Message]:
     """Send one request; ``messages`` are what ``receive`` returns, then it waits forever."""
     incoming = list(messages or [{"type": "http.request", "body": b"", "more_body": False}])
     sent: list[Message] = []
@@ -74,7 +83,7 @@ async def call(app: FastAPI, method: str, path: str, messages: list[Message] | N
         "raw_path": path.encode(),
         "query_string": b"",
         "root_path": "",
-        "headers": [],
+        "headers": headers or [],
         "client": ("127.0.0.1", 5000),
         "server": ("127.0.0.1", 8000),
     }
@@ -198,3 +207,65 @@ async def test_every_route_of_the_service_is_labelled_with_its_full_template(
     assert "/api/v1/monitoring/health" in endpoints
     assert "/docs" in endpoints
     assert all(e == UNMATCHED_ENDPOINT or e.startswith("/") for e in endpoints)
+
+
+async def test_each_duration_lands_in_the_first_bucket_whose_edge_it_does_not_exceed(
+    built: tuple[FastAPI, Telemetry], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app, telemetry = built
+    # A clock that starts every request at 0 and ends it after the given duration (le: less or equal).
+    durations = [0.005, 0.0050001, 0.3, 120.0, 1000.0]
+    ticks = iter(t for d in durations for t in (0.0, d))
+    monkeypatch.setattr(middleware, "perf_counter", lambda: next(ticks))
+    for _ in durations:
+        await call(app, "GET", "/api/v1/test/items/1")
+    text = metrics_text(telemetry)
+    labels = {"method": "GET", "endpoint": "/api/v1/test/items/{item_id}"}
+    cumulative = dict.fromkeys(["0.005"], 1) | dict.fromkeys(["0.01", "0.025", "0.05", "0.1", "0.25"], 2)
+    cumulative |= dict.fromkeys(["0.5", "1.0", "2.5", "5.0", "10.0", "30.0", "60.0"], 3) | {"120.0": 4}
+    assert len(cumulative) == len(HTTP_DURATION_BUCKETS)
+    for le, expected in cumulative.items():
+        assert value(text, "http_request_duration_seconds_bucket", le=le, **labels) == expected, le
+    assert value(text, "http_request_duration_seconds_bucket", le="+Inf", **labels) == len(durations)
+    assert value(text, "http_request_duration_seconds_sum", **labels) == pytest.approx(sum(durations))
+
+
+async def test_routes_without_a_template_are_labelled_by_endpoint_without_failing(settings: Settings) -> None:
+    # Starlette puts the matched route in the scope even when it has no template (a Host route), and it
+    # stays there when the host's own router finds nothing.
+    app, telemetry = build(settings)
+
+    async def ping(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("pong")
+
+    app.router.routes.append(Host("tenant.example.org", Router(routes=[Route("/ping", ping)])))
+    host = [(b"host", b"tenant.example.org")]
+    async with app.router.lifespan_context(app):
+        ok = await call(app, "GET", "/ping", headers=host)
+        missing = await call(app, "GET", "/nothing-here", headers=host)
+    assert ok[0]["status"] == 200
+    assert missing[0]["status"] == 404
+    text = metrics_text(telemetry)
+    assert value(text, "http_requests_total", method="GET", endpoint="/ping", status="200") == 1
+    assert value(text, "http_requests_total", method="GET", endpoint=UNMATCHED_ENDPOINT, status="404") == 1
+    assert value(text, "active_requests") == 0
+
+
+async def test_made_up_methods_cannot_grow_the_label_set_cache(
+    built: tuple[FastAPI, Telemetry], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app, telemetry = built
+    monkeypatch.setattr(HttpMetricsMiddleware, "CACHE_LIMIT", 5)
+    for i in range(40):
+        await call(app, f"BREW{i}", "/api/v1/test/items/1")  # a route that does not take the method: 405
+        await call(app, f"BREW{i}", f"/nowhere/{i}")  # no route: 404
+    await call(app, "GET", "/api/v1/test/items/1")  # known methods are cached past the limit
+    layer = app.middleware_stack
+    while not isinstance(layer, HttpMetricsMiddleware):
+        layer = layer.app  # type: ignore[union-attr]
+    assert len(layer._by_key) == 5 + 1
+    assert sum(len(by_method) for paths in layer._slots.values() for by_method in paths.values()) <= 5 + 1
+    text = metrics_text(telemetry)
+    route = "/api/v1/test/items/{item_id}"
+    assert value(text, "http_requests_total", method="OTHER", endpoint=route, status="405") == 40
+    assert value(text, "http_requests_total", method="OTHER", endpoint=UNMATCHED_ENDPOINT, status="404") == 40
