@@ -22,15 +22,13 @@ import argparse
 import asyncio
 import importlib
 import os
-import re
 import subprocess
 import sys
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.common import table
+from bench.common import callgrind_total, count_instructions, instructions_table
 from bench.http_overhead import BARE, PATH, ROWS
 
 
@@ -46,17 +44,10 @@ def main() -> None:
         drive(args.drive, args.calls)
         return
     selected = {n: t for n, t in ROWS.items() if n == BARE or not args.only or any(o in n for o in args.only)}
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {n: pool.submit(count, t, args.calls) for n, t in selected.items()}
-        counts = {name: future.result() for name, future in futures.items()}
-    bare = counts[BARE]
-    rows = [
-        [name, f"{n / 1000:.2f}k", f"{(n - bare) / 1000:+.2f}k", f"{bare / n * 100:.1f} %"]
-        for name, n in counts.items()
-    ]
+    counts = count_instructions(selected, lambda _, target: count(target, args.calls))
     print()
     print(f"GET {PATH} called in-process through ASGI, under callgrind (exact; no server, see the docstring)")
-    print(table(["app", "instructions/req", "vs bare", "bare/this"], rows))
+    print(instructions_table(counts, BARE))
 
 
 def count(target: str, calls: int) -> float:
@@ -81,15 +72,8 @@ def count(target: str, calls: int) -> float:
             env={**os.environ, "PYTHONHASHSEED": "0"},
             cwd=Path(__file__).parent.parent,
         )
-        first, second = (_summary(Path(f"{out}.{n}").read_text()) for n in (1, 2))
+        first, second = (callgrind_total(Path(f"{out}.{n}").read_text()) for n in (1, 2))
     return (second - first) / calls
-
-
-def _summary(dump: str) -> int:
-    found = re.search(r"^summary: (\d+)$", dump, re.M)
-    if found is None:
-        raise RuntimeError("no summary line in callgrind's dump")
-    return int(found.group(1))
 
 
 def drive(target: str, calls: int) -> None:

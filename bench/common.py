@@ -12,6 +12,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -190,3 +192,30 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
     body = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     return "\n".join([line, "  ".join("-" * w for w in widths), *body])
+
+
+def count_instructions(selected: dict[str, str], count: Callable[[str, str], float]) -> dict[str, float]:
+    """``count(name, target)`` for every row, two rows at once: instruction counts do not depend on load."""
+    for tool in ("valgrind", "callgrind_control"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is not installed: run scripts/bootstrap.sh (Debian package valgrind)")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {name: pool.submit(count, name, target) for name, target in selected.items()}
+        return {name: future.result() for name, future in futures.items()}
+
+
+def callgrind_total(dump: str) -> int:
+    """The instructions a callgrind dump counted."""
+    found = re.search(r"^summary: (\d+)$", dump, re.M)
+    if found is None:
+        raise RuntimeError("no summary line in callgrind's dump")
+    return int(found.group(1))
+
+
+def instructions_table(counts: dict[str, float], bare: str) -> str:
+    base = counts[bare]
+    rows = [
+        [name, f"{n / 1000:.2f}k", f"{(n - base) / 1000:+.2f}k", f"{base / n * 100:.1f} %"]
+        for name, n in counts.items()
+    ]
+    return table(["app", "instructions/req", "vs bare", "bare/this"], rows)

@@ -21,23 +21,24 @@ alternating mode's.
 ``--instructions`` counts instead of timing: each server runs under valgrind's callgrind (PYTHONHASHSEED=0),
 takes warm-up requests, has its counters zeroed, serves exactly ``--requests`` more, and the machine
 instructions it executed are divided by that number. The count does not depend on what else the machine
-is doing (the same figure to within 0.1 % run after run), so it settles differences that timing on this
-machine blurs; it does not see cache misses or branch mispredictions, which timing does.
+is doing, but it does move from run to run by up to about 0.4 % (the same code counted 502.5k and 504.6k
+per request: how the concurrent client's requests batch into event-loop iterations varies), so it settles
+differences of a percent that timing on this machine blurs, not smaller ones; ``bench/asgi_instructions.py``
+counts the app alone, exactly. Neither sees cache misses or branch mispredictions, which timing does.
 """
 
 from __future__ import annotations
 
 import argparse
-import re
-import shutil
 import subprocess
-import sys
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench.common import (
     Server,
+    callgrind_total,
+    count_instructions,
+    instructions_table,
     measure,
     measure_together,
     median,
@@ -78,7 +79,7 @@ def main() -> None:
 
     selected = {n: t for n, t in ROWS.items() if n == BARE or not args.only or any(o in n for o in args.only)}
     if args.instructions:
-        instructions_table(selected, args.requests)
+        print_instructions(selected, args.requests)
         return
     rps: dict[str, list[float]] = {name: [] for name in selected}
     ratios: dict[str, list[float]] = {name: [] for name in selected}
@@ -180,30 +181,18 @@ def instructions_per_request(name: str, target: str, requests: int) -> float:
             dump = Path(f"{out}.{pid}.1").read_text()
         finally:
             server.stop()
-    summary = re.search(r"^summary: (\d+)$", dump, re.M)
-    if summary is None:
-        raise RuntimeError(f"no summary line in callgrind's dump for {name}")
-    return int(summary.group(1)) / requests
+    return callgrind_total(dump) / requests
 
 
-def instructions_table(selected: dict[str, str], requests: int) -> None:
-    for tool in ("valgrind", "callgrind_control"):
-        if shutil.which(tool) is None:
-            sys.exit(f"{tool} is not installed: run scripts/bootstrap.sh (Debian package valgrind)")
-    # Counts do not depend on load, so two servers run at once (one per core).
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {n: pool.submit(instructions_per_request, n, t, requests) for n, t in selected.items()}
-        counts = {name: future.result() for name, future in futures.items()}
-    bare = counts[BARE]
-    rows = [
-        [name, f"{count / 1000:.1f}k", f"{(count - bare) / 1000:+.1f}k", f"{bare / count * 100:.1f} %"]
-        for name, count in counts.items()
-    ]
+def print_instructions(selected: dict[str, str], requests: int) -> None:
+    counts = count_instructions(
+        selected, lambda name, target: instructions_per_request(name, target, requests)
+    )
     print()
     print(
         f"GET {PATH}, {requests} requests over 16 keep-alive connections after 1000 warm-up, under callgrind"
     )
-    print(table(["app", "instructions/req", "vs bare", "bare/this"], rows))
+    print(instructions_table(counts, BARE))
     print(
         "(bare/this: the throughput ratio if time followed instructions; it ignores cache and branch effects)"
     )
