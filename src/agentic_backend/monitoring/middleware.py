@@ -105,13 +105,11 @@ class HttpMetricsMiddleware:
             seconds = end - start
             counter[counter_slot] += 1.0
             # The first edge >= the duration (le = "less or equal"). Most requests end in the first
-            # bucket, so that case is one float compare; otherwise scan up from the second edge, where a
-            # scan of specialised float compares beats bisect_left's call (prometheus_client scans too).
-            if seconds <= edges[0]:
-                bucket = first_bucket
-            else:
-                bucket = first_bucket + 1
-                for edge in edges[1:]:
+            # bucket, so that case is one float compare; otherwise scan up from the smallest edge, where
+            # specialised float compares beat bisect_left's call (prometheus_client scans too).
+            bucket = first_bucket
+            if seconds > edges[0]:
+                for edge in edges:
                     if seconds <= edge:
                         break
                     bucket += 1
