@@ -121,13 +121,14 @@ class HttpMetricsMiddleware:
         method = scope["method"]
         route = scope.get("route")
         template = getattr(route, "path_format", None)
-        key = (method, template or self._endpoint_path(scope), status)
+        endpoint = template or self._endpoint_path(scope)
+        key = (method, endpoint, status)
         slots = self._by_key.get(key)
         if slots is None:
             label = method if method in KNOWN_METHODS else OTHER_METHOD
-            histogram = self._durations.labels(label, key[1])
+            histogram = self._durations.labels(label, endpoint)
             assert isinstance(histogram, HistogramSeries)
-            slots = (*self._requests.labels(label, key[1], str(status)).location(), *histogram.layout())
+            slots = (*self._requests.labels(label, endpoint, str(status)).location(), *histogram.layout())
             if len(self._by_key) < self.CACHE_LIMIT or label != OTHER_METHOD:
                 self._by_key[key] = slots
                 if template:
