@@ -19,17 +19,15 @@ from agentic_backend.billing.ratelimit import RateLimiter
 from agentic_backend.cache.service import ResponseCache, cache_key
 from agentic_backend.core.clock import Clock
 from agentic_backend.core.db import Write
-from agentic_backend.core.errors import AppError
+from agentic_backend.core.errors import ServiceUnavailable
 from agentic_backend.identity.schemas import Principal
 from agentic_backend.llm.base import Completion, Message, Provider, ProviderError
 from agentic_backend.monitoring.catalogue import BuiltinMetrics
 from agentic_backend.sessions.service import SessionService
 
 
-class ProviderNotConfigured(AppError):
+class ProviderNotConfigured(ServiceUnavailable):
     """The agent type's provider has no credentials configured (HTTP 503)."""
-
-    status_code = 503
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,22 +26,51 @@ Every error a client can cause is an ``AppError`` subclass; the handler turns it
     ├── LimitExceeded (429)
     │   ├── identity.errors.TooManyFailures
     │   └── agents.errors.RateLimited
-    ├── agents.service.ProviderNotConfigured (503)
+    ├── ServiceUnavailable (503, with Retry-After)
+    │   ├── StorageUnavailable: the database or another backing service failed (see ``storage_failure``)
+    │   └── agents.service.ProviderNotConfigured
     └── llm.base.ProviderError (502; ProviderTimeout 504, ProviderRateLimited 429)
 
 Request validation errors from FastAPI/pydantic are rendered in the same shape (422), with each problem's
 location and message, so that a client never has to parse two formats.
+
+Failures that are not the client's are answered in the same shape too, never as Starlette's plain text:
+
+* a failure of the storage layer (database unreachable, connection lost, pool exhausted, locked, disk
+  full, Redis away where it is not optional), raised by SQLAlchemy, the drivers or the socket beneath
+  them, is a 503 with ``Retry-After``: the request can succeed once the store is back;
+* any other exception is a 500 ``InternalServerError`` whose body carries a request id, logged with the
+  traceback under the same id, so that an operator can find it; the body never carries the exception text,
+  which can hold data or secrets.
+
+Both handlers sit inside the HTTP metrics middleware or report to it, so the metric counts the status the
+client received (503 or 500), never a client disconnect (499).
 """
 
 from __future__ import annotations
 
+import logging
+import re
+import sqlite3
+import uuid
 from collections.abc import Mapping
+from types import TracebackType
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis import exceptions as redis_exc
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+
+logger = logging.getLogger(__name__)
+REQUEST_ID_HEADER = "X-Request-ID"
+# How long a client should wait before retrying a request that failed because storage was unavailable:
+# long enough for a connection pool to reconnect or a lock to clear, short enough not to stall clients.
+STORAGE_RETRY_AFTER_SECONDS = 2
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 class AppError(Exception):
@@ -91,6 +120,14 @@ class LimitExceeded(AppError):
     status_code = 429
 
 
+class ServiceUnavailable(AppError):
+    status_code = 503
+
+
+class StorageUnavailable(ServiceUnavailable):
+    """The database (or another backing store) failed in a way that retrying can fix."""
+
+
 def error_body(name: str, detail: Any) -> dict[str, Any]:
     return {"error": name, "detail": detail}
 
@@ -124,7 +161,117 @@ async def _http_error_handler(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# SQLAlchemy errors that mean "the database is unavailable right now" rather than "this statement is wrong":
+# OperationalError (SQLite: locked, disk I/O error, disk full, cannot open; PostgreSQL: connection failures,
+# admin shutdown), InterfaceError (the connection is gone), and the pool's TimeoutError (exhausted).
+_UNAVAILABLE_SA = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
+# Raised beneath SQLAlchemy without being wrapped: asyncpg's connect() raises the socket's own errors
+# (ConnectionRefusedError, a DNS failure, TimeoutError), and sqlite3's OperationalError outside a statement.
+_UNAVAILABLE_RAW = (ConnectionError, TimeoutError, sqlite3.OperationalError)
+_UNAVAILABLE_REDIS = (redis_exc.ConnectionError, redis_exc.TimeoutError)
+_DATABASE_MODULES = ("sqlalchemy", "asyncpg", "sqlite3", "aiosqlite", "agentic_backend.core.db")
+
+
+def _store_raising(tb: TracebackType | None) -> str | None:
+    """The store whose code the exception passed through, innermost first: 'the database' or 'Redis'."""
+    found = None
+    while tb is not None:
+        module = tb.tb_frame.f_globals.get("__name__", "")
+        if isinstance(module, str):
+            if module.startswith(_DATABASE_MODULES):
+                found = "the database"
+            elif module.startswith("redis"):
+                found = "Redis"
+        tb = tb.tb_next
+    return found
+
+
+def storage_failure(exc: BaseException) -> str | None:
+    """What failed, if ``exc`` is a storage failure that retrying can fix; None for anything else."""
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return "the database connection was lost"
+    if isinstance(exc, _UNAVAILABLE_SA):
+        if isinstance(exc, sa_exc.TimeoutError):
+            return "every database connection is busy"
+        original = getattr(exc, "orig", None)
+        text = str(original if original is not None else exc).lower()
+        if "locked" in text or "busy" in text:
+            return "the database is locked by another writer"
+        if "full" in text:
+            return "the database's disk is full"
+        return "the database is unavailable"
+    if isinstance(exc, _UNAVAILABLE_REDIS):
+        return "Redis is unavailable"
+    if isinstance(exc, _UNAVAILABLE_RAW):
+        store = _store_raising(exc.__traceback__)
+        if store is not None:
+            return f"{store} is unreachable"
+    return None
+
+
+def request_id_of(request: Request) -> str:
+    """The caller's ``X-Request-ID`` if it is a safe token, else a new one."""
+    given = request.headers.get(REQUEST_ID_HEADER, "")
+    return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+
+
+async def _storage_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    reason = storage_failure(exc)
+    if reason is None:  # a statement that is wrong, not a database that is away: a bug
+        return await _internal_error_handler(request, exc)
+    request_id = request_id_of(request)
+    logger.warning("request %s: storage unavailable: %s (%s)", request_id, reason, type(exc).__name__)
+    return JSONResponse(
+        {
+            **error_body(
+                StorageUnavailable.__name__,
+                f"{reason}; the request was not completed. Retry in {STORAGE_RETRY_AFTER_SECONDS} s.",
+            ),
+            "request_id": request_id,
+        },
+        status_code=StorageUnavailable.status_code,
+        headers={"Retry-After": str(STORAGE_RETRY_AFTER_SECONDS), REQUEST_ID_HEADER: request_id},
+    )
+
+
+async def _unexpected_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """The last resort (Starlette's ServerErrorMiddleware, outside the metrics middleware, which
+    classifies the escaping exception with the same ``storage_failure``): a storage failure raised as a
+    bare socket error (asyncpg's connect) is a 503, anything else a 500."""
+    if storage_failure(exc) is not None:
+        return await _storage_error_handler(request, exc)
+    if isinstance(exc, (ClientDisconnect, BrokenPipeError, ConnectionResetError)):
+        # The client went away (the server's send failed): nothing to answer, nothing to alarm anyone.
+        logger.debug("client went away: %s", type(exc).__name__)
+        return JSONResponse(error_body("ClientDisconnected", "the client closed the connection."), 499)
+    return await _internal_error_handler(request, exc)
+
+
+async def _internal_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    request_id = request_id_of(request)
+    logger.error("request %s failed", request_id, exc_info=(type(exc), exc, exc.__traceback__))
+    return JSONResponse(
+        {
+            **error_body(
+                "InternalServerError",
+                f"the server failed to answer this request; quote request id {request_id} to its operator.",
+            ),
+            "request_id": request_id,
+        },
+        status_code=500,
+        headers={REQUEST_ID_HEADER: request_id},
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error_handler)
     app.add_exception_handler(RequestValidationError, _validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, _http_error_handler)
+    # Inside the metrics middleware: these become ordinary responses that it counts as sent. Bare socket
+    # errors are not caught here: one raised by the server's send (the client went away) must reach the
+    # metrics middleware as it is, and a handler here would turn it into Starlette's RuntimeError.
+    for kind in (sa_exc.SQLAlchemyError, *_UNAVAILABLE_REDIS):
+        app.add_exception_handler(kind, _storage_error_handler)
+    # Outermost: everything else, answered outside the metrics middleware, which counts the escaping
+    # exception with ``storage_failure`` as the 503 or 500 this sends.
+    app.add_exception_handler(Exception, _unexpected_error_handler)

@@ -1,25 +1,33 @@
 """HTTP instrumentation as one plain ASGI middleware.
 
 Records ``http_requests_total``, ``http_request_duration_seconds`` and ``active_requests`` for every HTTP
-request. The duration runs until the last body chunk is handed to the server; a client that disconnects
-before that counts as status 499, an exception before the response completes as 500; ``active_requests``
-is decremented in ``finally``, so it always returns to rest. The ``endpoint`` label is the matched route's
-template, read from the scope the router filled in (``scope["route"]``; a route without a template, such as
-a ``Host``, or an older Starlette that sets only ``scope["endpoint"]``, is found by its endpoint), never by
-matching the path again; no match is ``__unmatched__``. FastAPI keeps
-an ``include_router(prefix=...)`` prefix out of ``route.path_format``, so routers carry their full prefix
-themselves (``APIRouter(prefix="/api/v1/...")``); a test checks every route's label.
+request, with the status the client received. The duration runs until the last body chunk is handed to the
+server. A request that does not complete its response counts as 499 only when the client really went away:
+the app received ``http.disconnect``, Starlette raised ``ClientDisconnect``, or the exception came out of
+the server's ``send`` (the peer closed). Anything else that ends a response early is a server failure:
+an exception from a route or a dependency (the outermost error handler then answers a JSON 503 for a
+storage failure or a 500, outside this middleware, so it records the same status itself with the same
+``storage_failure``), a cancelled task, or an app that returned without answering (500). Errors the app's
+own handlers turn into responses (a 503 for a SQLAlchemy error) pass through ``send`` and count as sent.
+``active_requests`` is decremented in ``finally``, so it always returns to rest.
+
+The ``endpoint`` label is the matched route's template, read from the scope the router filled in
+(``scope["route"]``; a route without a template, such as a ``Host``, or an older Starlette that sets only
+``scope["endpoint"]``, is found by its endpoint), never by matching the path again; no match is
+``__unmatched__``. FastAPI keeps an ``include_router(prefix=...)`` prefix out of ``route.path_format``, so
+routers carry their full prefix themselves (``APIRouter(prefix="/api/v1/...")``); a test checks every
+route's label.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable
 from time import perf_counter
 
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agentic_backend.core.errors import storage_failure
 from agentic_backend.monitoring.catalogue import (
     KNOWN_METHODS,
     OTHER_METHOD,
@@ -30,7 +38,34 @@ from agentic_backend.monitoring.metrics import HistogramSeries
 from agentic_backend.monitoring.storage import FloatView
 
 CLIENT_CLOSED_REQUEST = 499
-_DISCONNECTS = (ClientDisconnect, asyncio.CancelledError, OSError)
+SERVER_ERROR = 500
+SERVICE_UNAVAILABLE = 503
+
+
+def _raised_by(exc: BaseException, function: object) -> bool:
+    """Whether ``exc``, or an exception it was raised from, propagated out of ``function`` (a function or
+    bound method): its traceback holds one of its frames. Read on the failure path only."""
+    function = getattr(function, "__func__", function)  # a bound method's function
+    code = getattr(function, "__code__", None)
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while code is not None and current is not None and id(current) not in seen:
+        seen.add(id(current))
+        tb = current.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code is code:
+                return True
+            tb = tb.tb_next
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def failure_status(exc: BaseException, *, disconnected: bool, send: object) -> int:
+    """The status a request that ``exc`` ended before its response completed gets in the metric: 499 if
+    the client went away, else what the outermost error handler answers (503 or 500)."""
+    if disconnected or isinstance(exc, ClientDisconnect) or _raised_by(exc, send):
+        return CLIENT_CLOSED_REQUEST
+    return SERVICE_UNAVAILABLE if storage_failure(exc) is not None else SERVER_ERROR
 
 
 # Where one label set's values live: the counter's page and slot, the histogram's page, first bucket slot,
@@ -69,6 +104,7 @@ class HttpMetricsMiddleware:
         start = perf_counter()
         end = 0.0
         status = 0
+        disconnected = False
 
         def send_wrapper(message: Message) -> Awaitable[None]:
             nonlocal status, end
@@ -78,22 +114,32 @@ class HttpMetricsMiddleware:
                 end = perf_counter()
             return send(message)
 
+        async def receive_wrapper() -> Message:
+            # Called only by apps that read the body or wait for a disconnect (a GET usually never does).
+            nonlocal disconnected
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                disconnected = True
+            return message
+
         active, active_slot = self._active, self._active_slot
         active[active_slot] += 1.0
         try:
-            await self.app(scope, receive, send_wrapper)
+            await self.app(scope, receive_wrapper, send_wrapper)
         except BaseException as exc:
-            if not end:  # the response did not complete: a server error, unless the client went away
+            # The response did not complete (or its last send failed): a server error, unless the client
+            # went away.
+            if not end or _raised_by(exc, send):
                 end = perf_counter()
-                status = CLIENT_CLOSED_REQUEST if isinstance(exc, _DISCONNECTS) else 500
+                status = failure_status(exc, disconnected=disconnected, send=send)
             raise
         finally:
             active[active_slot] -= 1.0
             if not end:
-                # Returned without finishing the response: Starlette does that only when the client went
-                # away (a streaming response stops on http.disconnect).
+                # Returned without finishing the response: Starlette does that when the client went away
+                # (a streaming response stops on http.disconnect); otherwise the app failed to answer.
                 end = perf_counter()
-                status = CLIENT_CLOSED_REQUEST
+                status = CLIENT_CLOSED_REQUEST if disconnected else SERVER_ERROR
             try:
                 # status -> route template -> method: three subscripts of small dicts whose keys hash
                 # cheaply (an int, the route's own template string, a 3-7 letter method), about 600

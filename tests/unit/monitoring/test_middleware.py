@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import socket
+import sqlite3
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.requests import ClientDisconnect
 from starlette.routing import Host, Route, Router
 from starlette.types import Message
@@ -22,6 +28,13 @@ from agentic_backend.monitoring.exposition import render
 from agentic_backend.monitoring.middleware import HttpMetricsMiddleware
 from agentic_backend.monitoring.service import Telemetry
 from tests.unit.monitoring.helpers import samples, value
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
 
 
 def build(settings: Settings) -> tuple[FastAPI, Telemetry]:
@@ -45,6 +58,32 @@ def build(settings: Settings) -> tuple[FastAPI, Telemetry]:
 
         return StreamingResponse(body())
 
+    @router.get("/refused")
+    async def refused() -> None:
+        raise ConnectionRefusedError(111, "Connection refused")  # not from storage: a bug, 500
+
+    @router.get("/database-away")
+    async def database_away() -> None:
+        # A real driver failing to connect: asyncpg raises the socket's ConnectionRefusedError unwrapped.
+        engine = create_async_engine(f"postgresql+asyncpg://nobody@127.0.0.1:{closed_port()}/none")
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        finally:
+            await engine.dispose()
+
+    @router.get("/database-locked")
+    async def database_locked() -> None:
+        raise OperationalError("INSERT ...", {}, sqlite3.OperationalError("database is locked"))
+
+    @router.get("/bad-statement")
+    async def bad_statement() -> None:
+        raise ProgrammingError("SELECT nonsense", {}, sqlite3.ProgrammingError("no such column: secret"))
+
+    @router.get("/cancelled")
+    async def cancelled() -> None:
+        raise asyncio.CancelledError  # the server cancelled the task; the client did not go away
+
     @router.post("/echo")
     async def echo(request: Request) -> dict[str, int]:
         return {"size": len(await request.body())}
@@ -59,8 +98,11 @@ async def call(
     path: str,
     messages: list[Message] | None = None,
     headers: list[tuple[bytes, bytes]] | None = None,
+    *,
+    peer_closed: bool = False,
 ) -> list[Message]:
-    """Send one request; ``messages`` are what ``receive`` returns, then it waits forever."""
+    """Send one request; ``messages`` are what ``receive`` returns, then it waits forever. With
+    ``peer_closed`` the server's ``send`` fails for the body, as a socket whose peer has closed does."""
     incoming = list(messages or [{"type": "http.request", "body": b"", "more_body": False}])
     sent: list[Message] = []
 
@@ -71,6 +113,8 @@ async def call(
         raise AssertionError("unreachable")
 
     async def send(message: Message) -> None:
+        if peer_closed and message["type"] == "http.response.body":
+            raise BrokenPipeError(32, "Broken pipe")
         sent.append(message)
 
     scope: dict[str, Any] = {
@@ -87,7 +131,9 @@ async def call(
         "client": ("127.0.0.1", 5000),
         "server": ("127.0.0.1", 8000),
     }
-    with contextlib.suppress(RuntimeError, ClientDisconnect):  # what a server would log and drop
+    with contextlib.suppress(  # what a server would log and drop
+        RuntimeError, ClientDisconnect, OSError, asyncio.CancelledError
+    ):
         await app(scope, receive, send)
     return sent
 
@@ -152,6 +198,83 @@ async def test_an_exception_counts_as_500_and_active_requests_returns_to_zero(
     text = metrics_text(telemetry)
     assert value(text, "http_requests_total", method="GET", endpoint="/api/v1/test/boom", status="500") == 1
     assert value(text, "active_requests") == 0
+
+
+def body_of(sent: list[Message]) -> dict[str, Any]:
+    assert sent[0]["type"] == "http.response.start"
+    headers = dict(sent[0]["headers"])
+    assert headers[b"content-type"] == b"application/json", headers
+    data: dict[str, Any] = json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
+    return data
+
+
+async def test_an_exception_is_a_json_500_with_a_request_id_and_no_exception_text(
+    built: tuple[FastAPI, Telemetry],
+) -> None:
+    app, telemetry = built
+    for path in ("/api/v1/test/boom", "/api/v1/test/refused", "/api/v1/test/bad-statement"):
+        sent = await call(app, "GET", path, headers=[(b"x-request-id", b"req-42")])
+        assert sent[0]["status"] == 500, path
+        body = body_of(sent)
+        assert body["error"] == "InternalServerError"
+        assert body["request_id"] == "req-42"
+        assert "req-42" in body["detail"]
+        assert "kaboom" not in body["detail"]
+        assert "secret" not in body["detail"]
+        assert dict(sent[0]["headers"])[b"x-request-id"] == b"req-42"
+    # A request id the caller cannot be trusted with (header injection, a huge value) is replaced.
+    sent = await call(app, "GET", "/api/v1/test/boom", headers=[(b"x-request-id", b"a b\r\nSet-Cookie: x")])
+    assert len(body_of(sent)["request_id"]) == 32
+    text_ = metrics_text(telemetry)
+    for endpoint, count in (
+        ("/api/v1/test/boom", 2),
+        ("/api/v1/test/refused", 1),
+        ("/api/v1/test/bad-statement", 1),
+    ):
+        assert value(text_, "http_requests_total", method="GET", endpoint=endpoint, status="500") == count
+    assert not [k for k in samples(text_) if k[0] == "http_requests_total" and ("status", "499") in k[1]]
+
+
+async def test_storage_failures_are_a_503_with_retry_after_counted_as_sent(
+    built: tuple[FastAPI, Telemetry],
+) -> None:
+    app, telemetry = built
+    for path, reason in (
+        ("/api/v1/test/database-away", "the database is unreachable"),
+        ("/api/v1/test/database-locked", "locked"),
+    ):
+        sent = await call(app, "GET", path)
+        assert sent[0]["status"] == 503, (path, sent)
+        assert dict(sent[0]["headers"])[b"retry-after"] == b"2"
+        body = body_of(sent)
+        assert body["error"] == "StorageUnavailable"
+        assert reason in body["detail"]
+        text_ = metrics_text(telemetry)
+        assert value(text_, "http_requests_total", method="GET", endpoint=path, status="503") == 1
+
+
+async def test_a_cancelled_request_the_client_did_not_leave_is_a_server_error(
+    built: tuple[FastAPI, Telemetry],
+) -> None:
+    app, telemetry = built
+    await call(app, "GET", "/api/v1/test/cancelled")
+    text_ = metrics_text(telemetry)
+    assert (
+        value(text_, "http_requests_total", method="GET", endpoint="/api/v1/test/cancelled", status="500")
+        == 1
+    )
+    assert value(text_, "active_requests") == 0
+
+
+async def test_a_send_that_fails_because_the_peer_closed_counts_as_499(
+    built: tuple[FastAPI, Telemetry],
+) -> None:
+    app, telemetry = built
+    await call(app, "GET", "/api/v1/test/items/7", peer_closed=True)  # a plain response: the OSError itself
+    await call(app, "GET", "/api/v1/test/slow-stream", peer_closed=True)  # streaming: ClientDisconnect
+    text_ = metrics_text(telemetry)
+    for endpoint in ("/api/v1/test/items/{item_id}", "/api/v1/test/slow-stream"):
+        assert value(text_, "http_requests_total", method="GET", endpoint=endpoint, status="499") == 1
 
 
 async def test_duration_runs_until_the_last_body_chunk(built: tuple[FastAPI, Telemetry]) -> None:
