@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -83,10 +81,10 @@ def serve(
     folder: Path | None = None
     if workers > 1:
         # Each worker publishes its metrics here; one scrape of any worker reports the sum over all.
+        from agentic_backend.monitoring.rundir import claim_run_folder
+
         configured = os.environ.get("AGENTIC_METRICS_MULTIPROCESS_DIR")
-        folder = Path(configured) if configured else Path(tempfile.mkdtemp(prefix="agentic-metrics-"))
-        shutil.rmtree(folder, ignore_errors=True)  # values of an earlier run must not be added to this one's
-        folder.mkdir(parents=True)
+        folder = claim_run_folder(Path(configured) if configured else None)
         os.environ["AGENTIC_METRICS_MULTIPROCESS_DIR"] = str(folder)
     try:
         uvicorn.run(
@@ -100,7 +98,9 @@ def serve(
         )
     finally:
         if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
+            from agentic_backend.monitoring.rundir import release_run_folder
+
+            release_run_folder(folder)
 
 
 @db_app.command("upgrade")

@@ -37,10 +37,16 @@ def request_count(text: str) -> float:
 
 
 def test_requests_spread_over_four_workers_sum_in_one_scrape(tmp_path: Path) -> None:
-    folder = tmp_path / "metrics"
-    service = Service(tmp_path, workers=4, env={"AGENTIC_METRICS_MULTIPROCESS_DIR": str(folder)})
+    # The user points the folder at one that holds their own files: serve works in a run folder of its
+    # own inside it, and deletes nothing else, at start or at exit.
+    chosen = tmp_path / "metrics"
+    chosen.mkdir()
+    (chosen / "precious.db").write_text("the user's data")
+    (chosen / "agentic-metrics-not-ours").mkdir()  # named like a run folder, but without the mark
+    service = Service(tmp_path, workers=4, env={"AGENTIC_METRICS_MULTIPROCESS_DIR": str(chosen)})
     try:
         wait_until(lambda: len(children(service.popen.pid)) == 4, timeout=30, what="four workers")
+        (folder,) = (p for p in chosen.glob("agentic-metrics-*") if (p / ".agentic-backend-run").exists())
         metrics_url = f"{service.url}/api/v1/monitoring/metrics"
         baseline = request_count(httpx.get(metrics_url, timeout=5).text)
         count = 200
@@ -76,3 +82,6 @@ def test_requests_spread_over_four_workers_sum_in_one_scrape(tmp_path: Path) -> 
             assert len(list(folder.glob("w-*.journal"))) <= 5, round_
     finally:
         service.stop()
+    assert (chosen / "precious.db").read_text() == "the user's data"
+    assert (chosen / "agentic-metrics-not-ours").is_dir()
+    assert not folder.exists(), "the run folder serve made is removed at exit"
