@@ -8,6 +8,12 @@ A worker that exits (or is restarted by the supervisor) leaves files behind. The
 counters and histograms into ``archive.json`` (one entry per series, however many workers have died) and
 deletes its files, so the sums never go backwards and the folder does not grow with restarts; its gauges
 are dropped, since what it was doing ended with it.
+
+Scrapes run concurrently (two Prometheus servers of an HA pair, each answered by another worker), so a
+scrape must see a dead worker either in its files or in the archive, never both and never neither.
+Archiving (fold into the archive, delete the files) happens under an exclusive lock on ``.archive.lock``;
+reading (list the workers, read their pages, read the archive) under a shared one. A worker that dies
+while a scrape reads is simply read as it was: its pages hold its final values until the archive has them.
 """
 
 from __future__ import annotations
@@ -28,14 +34,16 @@ from agentic_backend.monitoring.storage import Journal, MmapPages, Slot, process
 ARCHIVE = "archive.json"
 WORKER_PREFIX = "w-"  # worker files are w-<pid>-<start time>.*; custom.* is the shared custom store
 _JOURNAL_SUFFIX = ".journal"
+_ARCHIVE_LOCK = ".archive.lock"
 
 
 @contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock between processes (and threads: each acquisition opens its own descriptor)."""
+def file_lock(path: Path, *, shared: bool = False) -> Iterator[None]:
+    """A lock between processes (and threads: each acquisition opens its own descriptor); exclusive
+    unless ``shared``."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # closing releases the lock
@@ -92,27 +100,37 @@ class WorkerSet:
         )
 
     def collect(self) -> Snapshot:
-        totals: dict[tuple[str, tuple[str, ...]], list[float]] = {}
         for worker in self._workers():
             if not _alive(worker):
                 self._archive(worker)
-                continue
-            files = self._seen.get(worker)
-            if files is None:
-                files = self._seen[worker] = _WorkerFiles(self.folder, worker)
-            files.refresh()
-            own = worker == self.own
-            for name, labels, slot in files.entries:
-                spec = self._registry.spec(name)
-                if spec is None or (spec.aggregation is Aggregation.SHARED and not own):
-                    continue
-                page = files.pages.view(slot.page)
-                _combine(totals, spec, labels, page[slot.offset : slot.offset + spec.width].tolist())
-        for name, labels, values in self._read_archive()["series"]:
+        totals: dict[tuple[str, tuple[str, ...]], list[float]] = {}
+        with file_lock(self.folder / _ARCHIVE_LOCK, shared=True):
+            archive = self._read_archive()
+            absorbed = set(archive["absorbed"])
+            listed = self._workers()
+            for worker in listed:
+                if worker not in absorbed:  # absorbed: in the archive already, its files not yet deleted
+                    self._read_worker(worker, totals)
+        for gone in self._seen.keys() - set(listed):  # archived by another worker's scrape: unmap its pages
+            self._seen.pop(gone).pages.close()
+        for name, labels, values in archive["series"]:
             spec = self._registry.spec(name)
             if spec is not None:
                 _combine(totals, spec, tuple(labels), values)
         return self._snapshot(totals)
+
+    def _read_worker(self, worker: str, totals: dict[tuple[str, tuple[str, ...]], list[float]]) -> None:
+        files = self._seen.get(worker)
+        if files is None:
+            files = self._seen[worker] = _WorkerFiles(self.folder, worker)
+        files.refresh()
+        own = worker == self.own
+        for name, labels, slot in files.entries:
+            spec = self._registry.spec(name)
+            if spec is None or (spec.aggregation is Aggregation.SHARED and not own):
+                continue
+            page = files.pages.view(slot.page)
+            _combine(totals, spec, labels, page[slot.offset : slot.offset + spec.width].tolist())
 
     def _snapshot(self, totals: dict[tuple[str, tuple[str, ...]], list[float]]) -> Snapshot:
         grouped: dict[str, list[tuple[tuple[str, ...], list[float]]]] = {}
@@ -137,8 +155,13 @@ class WorkerSet:
         return data
 
     def _archive(self, worker: str) -> None:
-        with file_lock(self.folder / ".archive.lock"):
+        with file_lock(self.folder / _ARCHIVE_LOCK):
             files = self._seen.pop(worker, None) or _WorkerFiles(self.folder, worker)
+            if not files.journal.path.exists():
+                # Another scrape archived it between our listing and this lock (files are deleted only under
+                # it): folding in what we mapped before would count it twice.
+                files.pages.close()
+                return
             archive = self._read_archive()
             if worker not in archive["absorbed"]:
                 files.refresh()

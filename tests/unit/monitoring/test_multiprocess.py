@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -116,3 +118,47 @@ def test_custom_metric_rules_hold_across_workers(tmp_path: Path) -> None:
         )
     first.close()
     second.close()
+
+
+def test_concurrent_scrapes_while_workers_die_never_go_backwards(tmp_path: Path) -> None:
+    # Two scrapers (an HA pair of Prometheus servers, each answered by another worker) read while workers
+    # die and are archived by either of them: each one's view of a counter only ever grows, and both end
+    # at the exact total.
+    folder = tmp_path / "metrics"
+    scrapers = [Telemetry(Settings(metrics_multiprocess_dir=folder)) for _ in range(2)]
+    seen: list[list[float]] = [[], []]
+    stop_event = threading.Event()
+
+    def scrape(index: int) -> None:
+        while not stop_event.is_set():
+            text = render(scrapers[index].snapshot())
+            seen[index].append(
+                value(text, "http_requests_total", method="GET", endpoint="/x", status="200") or 0
+            )
+
+    threads = [threading.Thread(target=scrape, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    total = 0
+    try:
+        for requests in range(1, 13):
+            worker = start_worker(folder, requests)
+            total += requests
+            worker.kill()  # SIGKILL: no clean exit, its files stay for a scrape to archive
+            worker.wait(timeout=10)
+            assert worker.stdin is not None
+            worker.stdin.close()
+            assert worker.stdout is not None
+            worker.stdout.close()
+    finally:
+        stop_event.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    for index, values in enumerate(seen):
+        assert values, index
+        drops = [(a, b) for a, b in itertools.pairwise(values) if b < a]
+        assert drops == [], f"scraper {index} saw the counter go back: {drops[:5]}"
+        text = render(scrapers[index].snapshot())
+        assert value(text, "http_requests_total", method="GET", endpoint="/x", status="200") == total
+    for scraper in scrapers:
+        scraper.close()
