@@ -29,6 +29,7 @@ from agentic_backend.core.config import Settings
 from agentic_backend.monitoring.errors import InvalidMetric, MetricConflict, SeriesLimitExceeded
 from agentic_backend.monitoring.metrics import Family, HistogramSeries, MetricSpec, MetricType
 from agentic_backend.monitoring.multiprocess import file_lock
+from agentic_backend.monitoring.naming import label_problem, lint_problem, occupied_names
 from agentic_backend.monitoring.registry import Registry, Snapshot
 from agentic_backend.monitoring.schemas import (
     CustomMetricRecord,
@@ -48,11 +49,6 @@ _RESERVED_NAMES = frozenset({"up"})
 _RESERVED_PREFIXES = ("scrape_", "agentic_backend_", "__")
 
 
-def names_of(spec: MetricSpec) -> set[str]:
-    """Every name a family occupies in either exposition format."""
-    return {spec.name, spec.family_name, *spec.sample_names()}
-
-
 @dataclass(frozen=True, slots=True)
 class _Plan:
     spec: MetricSpec
@@ -69,7 +65,7 @@ class CustomMetrics:
         self._max_total = settings.custom_metrics_max_series_total
         self._taken: dict[str, str] = {}
         for spec in builtin:
-            for name in names_of(spec):
+            for name in occupied_names(spec):
                 self._taken[name] = spec.name
         self._builtin = frozenset(self._taken)
         store: PageStore
@@ -123,7 +119,7 @@ class CustomMetrics:
             family.adopt(tuple(labels), slot)
 
     def _register(self, spec: MetricSpec) -> Family:
-        for name in names_of(spec):
+        for name in occupied_names(spec):
             self._taken[name] = spec.name
         return self.registry.register(spec, max_series=self._max_per_metric, strict=True, eager=False)
 
@@ -207,20 +203,25 @@ class CustomMetrics:
             spec = MetricSpec(
                 name,
                 kind,
-                (record.help or f"Custom metric {name}.").replace("\n", " "),
+                " ".join((record.help or "").split()) or f"Custom metric {name}.",
                 labelnames,
                 _check_buckets(record.buckets) if kind is MetricType.HISTOGRAM else (),
             )
             clashes = sorted(
                 n
-                for n in names_of(spec)
-                if n in self._taken or any(n in names_of(p) for p in pending.values())
+                for n in occupied_names(spec)
+                if n in self._taken or any(n in occupied_names(p) for p in pending.values())
             )
             if clashes:
                 other = self._taken.get(clashes[0], "another metric in this batch")
                 raise MetricConflict(
                     f"its series names ({', '.join(clashes)}) are already taken by {other}; "
                     "choose another name."
+                )
+            problem = lint_problem(name, kind)
+            if problem is not None:
+                raise InvalidMetric(
+                    f"{problem} (Prometheus' naming rules, as promtool check metrics applies them)."
                 )
             pending[name] = spec
             return spec
@@ -246,13 +247,11 @@ class CustomMetrics:
                 "(AGENTIC_CUSTOM_METRICS_MAX_LABELS)."
             )
         for name, value in record.labels.items():
-            if not _LABEL_NAME.fullmatch(name) or name.startswith("__"):
-                raise InvalidMetric(
-                    f"label name {name!r} is invalid: it must match [a-zA-Z_][a-zA-Z0-9_]* and not "
-                    "start with '__'."
-                )
-            if name == "le" and spec.type is MetricType.HISTOGRAM:
-                raise InvalidMetric("label 'le' is reserved for histogram buckets; rename it.")
+            if not _LABEL_NAME.fullmatch(name):
+                raise InvalidMetric(f"label name {name!r} is invalid: it must match [a-zA-Z_][a-zA-Z0-9_]*.")
+            problem = label_problem(name)
+            if problem is not None:
+                raise InvalidMetric(f"label name {name!r}: {problem}; rename it.")
             if len(value) > _MAX_LABEL_VALUE:
                 raise InvalidMetric(
                     f"label {name}'s value is {len(value)} characters long; at most {_MAX_LABEL_VALUE}."
@@ -308,8 +307,12 @@ def _check_buckets(buckets: list[float] | None) -> tuple[float, ...]:
     if not all(math.isfinite(b) for b in buckets):
         raise InvalidMetric("bucket bounds must be finite (+Inf is always added).")
     if any(a >= b for a, b in itertools.pairwise(buckets)):
-        raise InvalidMetric("bucket bounds must be strictly increasing.")
-    return tuple(float(b) for b in buckets)
+        raise InvalidMetric("bucket bounds must be strictly increasing, each given once.")
+    if buckets[0] < 0:
+        # Observations are >= 0 (OpenMetrics: a histogram with negative buckets has no _sum), so a
+        # negative bound could only ever hold nothing.
+        raise InvalidMetric("bucket bounds must be >= 0, as observations are.")
+    return tuple(float(b) + 0.0 for b in buckets)  # + 0.0 turns -0.0 into 0.0
 
 
 def _spec_to_json(spec: MetricSpec) -> dict[str, Any]:
