@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -11,12 +12,20 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from hypothesis import settings as hypothesis_settings
 
 from agentic_backend.app import create_app
 from agentic_backend.core.config import Settings
 from tests.databases import database, database_url  # noqa: F401  (fixtures)
 
 ADMIN_KEY = "test-admin-key-0123456789-abcdefghijklmnopqrstuvwxyz"
+
+# In CI every property test draws the same examples each run (derandomize), so that a red CI is always a
+# real, reproducible bug; on a laptop they explore afresh. The explicit @example cases and parametrized
+# classes run in both.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI") == "true":
+    hypothesis_settings.load_profile("ci")
 
 ClientFor = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 

@@ -158,3 +158,34 @@ def test_prometheus_negotiates_openmetrics(service: Service, prometheus: Prometh
     # Prometheus asked for OpenMetrics: it shows as the counter's family name in its metadata.
     metadata = httpx.get(f"{prometheus.url}/api/v1/metadata", timeout=10).json()["data"]
     assert "http_requests" in metadata, sorted(metadata)
+
+
+def test_every_class_of_hostile_record_leaves_the_openmetrics_scrape_healthy(
+    service: Service, prometheus: Prometheus
+) -> None:
+    """The explicit examples of every collision and escape class (tests/unit/monitoring/
+    test_exposition_validity.py) recorded over HTTP: the refused ones are 4xx, and a real Prometheus
+    negotiating OpenMetrics keeps scraping without an error."""
+    from tests.unit.monitoring.test_exposition_validity import EXAMPLES
+
+    refused = 0
+    with httpx.Client(base_url=service.url, headers=service.headers, timeout=5) as client:
+        for batch, _ in EXAMPLES:
+            for record in batch:
+                response = client.post("/api/v1/monitoring/record", json=record)
+                # One service for all: the outcome alone (asserted by the unit test) may differ here, as an
+                # earlier example's metric can exist already; never a server error.
+                assert response.status_code == 200 or 400 <= response.status_code < 500, response.text
+                refused += response.status_code != 200
+    assert refused > 10
+    # The escape case arrives intact: its label value holds quotes, backslashes, newlines and a NUL.
+    found = prometheus.wait_for("esc")
+    assert found[0]["metric"]["v"] == '\\"\n\r\t}{,=# EOF\x00\u2028'
+
+    def healthy_after_the_records() -> bool:
+        target = httpx.get(f"{prometheus.url}/api/v1/targets", timeout=10).json()["data"]["activeTargets"][0]
+        assert target["health"] == "up", target.get("lastError")
+        return not target.get("lastError")
+
+    wait_until(healthy_after_the_records, timeout=10, what="a clean OpenMetrics scrape")
+    assert prometheus.query('up{job="agentic-backend"}')[0]["value"][1] == "1"
