@@ -103,6 +103,16 @@ class Settings(BaseSettings):
     custom_metrics_max_series_per_metric: int = Field(default=1_000, ge=1, le=100_000)
     custom_metrics_max_series_total: int = Field(default=10_000, ge=1, le=1_000_000)
     custom_metrics_max_labels: int = Field(default=10, ge=0, le=64)
+    custom_metrics_max_bytes: int = Field(
+        default=16 * 1_048_576,
+        ge=65_536,
+        le=4 * 1_073_741_824,
+        description=(
+            "What all custom metrics together may take, in bytes: their exposition lines (names, labels, "
+            "bucket lines and values, as /metrics sends them) plus a fixed cost per series and family. "
+            "A record that would pass it is refused (422). Bounds /metrics' size and the memory they hold."
+        ),
+    )
     custom_metrics_max_batch: int = Field(default=1_000, ge=1, le=100_000)
     custom_metrics_max_body_bytes: int = Field(default=1_048_576, ge=1_024, le=64 * 1_048_576)
 

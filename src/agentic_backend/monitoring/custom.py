@@ -27,7 +27,13 @@ from typing import Any
 
 from agentic_backend.core.config import Settings
 from agentic_backend.monitoring.errors import InvalidMetric, MetricConflict, SeriesLimitExceeded
-from agentic_backend.monitoring.metrics import Family, HistogramSeries, MetricSpec, MetricType
+from agentic_backend.monitoring.metrics import (
+    Family,
+    HistogramSeries,
+    MetricSpec,
+    MetricType,
+    sample_lines,
+)
 from agentic_backend.monitoring.multiprocess import file_lock
 from agentic_backend.monitoring.naming import label_problem, lint_problem, occupied_names
 from agentic_backend.monitoring.registry import Registry, Snapshot
@@ -39,6 +45,13 @@ from agentic_backend.monitoring.schemas import (
 )
 from agentic_backend.monitoring.storage import Journal, LocalPages, MmapPages, PageStore, Slot
 
+# What a series and a family cost against AGENTIC_CUSTOM_METRICS_MAX_BYTES beyond their exposition text:
+# the Python objects that hold them (a Series, its tuples, dict slots, the page slots; a Family and its
+# spec), rounded up from bench/custom_metrics_memory.py's measurement of the smallest series (about 700
+# bytes of RSS each at 10,000 series), and a sample value as rendered (up to 25 characters, repr of a float).
+SERIES_OVERHEAD_BYTES = 768
+FAMILY_OVERHEAD_BYTES = 1024
+VALUE_BYTES = 25
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _MAX_LABEL_VALUE = 1024
@@ -47,6 +60,18 @@ DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2
 # Series Prometheus adds to every target, and prefixes it or this service owns.
 _RESERVED_NAMES = frozenset({"up"})
 _RESERVED_PREFIXES = ("scrape_", "agentic_backend_", "__")
+
+
+def series_cost(spec: MetricSpec, labels: tuple[str, ...]) -> int:
+    """Bytes one series takes: its exposition lines as sent (UTF-8), its label values and its objects."""
+    lines = sample_lines(spec, labels)
+    text = sum(len(line.encode()) + VALUE_BYTES for line in lines)
+    return text + sum(len(value.encode()) for value in labels) + SERIES_OVERHEAD_BYTES
+
+
+def family_cost(spec: MetricSpec) -> int:
+    """Bytes one family takes beyond its series: its HELP and TYPE lines in both formats, and its objects."""
+    return 2 * (len(spec.help.encode()) + 2 * len(spec.name) + 32) + FAMILY_OVERHEAD_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +88,8 @@ class CustomMetrics:
         self._max_labels = settings.custom_metrics_max_labels
         self._max_per_metric = settings.custom_metrics_max_series_per_metric
         self._max_total = settings.custom_metrics_max_series_total
+        self._max_bytes = settings.custom_metrics_max_bytes
+        self.bytes_used = 0  # series_cost and family_cost of everything registered, in every worker
         self._taken: dict[str, str] = {}
         for spec in builtin:
             for name in occupied_names(spec):
@@ -116,11 +143,14 @@ class CustomMetrics:
                 continue
             slot = Slot(int(str(record["p"])), int(str(record["o"])))
             self._store.adopt(slot, family.spec.width)
+            if not family.has(tuple(labels)):
+                self.bytes_used += series_cost(family.spec, tuple(labels))
             family.adopt(tuple(labels), slot)
 
     def _register(self, spec: MetricSpec) -> Family:
         for name in occupied_names(spec):
             self._taken[name] = spec.name
+        self.bytes_used += family_cost(spec)
         return self.registry.register(spec, max_series=self._max_per_metric, strict=True, eager=False)
 
     def snapshot(self) -> Snapshot:
@@ -140,6 +170,7 @@ class CustomMetrics:
         new_series: set[tuple[str, tuple[str, ...]]] = set()
         new_per_metric: Counter[str] = Counter()
         total = self.registry.series_count()
+        new_bytes = 0
         plans = []
         for index, record in enumerate(records):
             where = f"record {index} ({record.name!r}): " if len(records) > 1 else f"{record.name!r}: "
@@ -165,6 +196,16 @@ class CustomMetrics:
                         f"{where}custom metrics already have {total + len(new_series)} series, the most "
                         f"allowed (AGENTIC_CUSTOM_METRICS_MAX_SERIES_TOTAL={self._max_total})."
                     )
+                cost = series_cost(spec, labels)
+                if family is None and new_per_metric[spec.name] == 0:
+                    cost += family_cost(spec)
+                if self.bytes_used + new_bytes + cost > self._max_bytes:
+                    raise SeriesLimitExceeded(
+                        f"{where}this series would take {cost} bytes, and custom metrics already take "
+                        f"{self.bytes_used + new_bytes} of the {self._max_bytes} allowed "
+                        "(AGENTIC_CUSTOM_METRICS_MAX_BYTES); use fewer or shorter labels and fewer buckets."
+                    )
+                new_bytes += cost
                 new_series.add(key)
                 new_per_metric[spec.name] += 1
             plans.append(_Plan(spec, labels, record))
@@ -272,6 +313,8 @@ class CustomMetrics:
             family = self._register(plan.spec)
             if self._journal is not None:
                 self._journal.append({"family": _spec_to_json(plan.spec)})
+        if not family.has(plan.labels):
+            self.bytes_used += series_cost(plan.spec, plan.labels)
         series = family.labels(*plan.labels)
         record = plan.record
         result = RecordedMetric(name=record.name, metric_type=record.metric_type, labels=dict(record.labels))

@@ -19,6 +19,9 @@ from agentic_backend.monitoring.registry import FamilySnapshot, Snapshot
 CONTENT_TYPE_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 CONTENT_TYPE_OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 CHUNK_SERIES = 250  # about 0.1 ms of formatting between two yields to the event loop
+# ... and at most about this much text per chunk, so that a few very large series (custom histograms with
+# long labels: up to ~700 KB each) never make one chunk, and its copies, hundreds of megabytes.
+CHUNK_BYTES = 256 * 1024
 
 
 def _escape_help(text: str, *, openmetrics: bool) -> str:
@@ -66,12 +69,17 @@ def _family_lines(family: FamilySnapshot, start: int, stop: int, out: list[str])
 def iter_exposition(
     snapshot: Snapshot, *, openmetrics: bool = False, chunk: int = CHUNK_SERIES
 ) -> Iterator[str]:
-    """The exposition as text chunks of at most ``chunk`` series each."""
+    """The exposition as text chunks of at most ``chunk`` series and about ``CHUNK_BYTES`` each."""
     out: list[str] = []
     budget = chunk
     for family in snapshot:
         out.append(_header(family, openmetrics=openmetrics))
         start, total = 0, len(family.series)
+        # Series of one family have the same lines but for their label values: the first one's size is
+        # the estimate that caps how many go in one chunk.
+        per_series = sum(len(line) + 25 for line in family.series[0].lines) if total else 1
+        limit = min(chunk, max(1, CHUNK_BYTES // per_series))
+        budget = min(budget, limit)
         while start < total:
             stop = min(total, start + budget)
             _family_lines(family, start, stop, out)
@@ -80,7 +88,7 @@ def iter_exposition(
             if budget == 0:
                 yield "".join(out)
                 out.clear()
-                budget = chunk
+                budget = limit
     if openmetrics:
         out.append("# EOF\n")
     if out:
