@@ -77,6 +77,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         RedisCache(settings.redis_url) if settings.redis_url else MemoryCache(settings.cache_max_bytes)
     )
     cache = ResponseCache(backend, telemetry.metrics, settings.cache_ttl_seconds)
+    if backend.shared:
+        telemetry.share_between_workers(telemetry.metrics.cache_size.spec.name)
     ledger = Ledger(database)
     providers = build_providers(settings)
     agents = AgentService(

@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 
 class CacheBackend(Protocol):
     name: str
+    shared: bool  # one store for every worker and replica (Redis), or one per process (memory)
 
     async def get(self, key: str) -> bytes | None: ...
     async def set(self, key: str, value: bytes, ttl: float) -> None: ...
@@ -26,6 +27,7 @@ class MemoryCache:
     when met. ``size_bytes`` is exact: the sum of stored key and value lengths."""
 
     name = "memory"
+    shared = False
 
     def __init__(self, max_bytes: int, clock: Callable[[], float] = time.monotonic) -> None:
         self._max = max_bytes
@@ -67,6 +69,10 @@ class MemoryCache:
     async def size_bytes(self) -> int:
         return self._bytes
 
+    @property
+    def stored_bytes(self) -> int:
+        return self._bytes
+
     def __len__(self) -> int:
         return len(self._entries)
 
@@ -83,6 +89,7 @@ class RedisCache:
     values' lengths with a bounded SCAN (up to ``scan_limit`` keys) at each scrape."""
 
     name = "redis"
+    shared = True
 
     def __init__(
         self, url: str, *, prefix: str = "agentic:cache:", timeout: float = 0.5, scan_limit: int = 100_000

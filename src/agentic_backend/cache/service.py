@@ -7,7 +7,7 @@ import hashlib
 import logging
 import re
 
-from agentic_backend.cache.backends import CacheBackend
+from agentic_backend.cache.backends import CacheBackend, MemoryCache
 from agentic_backend.monitoring.catalogue import BuiltinMetrics
 from agentic_backend.monitoring.schemas import ComponentHealth
 
@@ -34,6 +34,9 @@ class ResponseCache:
         self._set_ok, self._set_error = ops.labels("set", "ok"), ops.labels("set", "error")
         self._delete_ok, self._delete_error = ops.labels("delete", "ok"), ops.labels("delete", "error")
         self._size = metrics.cache_size.labels()
+        # A process-local cache keeps its gauge current on every change, so that with several workers the
+        # sum of their gauges is right at any scrape, whichever worker answers it.
+        self._local = backend if isinstance(backend, MemoryCache) else None
 
     async def get(self, key: str) -> bytes | None:
         try:
@@ -43,6 +46,8 @@ class ResponseCache:
             self._get_error.inc()
             return None
         (self._hit if value is not None else self._miss).inc()
+        if value is None and self._local is not None:  # a get can drop an expired entry
+            self._size.set(self._local.stored_bytes)
         return value
 
     async def set(self, key: str, value: bytes) -> None:
@@ -53,6 +58,8 @@ class ResponseCache:
             self._set_error.inc()
             return
         self._set_ok.inc()
+        if self._local is not None:
+            self._size.set(self._local.stored_bytes)
 
     async def delete(self, key: str) -> None:
         try:
@@ -62,6 +69,8 @@ class ResponseCache:
             self._delete_error.inc()
             return
         self._delete_ok.inc()
+        if self._local is not None:
+            self._size.set(self._local.stored_bytes)
 
     def _failed(self, operation: str, exc: Exception) -> None:
         logger.warning("response cache %s failed: %s", operation, type(exc).__name__)

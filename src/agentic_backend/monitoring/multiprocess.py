@@ -93,6 +93,9 @@ class WorkerSet:
         self.own = own
         self._registry = registry
         self._seen: dict[str, _WorkerFiles] = {}
+        # Metrics that read one shared source in this configuration (cache_size_bytes over Redis): every
+        # worker holds the same value, so only the answering worker's fresh one counts.
+        self.shared: set[str] = set()
 
     def _workers(self) -> list[str]:
         return sorted(
@@ -127,7 +130,9 @@ class WorkerSet:
         own = worker == self.own
         for name, labels, slot in files.entries:
             spec = self._registry.spec(name)
-            if spec is None or (spec.aggregation is Aggregation.SHARED and not own):
+            if spec is None or (
+                not own and (spec.aggregation is Aggregation.SHARED or spec.name in self.shared)
+            ):
                 continue
             page = files.pages.view(slot.page)
             _combine(totals, spec, labels, page[slot.offset : slot.offset + spec.width].tolist())

@@ -49,6 +49,12 @@ class Telemetry:
         self.started_at = clock()
         self.multiprocess = folder is not None
 
+    def share_between_workers(self, name: str) -> None:
+        """Read ``name`` from the answering worker only: in this configuration it measures one shared
+        source (a gauge every worker would report alike), which summing would count N times."""
+        if self.workers is not None:
+            self.workers.shared.add(name)
+
     def add_refresher(self, refresher: Callable[[], Awaitable[None]]) -> None:
         """Run ``refresher`` before each scrape or summary (e.g. to count sessions in the database)."""
         self._refreshers.append(refresher)

@@ -106,3 +106,17 @@ async def test_when_redis_goes_away_queries_still_succeed_uncached(
         got = samples(metrics.text)
         assert got[("cache_operations_total", frozenset({("operation", "get"), ("result", "error")}))] == 2
         assert got[("cache_operations_total", frozenset({("operation", "set"), ("result", "error")}))] == 2
+
+
+async def test_a_memory_cache_keeps_its_size_gauge_current_without_a_scrape(settings: Settings) -> None:
+    # With several workers, a scrape refreshes only the answering worker's gauges: the others' must be
+    # right already, so the memory cache updates its gauge on every change.
+    app = create_app(settings)
+    cache = app.state.cache
+    gauge = app.state.telemetry.metrics.cache_size.labels()
+    await cache.set("k1", b"x" * 100)
+    assert gauge.get() == 102
+    await cache.set("k2", b"y" * 50)
+    assert gauge.get() == 154
+    await cache.delete("k1")
+    assert gauge.get() == 52

@@ -29,6 +29,9 @@ WORKER = textwrap.dedent(
 
     telemetry = Telemetry(Settings(metrics_multiprocess_dir=Path(sys.argv[1])))
     requests = int(sys.argv[2])
+    if len(sys.argv) > 3 and sys.argv[3] == "redis":
+        telemetry.share_between_workers("cache_size_bytes")
+    telemetry.metrics.cache_size.labels().set(100)
     for _ in range(requests):
         telemetry.metrics.http_requests.labels("GET", "/x", "200").inc()
         telemetry.metrics.http_duration.labels("GET", "/x").observe(0.01)
@@ -41,9 +44,9 @@ WORKER = textwrap.dedent(
 )
 
 
-def start_worker(folder: Path, requests: int) -> subprocess.Popen[str]:
+def start_worker(folder: Path, requests: int, cache: str = "memory") -> subprocess.Popen[str]:
     process = subprocess.Popen(
-        [sys.executable, "-c", WORKER, str(folder), str(requests)],
+        [sys.executable, "-c", WORKER, str(folder), str(requests), cache],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -79,6 +82,26 @@ def test_one_scrape_sums_live_workers_and_keeps_what_dead_workers_counted(tmp_pa
     assert value(text, "active_requests") == 0
     assert value(text, "jobs_total") == 3
     scraper.close()
+
+
+@pytest.mark.parametrize(("cache", "expected"), [("memory", 300.0), ("redis", 100.0)])
+def test_cache_size_is_each_workers_own_summed_or_the_shared_one_once(
+    tmp_path: Path, cache: str, expected: float
+) -> None:
+    # Three processes, each reporting 100 bytes: three memory caches of 100 bytes hold 300; one Redis
+    # that each of them reads as 100 holds 100.
+    folder = tmp_path / "metrics"
+    scraper = Telemetry(Settings(metrics_multiprocess_dir=folder))
+    if cache == "redis":
+        scraper.share_between_workers("cache_size_bytes")
+    scraper.metrics.cache_size.labels().set(100)
+    workers = [start_worker(folder, 1, cache) for _ in range(2)]
+    try:
+        assert value(render(scraper.snapshot()), "cache_size_bytes") == expected
+    finally:
+        for process in workers:
+            stop(process)
+        scraper.close()
 
 
 def test_restarted_workers_leave_nothing_that_grows(tmp_path: Path) -> None:
