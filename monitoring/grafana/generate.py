@@ -134,10 +134,10 @@ def seed_panels() -> list[stat.Panel | timeseries.Panel]:
     return [
         single(
             "HTTP Requests",
-            "HTTP requests answered since each replica started (sum over replicas); a restart starts its "
-            "count again. The rate over time is in Request Rate.",
+            "HTTP requests answered in the dashboard's time range, over every replica, right across "
+            "restarts (increase() treats a counter reset as one). The rate over time is in Request Rate.",
             "short",
-            [query(f"sum(http_requests_total{selector()})", "requests")],
+            [query(f"sum(increase(http_requests_total{selector()}[$__range]))", "requests")],
             width=12,
         ),
         single(
@@ -232,19 +232,21 @@ def seed_panels() -> list[stat.Panel | timeseries.Panel]:
         ),
         single(
             "Total Cost",
-            "US dollars spent on LLM calls since each replica started (sum over replicas). The durable "
-            "per-key total is the usage ledger: GET /api/v1/usage.",
+            "US dollars spent on LLM calls in the dashboard's time range, over every replica, right across "
+            "restarts. Prometheus estimates it from samples (within a scrape interval's share at the "
+            "edges); the exact per-key total is the usage ledger: GET /api/v1/usage.",
             "currencyUSD",
-            [query(f"sum(api_cost_dollars_total{selector()})", "dollars")],
+            [query(f"sum(increase(api_cost_dollars_total{selector()}[$__range]))", "dollars")],
             width=6,
             height=8,
             decimals=4,
         ),
         single(
             "Total Tokens",
-            "Tokens used since each replica started (sum over replicas), input and output.",
+            "Tokens used in the dashboard's time range, input and output, over every replica, right across "
+            "restarts.",
             "short",
-            [query(f"sum by (type) (api_tokens_total{selector()})", "{{type}}")],
+            [query(f"sum by (type) (increase(api_tokens_total{selector()}[$__range]))", "{{type}}")],
             width=6,
             height=8,
         ),

@@ -156,6 +156,26 @@ def test_monitoring_stack_on_real_traffic(tmp_path: Path, webhook: Webhook) -> N
             for series in query(prometheus, "sum by (type) (api_tokens_total)")
         }
         assert tokens == {"input": ledger["input_tokens"], "output": ledger["output_tokens"]}
+        # Restart the service mid-run (same data): the counters start again at zero, and the dashboard's
+        # totals still show the whole time range, as the ledger does. A raw sum would drop here.
+        service.stop()
+        service = Service(tmp_path / "service", port=service.port, admin_key=service.admin_key)
+        stats = asyncio.run(generate(service.url, service.admin_key, rate=40, duration=5, quiet=True))
+        assert sum(stats.outcomes.values()) > 100
+        ledger = httpx.get(
+            f"{service.url}/api/v1/usage", headers=service.headers, params={"limit": 0}
+        ).json()["totals"]
+        (total_cost,) = [expr for title, _, expr in panel_queries() if title == "Total Cost"]
+        assert "increase(" in total_cost
+
+        def total_cost_matches_the_ledger() -> bool:
+            raw = values(query(prometheus, 'sum(api_cost_dollars_total{job="agentic-backend"})'))
+            panel = values(query(prometheus, total_cost))
+            assert raw[0] < ledger["cost_dollars"] * 0.9, "the restart reset the counters"
+            # increase() extrapolates to the range's end by up to a scrape interval of the rate.
+            return bool(panel) and panel[0] == pytest.approx(ledger["cost_dollars"], rel=0.05)
+
+        wait_until(total_cost_matches_the_ledger, timeout=20, what="Total Cost to equal the ledger's")
         time.sleep(3)  # a few evaluations of the recording rules over the finished traffic
 
         for title, unit, expr in panel_queries():

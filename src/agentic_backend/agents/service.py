@@ -76,6 +76,13 @@ class AgentService:
         for agent in agents.values():  # dashboards see every agent type from start-up
             for status in ("success", "error", "rejected"):
                 metrics.agent_queries.labels(agent.name, status)
+            provider = providers.get(agent.provider)
+            if provider is not None:
+                # At zero from start-up: increase() over a range counts a counter's first increment only
+                # if the series existed before it (Prometheus sees no rise in a series' first sample).
+                metrics.api_cost.labels(provider.name, agent.model)
+                for kind in ("input", "output"):
+                    metrics.api_tokens.labels(provider.name, agent.model, kind)
 
     def agent(self, name: str) -> AgentType:
         agent = self.agents.get(name)
