@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -213,3 +214,20 @@ def stack_options(source: Path, run_dir: Path, service: Service, **extra: Any) -
         fast=True,
         **extra,
     )
+
+
+@dataclass
+class Webhook:
+    """Alertmanager's webhook receiver: every notification, with the path (receiver) it came to."""
+
+    url: str
+    received: list[tuple[str, float, dict[str, Any]]] = field(default_factory=list)
+
+    def alerts(self, name: str, *, since: float = 0.0, status: str = "firing") -> list[dict[str, Any]]:
+        return [
+            alert
+            for _, at, payload in list(self.received)
+            if at >= since
+            for alert in payload["alerts"]
+            if alert["labels"]["alertname"] == name and alert["status"] == status
+        ]

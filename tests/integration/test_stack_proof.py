@@ -15,11 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +25,7 @@ import yaml
 
 from agentic_backend import stack
 from agentic_backend.loadgen import generate
-from tests.integration.harness import LOOPBACK, Service, require_binary, stack_options, wait_until
+from tests.integration.harness import Service, Webhook, require_binary, stack_options, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -42,46 +38,6 @@ GRAFANA_VARIABLES = {
     '"$job"': '"agentic-backend"',
     '"$instance"': '".+"',
 }
-
-
-@dataclass
-class Webhook:
-    """Alertmanager's webhook receiver: every notification, with the path (receiver) it came to."""
-
-    url: str
-    received: list[tuple[str, float, dict[str, Any]]] = field(default_factory=list)
-
-    def alerts(self, name: str, *, since: float = 0.0, status: str = "firing") -> list[dict[str, Any]]:
-        return [
-            alert
-            for _, at, payload in list(self.received)
-            if at >= since
-            for alert in payload["alerts"]
-            if alert["labels"]["alertname"] == name and alert["status"] == status
-        ]
-
-
-@pytest.fixture
-def webhook() -> Iterator[Webhook]:
-    hook = Webhook(url="")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["content-length"]))
-            hook.received.append((self.path, time.time(), json.loads(body)))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
-    hook.url = f"http://{LOOPBACK}:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield hook
-    server.shutdown()
-    server.server_close()
 
 
 def panel_queries() -> list[tuple[str, str, str]]:
