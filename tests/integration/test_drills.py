@@ -11,6 +11,7 @@ reliability section gives the figures. docs/runbook.md says what the operator se
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ import pytest
 from agentic_backend import stack
 from tests.integration.faults import (
     PostgresCluster,
+    RedisServer,
     counter_resets,
     report,
     traffic,
@@ -55,16 +57,33 @@ def http_counts(service: Service) -> dict[str, float]:
     return counts
 
 
+LEDGER_SUCCESSES = "SELECT request_id FROM usage_records WHERE status = 'success'"
+
+
 def ledger_request_ids(url: str) -> set[str]:
+    """Request ids of the successful queries in the ledger of a PostgreSQL URL or a SQLite file."""
+    if url.startswith("sqlite") or url.endswith(".db"):
+        with sqlite3.connect(url.rpartition("///")[2] if "///" in url else url) as connection:
+            return {row[0] for row in connection.execute(LEDGER_SUCCESSES)}
+
     async def read() -> set[str]:
         connection = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
         try:
-            rows = await connection.fetch("SELECT request_id FROM usage_records WHERE status = 'success'")
+            rows = await connection.fetch(LEDGER_SUCCESSES)
         finally:
             await connection.close()
         return {row["request_id"] for row in rows}
 
     return asyncio.run(read())
+
+
+def metric_sum(service: Service, name: str, **labels: str) -> float:
+    text = httpx.get(f"{service.url}/api/v1/monitoring/metrics", timeout=10).text
+    return sum(
+        count
+        for (sample, found), count in samples(text).items()
+        if sample == name and labels.items() <= dict(found).items()
+    )
 
 
 def start_stack(tmp_path: Path, service: Service, webhook: Webhook) -> tuple[stack.StackOptions, str]:
@@ -138,4 +157,64 @@ def test_postgresql_stopped_and_restarted(
         )
     finally:
         service.stop()
+        stack.down(options.run_dir)
+
+
+def test_redis_stopped_and_restarted(tmp_path: Path, webhook: Webhook) -> None:
+    redis = RedisServer(tmp_path / "redis")
+    service = Service(tmp_path / "service", env={"AGENTIC_REDIS_URL": redis.url})
+    options, prometheus = start_stack(tmp_path, service, webhook)
+    try:
+        with traffic(service.url, service.admin_key) as sender:
+            wait_until(lambda: sender.statuses()[200] >= 20, timeout=30, what="healthy answers")
+            assert metric_sum(service, "cache_operations_total", result="error") == 0
+            redis.stop()
+            stopped = time.time()
+            wait_until(
+                lambda: metric_sum(service, "cache_operations_total", result="error") >= 20,
+                timeout=30,
+                what="cache errors counted",
+            )
+            health = httpx.get(f"{service.url}/api/v1/monitoring/health", timeout=10)
+            alert_after = wait_for_alert(
+                lambda: webhook.alerts("CacheBackendErrors", since=stopped), "CacheBackendErrors"
+            )
+            errors_during = metric_sum(service, "cache_operations_total", result="error")
+            redis.start()
+            restarted = time.time()
+            sets_before = metric_sum(service, "cache_operations_total", operation="set", result="ok")
+            wait_until(
+                lambda: (
+                    metric_sum(service, "cache_operations_total", operation="set", result="ok")
+                    > sets_before + 5
+                ),
+                timeout=30,
+                what="the cache to work again",
+            )
+        # The client never noticed: every query answered, uncached, while Redis was away.
+        assert set(sender.statuses()) == {200}, sender.statuses()
+        assert sender.statuses(stopped, restarted)[200] >= 10
+        assert health.status_code == 200
+        assert health.json()["status"] == "degraded"
+        assert health.json()["components"]["cache"]["status"] == "degraded"
+        assert errors_during >= 20
+        missing = set(sender.answered()) - ledger_request_ids(
+            str(tmp_path / "service" / "data" / "agentic.db")
+        )
+        assert missing == set()
+        no_counter_went_backwards(prometheus)
+        report(
+            "Redis stopped and restarted",
+            {
+                "answers": dict(sender.statuses()),
+                "answered while Redis was away": sender.statuses(stopped, restarted)[200],
+                "cache errors counted": errors_during,
+                "CacheBackendErrors at the webhook after (s)": f"{alert_after:.1f}",
+                "answered 200 without a ledger row": len(missing),
+                "counter resets": 0,
+            },
+        )
+    finally:
+        service.stop()
+        redis.stop()
         stack.down(options.run_dir)
