@@ -120,6 +120,7 @@ class Traffic:
     url: str
     key: str
     agent: str = "assistant"
+    suffix: str = ""  # appended to every query: a sim directive such as "#fail:rate_limit"
     answers: list[Answer] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -131,7 +132,7 @@ class Traffic:
                 try:
                     response = client.post(
                         f"/api/v1/agents/{self.agent}/query",
-                        json={"query": f"drill question {n} {uuid.uuid4().hex[:8]}"},
+                        json={"query": f"drill question {n} {uuid.uuid4().hex[:8]} {self.suffix}"},
                         timeout=15,
                     )
                 except httpx.HTTPError:

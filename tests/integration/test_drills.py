@@ -11,6 +11,7 @@ reliability section gives the figures. docs/runbook.md says what the operator se
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ from tests.integration.faults import (
     wait_for_alert,
 )
 from tests.integration.harness import Service, Webhook, require_binary, stack_options, wait_until
+from tests.integration.test_providers import SimLLM
 from tests.unit.monitoring.helpers import samples
 
 pytestmark = pytest.mark.integration
@@ -217,4 +219,91 @@ def test_redis_stopped_and_restarted(tmp_path: Path, webhook: Webhook) -> None:
     finally:
         service.stop()
         redis.stop()
+        stack.down(options.run_dir)
+
+
+def test_the_provider_rate_limiting_slow_failing_and_killed(tmp_path: Path, webhook: Webhook) -> None:
+    sim_llm = SimLLM(tmp_path / "sim-llm")
+    agents = tmp_path / "agents.json"
+    agent = {"name": "oai", "provider": "openai", "model": "gpt-4o-mini", "timeout_seconds": 1.5}
+    agents.write_text(json.dumps([agent]))
+    env = {
+        "AGENTIC_AGENTS_FILE": str(agents),
+        "AGENTIC_OPENAI_API_KEY": "sk-drill-secret-value",
+        "AGENTIC_OPENAI_BASE_URL": f"{sim_llm.url}/v1",
+        "AGENTIC_PROVIDER_TIMEOUT_SECONDS": "1",
+        "AGENTIC_PROVIDER_MAX_RETRIES": "0",
+    }
+    service = Service(tmp_path / "service", env=env)
+    options, prometheus = start_stack(tmp_path, service, webhook)
+    phases: dict[str, tuple[float, float]] = {}
+    try:
+        with traffic(service.url, service.admin_key, agent="oai") as sender:
+            wait_until(lambda: sender.statuses()[200] >= 10, timeout=30, what="healthy answers")
+            began = time.time()
+            for phase, directive, status in (
+                ("rate-limited", "#fail:rate_limit", 429),
+                ("slow (past the timeout)", "#fail:timeout", 504),
+                ("failing", "#fail:server", 502),
+            ):
+                sender.suffix = directive
+                start = time.time()
+                wait_until(
+                    lambda s=start, c=status: sender.statuses(s)[c] >= 5,
+                    timeout=30,
+                    what=f"{phase}: {status} answers",
+                )
+                phases[phase] = (start, time.time())
+            sender.suffix = ""
+            sim_llm.stop()  # killed: connections refused
+            killed = time.time()
+            wait_until(
+                lambda: sender.statuses(killed)[502] >= 5, timeout=30, what="answers with sim-llm dead"
+            )
+            alert_after = wait_for_alert(
+                lambda: webhook.alerts("AgentQueryErrors", since=began), "AgentQueryErrors"
+            )
+            wait_for_alert(lambda: webhook.alerts("HighErrorRate", since=began), "HighErrorRate")
+            phases["killed"] = (killed, time.time())
+            sim_llm = SimLLM(tmp_path / "sim-llm-again", port=sim_llm.port)
+            restarted = time.time()
+            wait_until(
+                lambda: sender.statuses(restarted)[200] >= 10, timeout=30, what="answers after recovery"
+            )
+        errors = {
+            dict(labels)["kind"]: count
+            for (name, labels), count in samples(
+                httpx.get(f"{service.url}/api/v1/monitoring/metrics", timeout=10).text
+            ).items()
+            if name == "llm_errors_total" and count
+        }
+        # What the client saw in each phase: a JSON error of that phase's class, never a 500.
+        for phase, (start, end) in phases.items():
+            seen = sender.statuses(start, end)
+            assert 500 not in seen, (phase, seen)
+            assert 0 not in seen, (phase, seen)
+        assert all(a.body and "error" in a.body for a in sender.answers if a.status != 200)
+        # The provider's Retry-After (sim-llm sends 2 s, as real providers send theirs) reaches the client.
+        assert {a.retry_after for a in sender.answers if a.status == 429} == {"2"}
+        assert {"rate_limit", "timeout", "server"} <= errors.keys(), errors
+        assert errors.get("connection", 0) + errors.get("server", 0) >= 10, errors
+        missing = set(sender.answered()) - ledger_request_ids(
+            str(tmp_path / "service" / "data" / "agentic.db")
+        )
+        assert missing == set()
+        assert "sk-drill-secret-value" not in service.log()
+        no_counter_went_backwards(prometheus)
+        report(
+            "the provider rate-limiting, slow, failing and killed (OpenAI adapter over sim-llm)",
+            {
+                **{phase: dict(sender.statuses(*span)) for phase, span in phases.items()},
+                "llm_errors_total by kind": errors,
+                "AgentQueryErrors at the webhook after (s)": f"{alert_after:.1f}",
+                "answered 200 without a ledger row": len(missing),
+                "counter resets": 0,
+            },
+        )
+    finally:
+        service.stop()
+        sim_llm.stop()
         stack.down(options.run_dir)

@@ -33,8 +33,8 @@ pytestmark = pytest.mark.integration
 
 
 class SimLLM(Process):
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
+    def __init__(self, workdir: Path, *, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         super().__init__(
             "sim-llm", [sys.executable, "-m", "agentic_backend", "sim-llm", "--port", str(self.port)], workdir

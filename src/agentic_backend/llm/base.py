@@ -14,6 +14,7 @@ both a metric label and the HTTP answer:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -73,8 +74,18 @@ class ProviderTimeout(ProviderError):
 
 
 class ProviderRateLimited(ProviderError):
+    """The provider refused for its rate limit. The answer carries ``Retry-After``: the provider's own
+    when it sent one (whole seconds, 1 to 600), else ``DEFAULT_RETRY_AFTER_SECONDS``."""
+
     kind = "rate_limit"
     status_code = 429
+    DEFAULT_RETRY_AFTER_SECONDS = 2
+
+    def __init__(self, detail: str, *, retry_after: float | None = None) -> None:
+        seconds = self.DEFAULT_RETRY_AFTER_SECONDS if retry_after is None else retry_after
+        seconds = min(600, max(1, math.ceil(seconds)))
+        super().__init__(detail, headers={"Retry-After": str(seconds)})
+        self.retry_after = seconds
 
 
 class ProviderAuthError(ProviderError):

@@ -5,6 +5,7 @@ is classified into ``llm.base``'s error kinds."""
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, cast
 
 import openai
@@ -23,6 +24,22 @@ from agentic_backend.llm.base import (
 )
 
 
+def _retry_after(exc: Exception) -> float | None:
+    """The provider's Retry-After (or retry-after-ms) header, in seconds, if it sent a number."""
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    if headers is None:
+        return None
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        raw = headers.get(name)
+        try:
+            value = float(raw) * scale if raw is not None else None
+        except ValueError:  # an HTTP date: rare from LLM providers; the default applies
+            value = None
+        if value is not None and math.isfinite(value) and value >= 0:
+            return value
+    return None
+
+
 def classify(exc: Exception, provider: str) -> ProviderError:
     """Map an SDK exception (openai or anthropic: they share the shape) to our error kinds."""
     name = type(exc).__name__
@@ -30,7 +47,9 @@ def classify(exc: Exception, provider: str) -> ProviderError:
     if "Timeout" in name:
         return ProviderTimeout(f"{provider}: the provider did not answer in time")
     if status == 429 or "RateLimit" in name:
-        return ProviderRateLimited(f"{provider}: the provider is rate limiting us; retry later")
+        return ProviderRateLimited(
+            f"{provider}: the provider is rate limiting us; retry later", retry_after=_retry_after(exc)
+        )
     if status in (401, 403) or "Authentication" in name or "PermissionDenied" in name:
         return ProviderAuthError(f"{provider}: the provider refused our credentials")
     if "Connection" in name or (isinstance(status, int) and status >= 500):

@@ -31,7 +31,9 @@ def _error(exc: ProviderError, wire: str) -> Response:
         body: dict[str, Any] = {"error": {"message": exc.detail, "type": exc.kind, "code": exc.kind}}
     else:
         body = {"type": "error", "error": {"type": exc.kind, "message": exc.detail}}
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(
+        body, status_code=status, headers=exc.headers
+    )  # a 429's Retry-After, as providers send
 
 
 def _openai_messages(raw: list[dict[str, Any]]) -> list[Message]:
