@@ -171,6 +171,13 @@ BUILD_INFO = MetricSpec(
     aggregation=Aggregation.MAX,
     initial_labels=((__version__, platform.python_version()),),
 )
+WORKER_EXITS = MetricSpec(
+    "agentic_backend_worker_exits_total",
+    MetricType.COUNTER,
+    "Worker processes of 'serve --workers N' that exited (killed, crashed, out of memory) and were "
+    "replaced by the supervisor; what they had counted is kept. Always 0 with one process.",
+    aggregation=Aggregation.SHARED,  # read from the shared archive by the answering worker
+)
 
 CATALOGUE: tuple[MetricSpec, ...] = (
     HTTP_REQUESTS,
@@ -193,6 +200,7 @@ CATALOGUE: tuple[MetricSpec, ...] = (
     LLM_ERRORS,
     API_UNPRICED_CALLS,
     CACHE_SAVED,
+    WORKER_EXITS,
 )
 
 
@@ -220,6 +228,7 @@ class BuiltinMetrics:
     llm_errors: Family
     api_unpriced_calls: Family
     cache_saved: Family
+    worker_exits: Family
 
     @classmethod
     def register(cls, registry: Registry) -> BuiltinMetrics:

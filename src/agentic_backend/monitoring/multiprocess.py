@@ -88,8 +88,16 @@ def worker_journal(folder: Path, worker: str) -> Callable[[MetricSpec, tuple[str
 class WorkerSet:
     """Reads and combines the built-in metrics of every worker sharing ``folder``."""
 
-    def __init__(self, folder: Path, registry: Registry, own: str) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        registry: Registry,
+        own: str,
+        on_exits: Callable[[int], None] | None = None,
+    ) -> None:
         self.folder = folder
+        # Told the archive's count of workers that exited, before each read (a SHARED counter).
+        self._on_exits = on_exits
         self.own = own
         self._registry = registry
         self._seen: dict[str, _WorkerFiles] = {}
@@ -109,6 +117,8 @@ class WorkerSet:
         totals: dict[tuple[str, tuple[str, ...]], list[float]] = {}
         with file_lock(self.folder / _ARCHIVE_LOCK, shared=True):
             archive = self._read_archive()
+            if self._on_exits is not None:
+                self._on_exits(int(archive.get("exits", 0)))
             absorbed = set(archive["absorbed"])
             listed = self._workers()
             for worker in listed:
@@ -156,7 +166,7 @@ class WorkerSet:
         try:
             data: dict[str, Any] = json.loads((self.folder / ARCHIVE).read_text())
         except FileNotFoundError:
-            return {"series": [], "absorbed": []}
+            return {"series": [], "absorbed": [], "exits": 0}
         return data
 
     def _archive(self, worker: str) -> None:
@@ -182,6 +192,7 @@ class WorkerSet:
                 archive = {
                     "series": [[name, list(labels), values] for (name, labels), values in totals.items()],
                     "absorbed": [*archive["absorbed"], worker],
+                    "exits": int(archive.get("exits", 0)) + 1,
                 }
                 _write_atomically(self.folder / ARCHIVE, archive)
             files.pages.close()

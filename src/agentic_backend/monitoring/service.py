@@ -43,7 +43,8 @@ class Telemetry:
         self.metrics = BuiltinMetrics.register(self.registry)
         self.custom = CustomMetrics(settings, (*CATALOGUE, SERIES_OVERFLOW), folder)
         if folder is not None:
-            self.workers = WorkerSet(folder, self.registry, worker)
+            exits = self.metrics.worker_exits.labels()
+            self.workers = WorkerSet(folder, self.registry, worker, lambda n: exits.set(float(n)))
         self.clock = clock
         self._refreshers: list[Callable[[], Awaitable[None]]] = []
         self.started_at = clock()

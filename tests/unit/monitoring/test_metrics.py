@@ -47,6 +47,7 @@ def test_catalogue_declares_exactly_the_seed_metrics_with_their_types_and_labels
         "llm_errors_total",
         "api_unpriced_calls_total",
         "cache_saved_dollars_total",
+        "agentic_backend_worker_exits_total",
     }
 
 
