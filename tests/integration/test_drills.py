@@ -12,7 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
+import signal
+import socket
 import sqlite3
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,8 +36,18 @@ from tests.integration.faults import (
     traffic,
     wait_for_alert,
 )
-from tests.integration.harness import Service, Webhook, require_binary, stack_options, wait_until
+from tests.integration.harness import (
+    LOOPBACK,
+    Prometheus,
+    Service,
+    Webhook,
+    require_binary,
+    scrape_config,
+    stack_options,
+    wait_until,
+)
 from tests.integration.test_providers import SimLLM
+from tests.integration.test_workers import children
 from tests.unit.monitoring.helpers import samples
 
 pytestmark = pytest.mark.integration
@@ -96,6 +111,13 @@ def start_stack(tmp_path: Path, service: Service, webhook: Webhook) -> tuple[sta
     prometheus = running.url("prometheus")
     wait_until(lambda: webhook.alerts("Watchdog"), timeout=30, what="the Watchdog notification")
     return options, prometheus
+
+
+def query(prometheus: str, promql: str) -> list[dict[str, Any]]:
+    body = httpx.get(f"{prometheus}/api/v1/query", params={"query": promql}, timeout=10).json()
+    assert body["status"] == "success", body
+    result: list[dict[str, Any]] = body["data"]["result"]
+    return result
 
 
 def no_counter_went_backwards(prometheus: str) -> None:
@@ -306,4 +328,122 @@ def test_the_provider_rate_limiting_slow_failing_and_killed(tmp_path: Path, webh
     finally:
         service.stop()
         sim_llm.stop()
+        stack.down(options.run_dir)
+
+
+def worker_answering(local_port: int, workers: list[int]) -> int:
+    """The worker process whose socket is the server end of the client connection from ``local_port``."""
+    out = subprocess.run(
+        ["ss", "-Htnp", "state", "established", f"( dport = :{local_port} )"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    owners = {int(pid) for pid in re.findall(r"pid=(\d+)", out)} & set(workers)
+    assert len(owners) == 1, (out, workers)
+    return owners.pop()
+
+
+def kill_a_worker_mid_scrape(service: Service) -> bool:
+    """Send a scrape and SIGKILL the worker that accepted it while it answers (the merge and render of
+    a large registry take tens of milliseconds). True if the scrape was cut."""
+    with socket.create_connection((LOOPBACK, service.port), timeout=10) as sock:
+        sock.sendall(
+            b"GET /api/v1/monitoring/metrics HTTP/1.1\r\nHost: drill\r\n"
+            b"Accept: application/openmetrics-text\r\n\r\n"
+        )
+        victim = wait_until(
+            lambda: worker_answering(sock.getsockname()[1], children(service.popen.pid)),
+            timeout=5,
+            what="the worker that accepted the scrape",
+            interval=0.001,
+        )
+        os.kill(victim, signal.SIGKILL)
+        received = b""
+        try:
+            while chunk := sock.recv(65536):
+                received += chunk
+        except OSError:
+            pass
+    return not received.endswith(b"0\r\n\r\n")  # a chunked body ends with its zero-length chunk
+
+
+def test_workers_killed_under_load_and_mid_scrape_with_an_ha_pair_scraping(
+    tmp_path: Path, webhook: Webhook
+) -> None:
+    service = Service(tmp_path / "service", workers=4)
+    wait_until(lambda: len(children(service.popen.pid)) == 4, timeout=30, what="four workers")
+    # A registry large enough that a scrape takes a while: a kill can land while it is being answered.
+    # (About 1 MB: more than the kernel buffers between the worker and a client that reads slowly.)
+    for metric in range(4):
+        records = [
+            {
+                "metric_type": "gauge",
+                "name": f"drill_depth_{metric}",
+                "value": i,
+                "labels": {"q": f"{i:0200d}"},
+            }
+            for i in range(1000)
+        ]
+        response = httpx.post(
+            f"{service.url}/api/v1/monitoring/record", json=records, headers=service.headers, timeout=30
+        )
+        assert response.status_code == 200, response.text
+    options, prometheus = start_stack(tmp_path, service, webhook)
+    (tmp_path / "twin").mkdir()
+    twin = Prometheus(tmp_path / "twin", scrape_config(f"{LOOPBACK}:{service.port}"))  # the HA pair's other
+    kills, cut_scrapes = 0, 0
+    try:
+        with traffic(service.url, service.admin_key) as sender:
+            wait_until(lambda: sender.statuses()[200] >= 20, timeout=30, what="healthy answers")
+            began = time.time()
+            for round_ in range(6):
+                if round_ % 2:
+                    cut_scrapes += kill_a_worker_mid_scrape(service)
+                else:
+                    os.kill(children(service.popen.pid)[0], signal.SIGKILL)  # under load
+                kills += 1
+                wait_until(lambda: len(children(service.popen.pid)) == 4, timeout=30, what="a replacement")
+                time.sleep(1.5)  # both Prometheus servers scrape in between
+            alert_after = wait_for_alert(
+                lambda: webhook.alerts("WorkerRestarts", since=began), "WorkerRestarts"
+            )
+            time.sleep(2)
+        text = httpx.get(f"{service.url}/api/v1/monitoring/metrics", timeout=10).text
+        exits = sum(c for (n, _), c in samples(text).items() if n == "agentic_backend_worker_exits_total")
+        counts = http_counts(service)
+        # The clients: answered, or (the requests a killed worker held) cut; never a 5xx for a death.
+        statuses = sender.statuses()
+        assert set(statuses) <= {200, 0}, statuses
+        assert statuses[0] <= kills, statuses
+        assert "499" not in counts
+        assert "500" not in counts
+        assert exits == kills
+        assert cut_scrapes >= 1, "at least one kill landed while its worker was answering a scrape"
+        missing = set(sender.answered()) - ledger_request_ids(
+            str(tmp_path / "service" / "data" / "agentic.db")
+        )
+        assert missing == set()
+        # Both servers of the HA pair saw every counter only grow, and agree on the totals.
+        assert counter_resets(prometheus) == {}
+        assert counter_resets(twin.url) == {}
+        total = 'sum(http_requests_total{job="agentic-backend"})'
+        ours, theirs = (float(q(total)[0]["value"][1]) for q in (lambda e: query(prometheus, e), twin.query))
+        assert abs(ours - theirs) <= 0.05 * ours + 10, (ours, theirs)  # a scrape apart at most
+        report(
+            "workers of serve --workers 4 SIGKILLed, under load and mid-scrape, an HA pair scraping",
+            {
+                "workers killed": kills,
+                "of them mid-scrape, the scrape cut": cut_scrapes,
+                "answers": dict(statuses),
+                "agentic_backend_worker_exits_total": exits,
+                "WorkerRestarts at the webhook after (s)": f"{alert_after:.1f}",
+                "answered 200 without a ledger row": len(missing),
+                "counter resets (both servers)": 0,
+                "http_requests_total in the pair": f"{ours:.0f} / {theirs:.0f}",
+            },
+        )
+    finally:
+        twin.stop()
+        service.stop()
         stack.down(options.run_dir)
