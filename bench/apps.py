@@ -5,6 +5,8 @@ Each is an application factory for ``uvicorn --factory bench.apps:<name>``.
 
 from __future__ import annotations
 
+import os
+
 from fastapi import FastAPI
 
 
@@ -129,4 +131,15 @@ def send_wrapper_only() -> FastAPI:
 
     app = _with_route(FastAPI())
     app.add_middleware(Middleware)
+    return app
+
+
+def populated() -> FastAPI:
+    """The service with ``BENCH_SERIES`` extra series in this worker's registry (bench/scrape_merge.py)."""
+    from agentic_backend.app import create_app as create_service
+
+    app = create_service()
+    requests = app.state.telemetry.metrics.http_requests
+    for i in range(int(os.environ.get("BENCH_SERIES", "5000"))):
+        requests.labels("GET", f"/bench/{i}", "200").inc(i)
     return app

@@ -18,17 +18,18 @@ while a scrape reads is simply read as it was: its pages hold its final values u
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import json
 import os
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
+from agentic_backend.monitoring.merge import MergePlan, build_plan
 from agentic_backend.monitoring.metrics import Aggregation, MetricSpec
-from agentic_backend.monitoring.registry import FamilySnapshot, Registry, Snapshot
+from agentic_backend.monitoring.registry import Registry, Snapshot
 from agentic_backend.monitoring.storage import Journal, MmapPages, Slot, process_identity
 
 ARCHIVE = "archive.json"
@@ -47,15 +48,6 @@ def file_lock(path: Path, *, shared: bool = False) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing releases the lock
-
-
-@dataclass(slots=True)
-class _Merged:
-    """A series combined over workers; its values are ``pages[slot.page]`` of its snapshot."""
-
-    lines: tuple[str, ...]
-    slot: Slot
-    labels: tuple[str, ...]
 
 
 class _WorkerFiles:
@@ -104,6 +96,8 @@ class WorkerSet:
         # Metrics that read one shared source in this configuration (cache_size_bytes over Redis): every
         # worker holds the same value, so only the answering worker's fresh one counts.
         self.shared: set[str] = set()
+        self._plan: MergePlan | None = None
+        self._archive_cache: tuple[object, dict[str, Any]] | None = None
 
     def _workers(self) -> list[str]:
         return sorted(
@@ -111,56 +105,77 @@ class WorkerSet:
         )
 
     def collect(self) -> Snapshot:
+        """Every worker's values combined, at once (the summary and health checks)."""
+        steps = self.collect_steps()
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                result: Snapshot = done.value
+                return result
+
+    async def collect_async(self) -> Snapshot:
+        """The same, yielding to the event loop between workers: other requests run during a merge."""
+        steps = self.collect_steps()
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                result: Snapshot = done.value
+                return result
+            await asyncio.sleep(0)
+
+    def collect_steps(self) -> Generator[None, None, Snapshot]:
+        """The merge, one step per worker (see ``merge``); its return value is the snapshot."""
         for worker in self._workers():
             if not _alive(worker):
                 self._archive(worker)
-        totals: dict[tuple[str, tuple[str, ...]], list[float]] = {}
         with file_lock(self.folder / _ARCHIVE_LOCK, shared=True):
-            archive = self._read_archive()
+            archive_key, archive = self._archive_data()
             if self._on_exits is not None:
                 self._on_exits(int(archive.get("exits", 0)))
             absorbed = set(archive["absorbed"])
             listed = self._workers()
+            sources: list[tuple[str, _WorkerFiles]] = []
             for worker in listed:
-                if worker not in absorbed:  # absorbed: in the archive already, its files not yet deleted
-                    self._read_worker(worker, totals)
+                if worker in absorbed:  # in the archive already, its files not yet deleted
+                    continue
+                files = self._seen.get(worker)
+                if files is None:
+                    files = self._seen[worker] = _WorkerFiles(self.folder, worker)
+                files.refresh()
+                sources.append((worker, files))
+            signature = (tuple((w, len(f.entries)) for w, f in sources), archive_key, frozenset(self.shared))
+            plan = self._plan
+            if plan is None or plan.signature != signature:
+                plan = self._plan = build_plan(
+                    self._registry,
+                    [(w, w == self.own, f.entries) for w, f in sources],
+                    archive["series"],
+                    self.shared,
+                    signature,
+                )
+                yield
+            values = plan.start()
+            for worker, files in sources:
+                needed = plan.workers[worker].pages if worker in plan.workers else 0
+                plan.add_worker(worker, [files.pages.view(p).tolist() for p in range(needed)], values)
+                yield
+            plan.add_archive(values)
         for gone in self._seen.keys() - set(listed):  # archived by another worker's scrape: unmap its pages
             self._seen.pop(gone).pages.close()
-        for name, labels, values in archive["series"]:
-            spec = self._registry.spec(name)
-            if spec is not None:
-                _combine(totals, spec, tuple(labels), values)
-        return self._snapshot(totals)
+        return plan.snapshot(values)
 
-    def _read_worker(self, worker: str, totals: dict[tuple[str, tuple[str, ...]], list[float]]) -> None:
-        files = self._seen.get(worker)
-        if files is None:
-            files = self._seen[worker] = _WorkerFiles(self.folder, worker)
-        files.refresh()
-        own = worker == self.own
-        for name, labels, slot in files.entries:
-            spec = self._registry.spec(name)
-            if spec is None or (
-                not own and (spec.aggregation is Aggregation.SHARED or spec.name in self.shared)
-            ):
-                continue
-            page = files.pages.view(slot.page)
-            _combine(totals, spec, labels, page[slot.offset : slot.offset + spec.width].tolist())
-
-    def _snapshot(self, totals: dict[tuple[str, tuple[str, ...]], list[float]]) -> Snapshot:
-        grouped: dict[str, list[tuple[tuple[str, ...], list[float]]]] = {}
-        for (name, labels), values in totals.items():
-            grouped.setdefault(name, []).append((labels, values))
-        snapshot: Snapshot = []
-        for family in self._registry.families():
-            spec = family.spec
-            rows = sorted(grouped.get(spec.name, []))
-            pages = [values for _, values in rows]
-            merged = [
-                _Merged(family.lines_for(labels), Slot(i, 0), labels) for i, (labels, _) in enumerate(rows)
-            ]
-            snapshot.append(FamilySnapshot(spec, merged, pages))
-        return snapshot
+    def _archive_data(self) -> tuple[object, dict[str, Any]]:
+        """The archive and a key that changes whenever it does (it is replaced, never edited in place)."""
+        try:
+            stat = (self.folder / ARCHIVE).stat()
+        except FileNotFoundError:
+            return None, {"series": [], "absorbed": [], "exits": 0}
+        key = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        if self._archive_cache is None or self._archive_cache[0] != key:
+            self._archive_cache = (key, self._read_archive())
+        return self._archive_cache
 
     def _read_archive(self) -> dict[str, Any]:
         try:

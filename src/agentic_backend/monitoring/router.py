@@ -67,7 +67,7 @@ async def metrics(request: Request, telemetry: TelemetryDep, settings: SettingsD
         headers["Content-Encoding"] = "gzip"
     await telemetry.refresh()
     return StreamingResponse(
-        stream_exposition(telemetry.snapshot(), openmetrics=openmetrics, gzip=gzip),
+        stream_exposition(await telemetry.snapshot_async(), openmetrics=openmetrics, gzip=gzip),
         media_type=CONTENT_TYPE_OPENMETRICS if openmetrics else CONTENT_TYPE_TEXT,
         headers=headers,
     )

@@ -71,6 +71,11 @@ class Telemetry:
         builtin = self.workers.collect() if self.workers is not None else self.registry.snapshot()
         return builtin + self.custom.snapshot()
 
+    async def snapshot_async(self) -> Snapshot:
+        """The same snapshot, merging workers' values with yields to the event loop between workers."""
+        builtin = await self.workers.collect_async() if self.workers is not None else self.registry.snapshot()
+        return builtin + self.custom.snapshot()
+
     def uptime_seconds(self) -> float:
         return max(0.0, self.clock() - self.started_at)
 
