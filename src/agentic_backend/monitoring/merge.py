@@ -12,7 +12,7 @@ all of that on every scrape.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from agentic_backend.monitoring.metrics import Aggregation, MetricSpec
@@ -81,20 +81,28 @@ class MergePlan:
         return [FamilySnapshot(spec, merged, [values]) for spec, merged in self.families]
 
 
+_STEP = 2_000  # series handled between two yields of a plan's build (about a millisecond)
+
+
 def build_plan(
     registry: Registry,
     sources: Iterable[tuple[str, bool, Sequence[Entry]]],
     archive: Sequence[tuple[str, Sequence[str], Sequence[float]]],
     shared: set[str],
     signature: object,
-) -> MergePlan:
-    """The layout of the merged snapshot and each worker's part in it. ``sources`` are (worker, whether
-    it is the answering worker, its entries); a SHARED metric (or one named in ``shared``) is read from
-    the answering worker only."""
+    lines: dict[tuple[str, tuple[str, ...]], tuple[str, ...]],
+) -> Generator[None, None, MergePlan]:
+    """The layout of the merged snapshot and each worker's part in it, yielding every ``_STEP`` series
+    so that a rebuild (a new series somewhere) never holds the event loop for long. ``sources`` are
+    (worker, whether it is the answering worker, its entries); a SHARED metric (or one named in
+    ``shared``) is read from the answering worker only. ``lines`` caches each series' exposition lines
+    across rebuilds: formatting them is most of a rebuild's cost."""
     contributions: list[tuple[str, tuple[str, tuple[str, ...]], Slot, MetricSpec]] = []
     by_family: dict[str, set[tuple[str, ...]]] = {}
     for worker, own, entries in sources:
-        for name, labels, slot in entries:
+        for n, (name, labels, slot) in enumerate(entries):
+            if n % _STEP == _STEP - 1:
+                yield
             spec = registry.spec(name)
             if spec is None or (not own and (spec.aggregation is Aggregation.SHARED or name in shared)):
                 continue
@@ -113,15 +121,23 @@ def build_plan(
         spec = family.spec
         start = _NO_VALUE if spec.aggregation is Aggregation.MAX else 0.0
         merged = []
-        for labels in sorted(by_family.get(spec.name, ())):
+        for n, labels in enumerate(sorted(by_family.get(spec.name, ()))):
+            if n % _STEP == _STEP - 1:
+                yield
+            key = (spec.name, labels)
             offset = len(template)
-            position[(spec.name, labels)] = offset
-            merged.append(Merged(family.lines_for(labels), Slot(0, offset), labels))
+            position[key] = offset
+            found = lines.get(key)
+            if found is None:
+                found = lines[key] = family.lines_for(labels)
+            merged.append(Merged(found, Slot(0, offset), labels))
             template.extend([start] * spec.width)
         families.append((spec, merged))
 
     workers: dict[str, _WorkerPlan] = {}
-    for worker, key, slot, spec in contributions:
+    for n, (worker, key, slot, spec) in enumerate(contributions):
+        if n % _STEP == _STEP - 1:
+            yield
         plan = workers.setdefault(worker, _WorkerPlan())
         plan.pages = max(plan.pages, slot.page + 1)
         destination = position[key]

@@ -36,6 +36,7 @@ ARCHIVE = "archive.json"
 WORKER_PREFIX = "w-"  # worker files are w-<pid>-<start time>.*; custom.* is the shared custom store
 _JOURNAL_SUFFIX = ".journal"
 _ARCHIVE_LOCK = ".archive.lock"
+_STEP = 2_000  # journal lines taken in between two yields of a scrape's merge
 
 
 @contextlib.contextmanager
@@ -57,14 +58,20 @@ class _WorkerFiles:
         self.journal = Journal(folder / f"{worker}{_JOURNAL_SUFFIX}")
         self.pages = MmapPages(folder, worker)
         self.entries: list[tuple[str, tuple[str, ...], Slot]] = []
+        self._pending: list[bytes] = []  # journal lines read but not yet taken in
 
-    def refresh(self) -> None:
-        for record in self.journal.read_new():
-            labels = record["l"]
-            assert isinstance(labels, list)
+    def refresh(self, limit: int | None = None) -> bool:
+        """Take in up to ``limit`` of the series the worker journaled since the last look (all if None);
+        whether any are still left to take in."""
+        self._pending.extend(self.journal.read_new_lines())
+        count = len(self._pending) if limit is None else min(limit, len(self._pending))
+        for line in self._pending[:count]:
+            record = json.loads(line)
             self.entries.append(
-                (str(record["m"]), tuple(labels), Slot(int(str(record["p"])), int(str(record["o"]))))
+                (str(record["m"]), tuple(record["l"]), Slot(int(record["p"]), int(record["o"])))
             )
+        del self._pending[:count]
+        return bool(self._pending)
 
 
 def worker_journal(folder: Path, worker: str) -> Callable[[MetricSpec, tuple[str, ...], Slot], None]:
@@ -97,6 +104,7 @@ class WorkerSet:
         # worker holds the same value, so only the answering worker's fresh one counts.
         self.shared: set[str] = set()
         self._plan: MergePlan | None = None
+        self._lines: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}  # see merge.build_plan
         self._archive_cache: tuple[object, dict[str, Any]] | None = None
 
     def _workers(self) -> list[str]:
@@ -143,19 +151,20 @@ class WorkerSet:
                 files = self._seen.get(worker)
                 if files is None:
                     files = self._seen[worker] = _WorkerFiles(self.folder, worker)
-                files.refresh()
+                while files.refresh(limit=_STEP):  # a worker's first read: thousands of journal lines
+                    yield
                 sources.append((worker, files))
             signature = (tuple((w, len(f.entries)) for w, f in sources), archive_key, frozenset(self.shared))
             plan = self._plan
             if plan is None or plan.signature != signature:
-                plan = self._plan = build_plan(
+                plan = self._plan = yield from build_plan(
                     self._registry,
                     [(w, w == self.own, f.entries) for w, f in sources],
                     archive["series"],
                     self.shared,
                     signature,
+                    self._lines,
                 )
-                yield
             values = plan.start()
             for worker, files in sources:
                 needed = plan.workers[worker].pages if worker in plan.workers else 0

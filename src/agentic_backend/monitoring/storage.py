@@ -176,16 +176,20 @@ class Journal:
         finally:
             os.close(fd)
 
-    def read_new(self) -> Iterator[dict[str, object]]:
+    def read_new_lines(self) -> list[bytes]:
+        """The complete lines appended since the last read, unparsed."""
         try:
             with self.path.open("rb") as handle:
                 handle.seek(self._offset)
                 data = handle.read()
         except FileNotFoundError:
-            return
+            return []
         end = data.rfind(b"\n") + 1  # a line still being written is read next time
         self._offset += end
-        for line in data[:end].splitlines():
+        return data[:end].splitlines()
+
+    def read_new(self) -> Iterator[dict[str, object]]:
+        for line in self.read_new_lines():
             yield json.loads(line)
 
 
