@@ -18,7 +18,7 @@ from agentic_backend.monitoring.registry import FamilySnapshot, Snapshot
 
 CONTENT_TYPE_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 CONTENT_TYPE_OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
-CHUNK_SERIES = 250  # about 0.1 ms of formatting between two yields to the event loop
+CHUNK_SERIES = 100  # about 0.05 ms of formatting (and compressing) between two yields to the event loop
 # ... and at most about this much text per chunk, so that a few very large series (custom histograms with
 # long labels: up to ~700 KB each) never make one chunk, and its copies, hundreds of megabytes.
 CHUNK_BYTES = 256 * 1024

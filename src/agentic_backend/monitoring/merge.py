@@ -21,6 +21,7 @@ from agentic_backend.monitoring.storage import Slot
 
 Entry = tuple[str, tuple[str, ...], Slot]  # a worker's series: metric name, label values, where it lives
 _NO_VALUE = float("-inf")  # the start of a MAX series, below anything a worker reports
+_ADD_STEP = 1_000  # values added between two yields of a scrape's merge
 
 
 @dataclass(slots=True)
@@ -54,12 +55,18 @@ class MergePlan:
     def start(self) -> list[float]:
         return self.template.copy()
 
-    def add_worker(self, worker: str, pages: Sequence[Sequence[float]], values: list[float]) -> None:
+    def add_worker(
+        self, worker: str, pages: Sequence[Sequence[float]], values: list[float]
+    ) -> Generator[None, None, None]:
+        """Add one worker's values, yielding every ``_ADD_STEP`` series (a few hundredths of a ms each)."""
         plan = self.workers.get(worker)
         if plan is None:
             return
-        for destination, page, offset in plan.singles:
-            values[destination] += pages[page][offset]
+        singles = plan.singles
+        for start in range(0, len(singles), _ADD_STEP):
+            for destination, page, offset in singles[start : start + _ADD_STEP]:
+                values[destination] += pages[page][offset]
+            yield
         for destination, page, offset, width in plan.spans:
             source = pages[page]
             for k in range(width):

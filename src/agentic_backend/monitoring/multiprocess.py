@@ -138,6 +138,7 @@ class WorkerSet:
         for worker in self._workers():
             if not _alive(worker):
                 self._archive(worker)
+        yield
         with file_lock(self.folder / _ARCHIVE_LOCK, shared=True):
             archive_key, archive = self._archive_data()
             if self._on_exits is not None:
@@ -168,8 +169,9 @@ class WorkerSet:
             values = plan.start()
             for worker, files in sources:
                 needed = plan.workers[worker].pages if worker in plan.workers else 0
-                plan.add_worker(worker, [files.pages.view(p).tolist() for p in range(needed)], values)
-                yield
+                yield from plan.add_worker(
+                    worker, [files.pages.view(p).tolist() for p in range(needed)], values
+                )
             plan.add_archive(values)
         for gone in self._seen.keys() - set(listed):  # archived by another worker's scrape: unmap its pages
             self._seen.pop(gone).pages.close()
