@@ -142,6 +142,7 @@ class Prometheus(Process):
         binary = require_binary("prometheus")
         self.port = free_port()
         self.url = f"http://{LOOPBACK}:{self.port}"
+        workdir.mkdir(parents=True, exist_ok=True)
         config_path = workdir / "prometheus.yml"
         config_path.write_text(config)
         args = [

@@ -90,8 +90,10 @@ def test_seed_example_queries_return_data(service: Service, prometheus: Promethe
         'sum(rate(cache_operations_total{operation="get",result="hit"}[1m])) / sum(rate(cache_operations_total{operation="get"}[1m]))'
     )
     assert cache[0]["value"][1] == "NaN"  # the series exist from start-up, but no gets yet: 0/0
-    # No model has been called yet, so the cost series do not exist: the query is valid and empty.
-    assert prometheus.query(SEED_QUERIES["cost per hour"]) == []
+    # No model has been called yet: the cost series exist at zero from start-up (so that increase() counts
+    # their first rise), and the query says $0 rather than nothing.
+    cost = prometheus.wait_for(SEED_QUERIES["cost per hour"])
+    assert float(cost[0]["value"][1]) == 0
 
 
 def test_a_custom_metric_recorded_through_the_api_is_queryable(
