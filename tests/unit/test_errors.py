@@ -1,0 +1,56 @@
+"""Which failures are the storage layer's (a 503 with Retry-After) and which are bugs (a 500)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from redis import exceptions as redis_exc
+from sqlalchemy import exc as sa_exc
+
+from agentic_backend.core.errors import storage_failure
+
+
+def _operational(message: str) -> sa_exc.OperationalError:
+    return sa_exc.OperationalError("INSERT ...", {}, sqlite3.OperationalError(message))
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (_operational("database is locked"), "locked"),
+        (_operational("database or disk is full"), "disk is full"),
+        (_operational("unable to open database file"), "unavailable"),
+        (
+            sa_exc.TimeoutError("QueuePool limit of size 10 overflow 20 reached"),
+            "every database connection is busy",
+        ),
+        (sa_exc.InterfaceError("SELECT 1", {}, Exception("connection is closed")), "unavailable"),
+        (
+            sa_exc.DBAPIError(
+                "SELECT 1", {}, Exception("terminating connection"), connection_invalidated=True
+            ),
+            "connection was lost",
+        ),
+        (redis_exc.ConnectionError("Error 111 connecting"), "Redis is unavailable"),
+        (redis_exc.TimeoutError("Timeout reading"), "Redis is unavailable"),
+    ],
+)
+def test_storage_failures_are_named(error: BaseException, reason: str) -> None:
+    found = storage_failure(error)
+    assert found is not None
+    assert reason in found
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        sa_exc.IntegrityError("INSERT ...", {}, sqlite3.IntegrityError("UNIQUE constraint failed")),
+        sa_exc.ProgrammingError("SELECT x", {}, sqlite3.ProgrammingError("no such column")),
+        ConnectionRefusedError(111, "refused"),  # raised outside any storage code: not the database's
+        TimeoutError(),
+        RuntimeError("bug"),
+    ],
+)
+def test_everything_else_is_not_a_storage_failure(error: BaseException) -> None:
+    assert storage_failure(error) is None
