@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the service and its tests need on a fresh Debian machine, and nothing that is already
 # there: Debian's prometheus (with promtool), prometheus-alertmanager, victoria-metrics, wrk,
-# valgrind (the benchmarks' instruction counts) and PostgreSQL/Redis if absent;
+# valgrind (the benchmarks' instruction counts), PostgreSQL/Redis (the drills start clusters of their own
+# with initdb/pg_ctl and redis-server) and iproute2's ss if absent;
 # starts PostgreSQL and Redis if they are down; then uv and the locked Python environment. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,8 @@ if [[ $want_system == all ]]; then
   command -v victoria-metrics >/dev/null || missing+=(victoria-metrics)  # remote_write target in the tests
   command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
   command -v redis-server >/dev/null || missing+=(redis-server)
+  command -v ss >/dev/null || missing+=(iproute2)      # the worker drill finds which worker holds a connection
+  command -v runuser >/dev/null || missing+=(util-linux)  # the database drill runs its own cluster as postgres
   if ((${#missing[@]})); then
     sudo=""
     [[ $(id -u) == 0 ]] || sudo="sudo"
