@@ -115,23 +115,18 @@ class WorkerSet:
     def collect(self) -> Snapshot:
         """Every worker's values combined, at once (the summary and health checks)."""
         steps = self.collect_steps()
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                result: Snapshot = done.value
-                return result
+        while (snapshot := _advance(steps)) is None:
+            pass
+        return snapshot
 
     async def collect_async(self) -> Snapshot:
-        """The same, yielding to the event loop between workers: other requests run during a merge."""
+        """The same, yielding to the event loop between steps: other requests run during a merge."""
         steps = self.collect_steps()
         while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                result: Snapshot = done.value
-                return result
-            await asyncio.sleep(0)
+            snapshot = _advance(steps)
+            if snapshot is not None:
+                return snapshot
+            await asyncio.sleep(0)  # other requests run between two steps
 
     def collect_steps(self) -> Generator[None, None, Snapshot]:
         """The merge, one step per worker (see ``merge``); its return value is the snapshot."""
@@ -238,6 +233,16 @@ class WorkerSet:
         for files in self._seen.values():
             files.pages.close()
         self._seen.clear()
+
+
+def _advance(steps: Generator[None, None, Snapshot]) -> Snapshot | None:
+    """One step of a merge: its snapshot once it is done, else None."""
+    try:
+        next(steps)
+    except StopIteration as done:
+        result: Snapshot = done.value
+        return result
+    return None
 
 
 def _combine(
