@@ -51,6 +51,7 @@ class MergePlan:
     families: list[tuple[MetricSpec, list[Merged]]]
     workers: dict[str, _WorkerPlan]
     archive: list[tuple[int, Sequence[float]]]  # (destination, values) of the archive's series (all SUM)
+    maxima: list[int]  # the slots of MAX series
 
     def start(self) -> list[float]:
         return self.template.copy()
@@ -82,8 +83,8 @@ class MergePlan:
                 values[destination + k] += value
 
     def snapshot(self, values: list[float]) -> Snapshot:
-        for i, value in enumerate(values):
-            if value == _NO_VALUE:  # cannot happen for a series some worker holds; kept finite regardless
+        for i in self.maxima:
+            if values[i] == _NO_VALUE:  # cannot happen for a series some worker holds; kept finite regardless
                 values[i] = 0.0
         return [FamilySnapshot(spec, merged, [values]) for spec, merged in self.families]
 
@@ -156,4 +157,6 @@ def build_plan(
             plan.spans.append((destination, slot.page, slot.offset, spec.width))
     for plan in workers.values():  # in page order: the copies are read front to back
         plan.singles.sort(key=lambda item: (item[1], item[2]))
-    return MergePlan(signature, template, families, workers, [(position[k], v) for k, v in archived])
+    maxima = [i for i, start in enumerate(template) if start == _NO_VALUE]
+    archive_plan = [(position[k], v) for k, v in archived]
+    return MergePlan(signature, template, families, workers, archive_plan, maxima)

@@ -164,9 +164,11 @@ class WorkerSet:
             values = plan.start()
             for worker, files in sources:
                 needed = plan.workers[worker].pages if worker in plan.workers else 0
-                yield from plan.add_worker(
-                    worker, [files.pages.view(p).tolist() for p in range(needed)], values
-                )
+                pages = []
+                for page in range(needed):  # one page copy (4,096 values) per step
+                    pages.append(files.pages.view(page).tolist())
+                    yield
+                yield from plan.add_worker(worker, pages, values)
             plan.add_archive(values)
         for gone in self._seen.keys() - set(listed):  # archived by another worker's scrape: unmap its pages
             self._seen.pop(gone).pages.close()
