@@ -197,7 +197,18 @@ def latency(rounds: int, seconds: int, connections: int) -> list[list[str]]:
                         with httpx.Client(timeout=30) as client:
                             while not stop.wait(1.0):
                                 started = time.perf_counter()
-                                client.get(f"{url}/api/v1/monitoring/metrics")
+                                # As Prometheus asks (OpenMetrics, gzip), read raw: decompressing and
+                                # parsing here would load this machine's cores as the scraper elsewhere
+                                # would not.
+                                headers = {
+                                    "accept": "application/openmetrics-text",
+                                    "accept-encoding": "gzip",
+                                }
+                                with client.stream(
+                                    "GET", f"{url}/api/v1/monitoring/metrics", headers=headers
+                                ) as r:
+                                    for _ in r.iter_raw():
+                                        pass
                                 scrape_ms.append((time.perf_counter() - started) * 1000)
 
                     scraper = threading.Thread(target=scrape_every_second, daemon=True)
