@@ -15,6 +15,18 @@ def _operational(message: str) -> sa_exc.OperationalError:
     return sa_exc.OperationalError("INSERT ...", {}, sqlite3.OperationalError(message))
 
 
+class _AsyncpgLike(Exception):
+    """What SQLAlchemy's asyncpg adapter puts in ``orig``: an error carrying the server's SQLSTATE."""
+
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(f"SQLSTATE {sqlstate}")
+        self.sqlstate = sqlstate
+
+
+def _postgres(sqlstate: str) -> sa_exc.DBAPIError:
+    return sa_exc.InternalError("SELECT 1", {}, _AsyncpgLike(sqlstate))
+
+
 @pytest.mark.parametrize(
     ("error", "reason"),
     [
@@ -32,6 +44,11 @@ def _operational(message: str) -> sa_exc.OperationalError:
             ),
             "connection was lost",
         ),
+        (_postgres("57P01"), "unavailable"),  # terminating connection due to administrator command
+        (_postgres("08006"), "unavailable"),  # connection failure
+        (_postgres("53100"), "disk is full"),
+        (_postgres("55P03"), "locked"),  # lock_timeout
+        (_postgres("40P01"), "deadlocked"),
         (redis_exc.ConnectionError("Error 111 connecting"), "Redis is unavailable"),
         (redis_exc.TimeoutError("Timeout reading"), "Redis is unavailable"),
     ],
@@ -47,6 +64,8 @@ def test_storage_failures_are_named(error: BaseException, reason: str) -> None:
     [
         sa_exc.IntegrityError("INSERT ...", {}, sqlite3.IntegrityError("UNIQUE constraint failed")),
         sa_exc.ProgrammingError("SELECT x", {}, sqlite3.ProgrammingError("no such column")),
+        _postgres("23505"),  # unique violation: a bug, not an outage
+        _postgres("42703"),  # undefined column
         ConnectionRefusedError(111, "refused"),  # raised outside any storage code: not the database's
         TimeoutError(),
         RuntimeError("bug"),

@@ -36,9 +36,10 @@ location and message, so that a client never has to parse two formats.
 
 Failures that are not the client's are answered in the same shape too, never as Starlette's plain text:
 
-* a failure of the storage layer (database unreachable, connection lost, pool exhausted, locked, disk
-  full, Redis away where it is not optional), raised by SQLAlchemy, the drivers or the socket beneath
-  them, is a 503 with ``Retry-After``: the request can succeed once the store is back;
+* a failure of the storage layer (database unreachable, connection lost, server shutting down, pool
+  exhausted, locked or lock timeout, deadlock, disk full, Redis away where it is not optional), raised by
+  SQLAlchemy, the drivers or the socket beneath them, and told by error class, PostgreSQL's SQLSTATE or
+  SQLite's message, is a 503 with ``Retry-After``: the request can succeed once the store is back;
 * any other exception is a 500 ``InternalServerError`` whose body carries a request id, logged with the
   traceback under the same id, so that an operator can find it; the body never carries the exception text,
   which can hold data or secrets.
@@ -186,10 +187,38 @@ def _store_raising(tb: TracebackType | None) -> str | None:
     return found
 
 
+# PostgreSQL's SQLSTATE classes and codes that mean "unavailable now, retry": 08 connection exceptions,
+# 53 insufficient resources (disk full, out of memory, too many connections), 57P01-57P05 the server
+# shutting down or not accepting connections yet, 55P03 a lock timeout, 40001/40P01 serialization
+# failure and deadlock (the transaction was rolled back and can be run again).
+_RETRYABLE_SQLSTATE_CLASSES = ("08", "53")
+_RETRYABLE_SQLSTATES = {"57P01", "57P02", "57P03", "57P04", "57P05", "55P03", "40001", "40P01"}
+_SQLSTATE_REASONS = {
+    "53100": "the database's disk is full",
+    "53300": "the database has too many connections",
+    "55P03": "the database is locked by another writer",
+    "40001": "the transaction conflicted with another one",
+    "40P01": "the transaction deadlocked with another one",
+}
+
+
+def _sqlstate(exc: sa_exc.DBAPIError) -> str | None:
+    """The SQLSTATE of a PostgreSQL error (asyncpg's, through SQLAlchemy's adapter), if any."""
+    for candidate in (exc.orig, getattr(exc.orig, "__cause__", None)):
+        code = getattr(candidate, "sqlstate", None)
+        if isinstance(code, str):
+            return code
+    return None
+
+
 def storage_failure(exc: BaseException) -> str | None:
     """What failed, if ``exc`` is a storage failure that retrying can fix; None for anything else."""
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return "the database connection was lost"
+    if isinstance(exc, sa_exc.DBAPIError):
+        code = _sqlstate(exc)
+        if code is not None and (code[:2] in _RETRYABLE_SQLSTATE_CLASSES or code in _RETRYABLE_SQLSTATES):
+            return _SQLSTATE_REASONS.get(code, "the database is unavailable")
     if isinstance(exc, _UNAVAILABLE_SA):
         if isinstance(exc, sa_exc.TimeoutError):
             return "every database connection is busy"
