@@ -88,7 +88,7 @@ class CustomMetrics:
         self._max_labels = settings.custom_metrics_max_labels
         self._max_per_metric = settings.custom_metrics_max_series_per_metric
         self._max_total = settings.custom_metrics_max_series_total
-        self._max_bytes = settings.custom_metrics_max_bytes
+        self._max_bytes = self.max_bytes = settings.custom_metrics_max_bytes
         self.bytes_used = 0  # series_cost and family_cost of everything registered, in every worker
         self._taken: dict[str, str] = {}
         for spec in builtin:

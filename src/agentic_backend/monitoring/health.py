@@ -49,11 +49,14 @@ def metrics_checks(telemetry: Telemetry, max_custom_series: int) -> list[HealthC
 
     async def custom_metrics() -> ComponentHealth:
         used = telemetry.custom.registry.series_count()
-        if used >= 0.9 * max_custom_series:
-            return ComponentHealth(
-                status="degraded", detail=f"{used} of {max_custom_series} custom series used (over 90%)"
-            )
-        return ComponentHealth(status="ok", detail=f"{used} of {max_custom_series} custom series used")
+        used_bytes, max_bytes = telemetry.custom.bytes_used, telemetry.custom.max_bytes
+        detail = (
+            f"{used} of {max_custom_series} custom series used, "
+            f"{used_bytes / 1_048_576:.1f} of {max_bytes / 1_048_576:.1f} MiB"
+        )
+        if used >= 0.9 * max_custom_series or used_bytes >= 0.9 * max_bytes:
+            return ComponentHealth(status="degraded", detail=f"{detail} (over 90%)")
+        return ComponentHealth(status="ok", detail=detail)
 
     return [
         HealthCheck("metrics", metrics_store),

@@ -89,3 +89,19 @@ def test_the_budget_holds_across_workers_sharing_the_store(tmp_path: Path) -> No
         assert worker.custom.bytes_used <= BUDGET
         assert text.count("wide_level{") == accepted
         worker.close()
+
+
+async def test_health_degrades_when_the_byte_budget_is_nearly_spent() -> None:
+    from agentic_backend.monitoring.health import metrics_checks
+
+    telemetry = Telemetry(Settings(custom_metrics_max_bytes=BUDGET))
+    check = next(c for c in metrics_checks(telemetry, 10_000) if c.name == "custom_metrics")
+    assert (await check.check()).status == "ok"
+    for i in range(1000):
+        try:
+            telemetry.custom.record([widest(i, histogram=False)])
+        except SeriesLimitExceeded:
+            break
+    result = await check.check()
+    assert result.status == "degraded"
+    assert "MiB" in result.detail
