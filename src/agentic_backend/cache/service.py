@@ -46,8 +46,8 @@ class ResponseCache:
             self._get_error.inc()
             return None
         (self._hit if value is not None else self._miss).inc()
-        if value is None and self._local is not None:  # a get can drop an expired entry
-            self._size.set(self._local.stored_bytes)
+        if value is None:  # a get can drop an expired entry
+            self._local_size_changed()
         return value
 
     async def set(self, key: str, value: bytes) -> None:
@@ -58,8 +58,7 @@ class ResponseCache:
             self._set_error.inc()
             return
         self._set_ok.inc()
-        if self._local is not None:
-            self._size.set(self._local.stored_bytes)
+        self._local_size_changed()
 
     async def delete(self, key: str) -> None:
         try:
@@ -69,6 +68,9 @@ class ResponseCache:
             self._delete_error.inc()
             return
         self._delete_ok.inc()
+        self._local_size_changed()
+
+    def _local_size_changed(self) -> None:
         if self._local is not None:
             self._size.set(self._local.stored_bytes)
 

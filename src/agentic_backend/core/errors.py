@@ -26,8 +26,8 @@ Every error a client can cause is an ``AppError`` subclass; the handler turns it
     ├── LimitExceeded (429)
     │   ├── identity.errors.TooManyFailures
     │   └── agents.errors.RateLimited
-    ├── ServiceUnavailable (503, with Retry-After)
-    │   ├── StorageUnavailable: the database or another backing service failed (see ``storage_failure``)
+    ├── ServiceUnavailable (503)
+    │   ├── StorageUnavailable (with Retry-After): the database or Redis failed (see ``storage_failure``)
     │   └── agents.service.ProviderNotConfigured
     └── llm.base.ProviderError (502; ProviderTimeout 504, ProviderRateLimited 429)
 
@@ -244,22 +244,29 @@ def request_id_of(request: Request) -> str:
     return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
 
 
+def _server_error(
+    request_id: str, name: str, detail: str, status: int, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """A failure on our side: the error body plus the request id it was logged under."""
+    return JSONResponse(
+        {**error_body(name, detail), "request_id": request_id},
+        status_code=status,
+        headers={**(headers or {}), REQUEST_ID_HEADER: request_id},
+    )
+
+
 async def _storage_error_handler(request: Request, exc: Exception) -> JSONResponse:
     reason = storage_failure(exc)
     if reason is None:  # a statement that is wrong, not a database that is away: a bug
         return await _internal_error_handler(request, exc)
     request_id = request_id_of(request)
     logger.warning("request %s: storage unavailable: %s (%s)", request_id, reason, type(exc).__name__)
-    return JSONResponse(
-        {
-            **error_body(
-                StorageUnavailable.__name__,
-                f"{reason}; the request was not completed. Retry in {STORAGE_RETRY_AFTER_SECONDS} s.",
-            ),
-            "request_id": request_id,
-        },
-        status_code=StorageUnavailable.status_code,
-        headers={"Retry-After": str(STORAGE_RETRY_AFTER_SECONDS), REQUEST_ID_HEADER: request_id},
+    return _server_error(
+        request_id,
+        StorageUnavailable.__name__,
+        f"{reason}; the request was not completed. Retry in {STORAGE_RETRY_AFTER_SECONDS} s.",
+        StorageUnavailable.status_code,
+        {"Retry-After": str(STORAGE_RETRY_AFTER_SECONDS)},
     )
 
 
@@ -279,16 +286,11 @@ async def _unexpected_error_handler(request: Request, exc: Exception) -> JSONRes
 async def _internal_error_handler(request: Request, exc: Exception) -> JSONResponse:
     request_id = request_id_of(request)
     logger.error("request %s failed", request_id, exc_info=(type(exc), exc, exc.__traceback__))
-    return JSONResponse(
-        {
-            **error_body(
-                "InternalServerError",
-                f"the server failed to answer this request; quote request id {request_id} to its operator.",
-            ),
-            "request_id": request_id,
-        },
-        status_code=500,
-        headers={REQUEST_ID_HEADER: request_id},
+    return _server_error(
+        request_id,
+        "InternalServerError",
+        f"the server failed to answer this request; quote request id {request_id} to its operator.",
+        500,
     )
 
 

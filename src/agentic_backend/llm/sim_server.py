@@ -31,9 +31,8 @@ def _error(exc: ProviderError, wire: str) -> Response:
         body: dict[str, Any] = {"error": {"message": exc.detail, "type": exc.kind, "code": exc.kind}}
     else:
         body = {"type": "error", "error": {"type": exc.kind, "message": exc.detail}}
-    return JSONResponse(
-        body, status_code=status, headers=exc.headers
-    )  # a 429's Retry-After, as providers send
+    # A 429 carries its Retry-After, as providers send it.
+    return JSONResponse(body, status_code=status, headers=exc.headers)
 
 
 def _openai_messages(raw: list[dict[str, Any]]) -> list[Message]:

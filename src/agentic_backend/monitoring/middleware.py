@@ -60,10 +60,11 @@ def _raised_by(exc: BaseException, function: object) -> bool:
     return False
 
 
-def failure_status(exc: BaseException, *, disconnected: bool, send: object) -> int:
+def failure_status(exc: BaseException, *, client_gone: bool) -> int:
     """The status a request that ``exc`` ended before its response completed gets in the metric: 499 if
-    the client went away, else what the outermost error handler answers (503 or 500)."""
-    if disconnected or isinstance(exc, ClientDisconnect) or _raised_by(exc, send):
+    the client went away (``client_gone``: a disconnect was seen, or the server's send failed), else what
+    the outermost error handler answers (503 or 500)."""
+    if client_gone or isinstance(exc, ClientDisconnect):
         return CLIENT_CLOSED_REQUEST
     return SERVICE_UNAVAILABLE if storage_failure(exc) is not None else SERVER_ERROR
 
@@ -129,9 +130,10 @@ class HttpMetricsMiddleware:
         except BaseException as exc:
             # The response did not complete (or its last send failed): a server error, unless the client
             # went away.
-            if not end or _raised_by(exc, send):
+            send_failed = _raised_by(exc, send)
+            if not end or send_failed:
                 end = perf_counter()
-                status = failure_status(exc, disconnected=disconnected, send=send)
+                status = failure_status(exc, client_gone=disconnected or send_failed)
             raise
         finally:
             active[active_slot] -= 1.0
