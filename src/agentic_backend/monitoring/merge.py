@@ -1,27 +1,33 @@
 """The merge of one scrape over worker processes, planned once and replayed on every scrape.
 
 Which series exist changes rarely (a new label set, a worker that starts or dies); their values change all
-the time. So the layout of the merged result (every series' place in one flat list of floats, its
-exposition lines, the order a scrape lists them in) and, for every worker, the list of where each of its
-values goes, are built only when the set of series changes (``MergePlan``). A scrape then copies each
-worker's pages out of their mapped files (``memoryview.tolist()``, in C) and adds them into a copy of the
-template: a few additions per series, with no dictionary lookup, label hashing, sorting or object creation.
-``bench/scrape_merge.py`` measures it against prometheus_client's multiprocess collector, which rebuilds
-all of that on every scrape.
+the time. So the layout of the merged result is built only when the set of series changes (``MergePlan``):
+every series' place in one flat list of floats, its exposition lines, the order a scrape lists them in, and
+where each of its contributions (a worker's slot, the archive's) lies in the concatenation of every
+worker's pages. A scrape then copies each worker's pages out of their mapped files
+(``memoryview.tolist()``, in C), concatenates them, and builds the merged values without a Python-level
+loop over series: series are grouped by how many sources contribute to them, and a group of ``c`` is ``c``
+gathers (``operator.itemgetter``) summed by ``map(operator.add, ...)``, all in C. Summation order is the
+sources' order (workers by name, the archive last), the same on every scrape, so a counter's total never
+moves backwards by a rounding difference. ``bench/scrape_merge.py`` measures it against
+prometheus_client's multiprocess collector, which rebuilds all of that on every scrape.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable, Sequence
-from dataclasses import dataclass, field
+import operator
+from collections.abc import Callable, Generator, Iterable, Sequence
+from dataclasses import dataclass
 
 from agentic_backend.monitoring.metrics import Aggregation, MetricSpec
 from agentic_backend.monitoring.registry import FamilySnapshot, Registry, Snapshot
-from agentic_backend.monitoring.storage import Slot
+from agentic_backend.monitoring.storage import PAGE_SLOTS, Slot
 
 Entry = tuple[str, tuple[str, ...], Slot]  # a worker's series: metric name, label values, where it lives
+Key = tuple[str, tuple[str, ...]]
+Gather = Callable[[Sequence[float]], Sequence[float]]
 _NO_VALUE = float("-inf")  # the start of a MAX series, below anything a worker reports
-_ADD_STEP = 1_000  # values added between two yields of a scrape's merge
+_PIECE = 16_384  # values gathered in one C call: a few hundred microseconds between two yields
 
 
 @dataclass(slots=True)
@@ -31,61 +37,44 @@ class Merged:
     lines: tuple[str, ...]
     slot: Slot
     labels: tuple[str, ...]
+    shown: object = None  # see ``registry.Sample``
+    text: str = ""
 
 
-@dataclass(slots=True)
-class _WorkerPlan:
-    """Where one worker's values go: single values summed, wider series (histograms) summed slot by
-    slot, and values that take the maximum."""
-
-    pages: int = 0
-    singles: list[tuple[int, int, int]] = field(default_factory=list)  # (destination, page, offset)
-    spans: list[tuple[int, int, int, int]] = field(default_factory=list)  # (destination, page, offset, width)
-    maxima: list[tuple[int, int, int]] = field(default_factory=list)
+def _gather(indices: Sequence[int]) -> Gather:
+    if len(indices) == 1:  # itemgetter of one index returns the item, not a tuple
+        index = indices[0]
+        return lambda values: (values[index],)
+    return operator.itemgetter(*indices)
 
 
 @dataclass(slots=True)
 class MergePlan:
     signature: object
-    template: list[float]
     families: list[tuple[MetricSpec, list[Merged]]]
-    workers: dict[str, _WorkerPlan]
-    archive: list[tuple[int, Sequence[float]]]  # (destination, values) of the archive's series (all SUM)
-    maxima: list[int]  # the slots of MAX series
+    pages: dict[str, int]  # how many pages of each worker to read, in the order to concatenate them
+    archive: list[float]  # the archive's values, concatenated after the workers' pages
+    # Summed series, laid out first, by piece: per contributor rank, the gather of its values.
+    sums: list[list[Gather]]
+    maxima: list[tuple[int, list[int]]]  # MAX series after them: (destination, sources)
 
-    def start(self) -> list[float]:
-        return self.template.copy()
-
-    def add_worker(
-        self, worker: str, pages: Sequence[Sequence[float]], values: list[float]
-    ) -> Generator[None, None, None]:
-        """Add one worker's values, yielding every ``_ADD_STEP`` series (a few hundredths of a ms each)."""
-        plan = self.workers.get(worker)
-        if plan is None:
-            return
-        singles = plan.singles
-        for start in range(0, len(singles), _ADD_STEP):
-            for destination, page, offset in singles[start : start + _ADD_STEP]:
-                values[destination] += pages[page][offset]
+    def merge(self, sources: list[float]) -> Generator[None, None, list[float]]:
+        """The merged values from ``sources``: the workers' pages in ``pages`` order, then the archive
+        (``sources`` is extended with it). Yields between pieces."""
+        sources.extend(self.archive)
+        values: list[float] = []
+        add = operator.add
+        for gathers in self.sums:
+            total: Iterable[float] = gathers[0](sources)
+            for gather in gathers[1:]:
+                total = map(add, total, gather(sources))
+            values.extend(total)
             yield
-        for destination, page, offset, width in plan.spans:
-            source = pages[page]
-            for k in range(width):
-                values[destination + k] += source[offset + k]
-        for destination, page, offset in plan.maxima:
-            value = pages[page][offset]
-            if value > values[destination]:
-                values[destination] = value
-
-    def add_archive(self, values: list[float]) -> None:
-        for destination, archived in self.archive:
-            for k, value in enumerate(archived):
-                values[destination + k] += value
+        for _destination, contributors in self.maxima:
+            values.append(max((sources[i] for i in contributors), default=0.0))
+        return values
 
     def snapshot(self, values: list[float]) -> Snapshot:
-        for i in self.maxima:
-            if values[i] == _NO_VALUE:  # cannot happen for a series some worker holds; kept finite regardless
-                values[i] = 0.0
         return [FamilySnapshot(spec, merged, [values]) for spec, merged in self.families]
 
 
@@ -98,65 +87,81 @@ def build_plan(
     archive: Sequence[tuple[str, Sequence[str], Sequence[float]]],
     shared: set[str],
     signature: object,
-    lines: dict[tuple[str, tuple[str, ...]], tuple[str, ...]],
+    lines: dict[Key, tuple[str, ...]],
 ) -> Generator[None, None, MergePlan]:
-    """The layout of the merged snapshot and each worker's part in it, yielding every ``_STEP`` series
-    so that a rebuild (a new series somewhere) never holds the event loop for long. ``sources`` are
-    (worker, whether it is the answering worker, its entries); a SHARED metric (or one named in
-    ``shared``) is read from the answering worker only. ``lines`` caches each series' exposition lines
-    across rebuilds: formatting them is most of a rebuild's cost."""
-    contributions: list[tuple[str, tuple[str, tuple[str, ...]], Slot, MetricSpec]] = []
-    by_family: dict[str, set[tuple[str, ...]]] = {}
+    """The layout of the merged snapshot and where each contribution comes from, yielding every ``_STEP``
+    series so that a rebuild (a new series somewhere) never holds the event loop for long. ``sources`` are
+    (worker, whether it is the answering worker, its entries) in the order their pages are concatenated; a
+    SHARED metric (or one named in ``shared``) is read from the answering worker only. ``lines`` caches
+    each series' exposition lines across rebuilds: formatting them is most of a rebuild's cost."""
+    contributors: dict[Key, list[int]] = {}  # per series, the index of its first value in each source
+    pages: dict[str, int] = {}
+    base = 0
     for worker, own, entries in sources:
+        taken: list[tuple[Key, Slot]] = []
         for n, (name, labels, slot) in enumerate(entries):
             if n % _STEP == _STEP - 1:
                 yield
             spec = registry.spec(name)
             if spec is None or (not own and (spec.aggregation is Aggregation.SHARED or name in shared)):
                 continue
-            contributions.append((worker, (name, labels), slot, spec))
-            by_family.setdefault(name, set()).add(labels)
-    archived: list[tuple[tuple[str, tuple[str, ...]], Sequence[float]]] = []
+            taken.append(((name, labels), slot))
+        count = max((slot.page + 1 for _, slot in taken), default=0)
+        pages[worker] = count
+        for key, slot in taken:
+            contributors.setdefault(key, []).append(base + slot.page * PAGE_SLOTS + slot.offset)
+        base += count * PAGE_SLOTS
+    archived: list[float] = []
     for name, archived_labels, values in archive:
         if registry.spec(name) is not None:
-            archived.append(((name, tuple(archived_labels)), values))
-            by_family.setdefault(name, set()).add(tuple(archived_labels))
+            contributors.setdefault((name, tuple(archived_labels)), []).append(base + len(archived))
+            archived.extend(values)
 
-    position: dict[tuple[str, tuple[str, ...]], int] = {}
-    template: list[float] = []
+    by_family: dict[str, list[tuple[str, ...]]] = {}
+    for name, labels in contributors:
+        by_family.setdefault(name, []).append(labels)
     families: list[tuple[MetricSpec, list[Merged]]] = []
+    # Summed series by how many sources they have: (series, width, first indices), in layout order.
+    groups: dict[int, list[tuple[Merged, int, list[int]]]] = {}
+    maxima: list[tuple[Merged, list[int]]] = []
     for family in registry.families():
         spec = family.spec
-        start = _NO_VALUE if spec.aggregation is Aggregation.MAX else 0.0
         merged = []
         for n, labels in enumerate(sorted(by_family.get(spec.name, ()))):
             if n % _STEP == _STEP - 1:
                 yield
             key = (spec.name, labels)
-            offset = len(template)
-            position[key] = offset
             found = lines.get(key)
             if found is None:
                 found = lines[key] = family.lines_for(labels)
-            merged.append(Merged(found, Slot(0, offset), labels))
-            template.extend([start] * spec.width)
+            series = Merged(found, Slot(0, 0), labels)
+            merged.append(series)
+            firsts = contributors[key]
+            if spec.aggregation is Aggregation.MAX:
+                maxima.append((series, firsts))
+            else:
+                groups.setdefault(len(firsts), []).append((series, spec.width, firsts))
         families.append((spec, merged))
 
-    workers: dict[str, _WorkerPlan] = {}
-    for n, (worker, key, slot, spec) in enumerate(contributions):
-        if n % _STEP == _STEP - 1:
-            yield
-        plan = workers.setdefault(worker, _WorkerPlan())
-        plan.pages = max(plan.pages, slot.page + 1)
-        destination = position[key]
-        if spec.aggregation is Aggregation.MAX:
-            plan.maxima.append((destination, slot.page, slot.offset))
-        elif spec.width == 1:
-            plan.singles.append((destination, slot.page, slot.offset))
-        else:
-            plan.spans.append((destination, slot.page, slot.offset, spec.width))
-    for plan in workers.values():  # in page order: the copies are read front to back
-        plan.singles.sort(key=lambda item: (item[1], item[2]))
-    maxima = [i for i, start in enumerate(template) if start == _NO_VALUE]
-    archive_plan = [(position[k], v) for k, v in archived]
-    return MergePlan(signature, template, families, workers, archive_plan, maxima)
+    position = 0
+    sums: list[list[Gather]] = []
+    for count in sorted(groups):
+        ranks: list[list[int]] = [[] for _ in range(count)]
+        for n, (series, width, firsts) in enumerate(groups[count]):
+            if n % _STEP == _STEP - 1:
+                yield
+            series.slot = Slot(0, position)
+            position += width
+            for rank, first in zip(ranks, firsts, strict=True):
+                rank.extend(range(first, first + width))
+            if len(ranks[0]) >= _PIECE:
+                sums.append([_gather(rank) for rank in ranks])
+                ranks = [[] for _ in range(count)]
+        if ranks[0]:
+            sums.append([_gather(rank) for rank in ranks])
+    maxima_plan = []
+    for series, firsts in maxima:
+        series.slot = Slot(0, position)
+        maxima_plan.append((position, firsts))
+        position += 1
+    return MergePlan(signature, families, pages, archived, sums, maxima_plan)

@@ -92,7 +92,7 @@ def _label_text(names: Sequence[str], values: Sequence[str], extra: str = "") ->
 class Series:
     """One label set of a counter or gauge."""
 
-    __slots__ = ("_offset", "_view", "labels", "lines", "slot")
+    __slots__ = ("_offset", "_view", "labels", "lines", "shown", "slot", "text")
 
     def __init__(self, spec: MetricSpec, labels: tuple[str, ...], view: FloatView, slot: Slot) -> None:
         self.labels = labels
@@ -100,6 +100,8 @@ class Series:
         self._view = view
         self._offset = slot.offset
         self.lines = sample_lines(spec, labels)
+        self.shown: object = None  # the values the last scrape showed, and their exposition ``text``
+        self.text = ""
 
     def inc(self, amount: float = 1.0) -> None:
         self._view[self._offset] += amount

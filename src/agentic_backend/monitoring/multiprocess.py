@@ -18,7 +18,6 @@ while a scrape reads is simply read as it was: its pages hold its final values u
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
 import json
@@ -31,6 +30,7 @@ from agentic_backend.monitoring.merge import MergePlan, build_plan
 from agentic_backend.monitoring.metrics import Aggregation, MetricSpec
 from agentic_backend.monitoring.registry import Registry, Snapshot
 from agentic_backend.monitoring.storage import Journal, MmapPages, Slot, process_identity
+from agentic_backend.monitoring.timeslice import TimeSlice
 
 ARCHIVE = "archive.json"
 WORKER_PREFIX = "w-"  # worker files are w-<pid>-<start time>.*; custom.* is the shared custom store
@@ -122,11 +122,12 @@ class WorkerSet:
     async def collect_async(self) -> Snapshot:
         """The same, yielding to the event loop between steps: other requests run during a merge."""
         steps = self.collect_steps()
+        pause = TimeSlice()
         while True:
             snapshot = _advance(steps)
             if snapshot is not None:
                 return snapshot
-            await asyncio.sleep(0)  # other requests run between two steps
+            await pause()  # other requests run between two slices of steps
 
     def collect_steps(self) -> Generator[None, None, Snapshot]:
         """The merge, one step per worker (see ``merge``); its return value is the snapshot."""
@@ -161,15 +162,12 @@ class WorkerSet:
                     signature,
                     self._lines,
                 )
-            values = plan.start()
+            sources_values: list[float] = []
             for worker, files in sources:
-                needed = plan.workers[worker].pages if worker in plan.workers else 0
-                pages = []
-                for page in range(needed):  # one page copy (4,096 values) per step
-                    pages.append(files.pages.view(page).tolist())
+                for page in range(plan.pages.get(worker, 0)):  # one page copy (4,096 values) per step
+                    sources_values += files.pages.view(page).tolist()
                     yield
-                yield from plan.add_worker(worker, pages, values)
-            plan.add_archive(values)
+            values = yield from plan.merge(sources_values)
         for gone in self._seen.keys() - set(listed):  # archived by another worker's scrape: unmap its pages
             self._seen.pop(gone).pages.close()
         return plan.snapshot(values)

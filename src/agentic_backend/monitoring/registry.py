@@ -25,7 +25,11 @@ SERIES_OVERFLOW = MetricSpec(
 
 
 class Sample(Protocol):
-    """What exposition needs of a series: its line prefixes and where its values are."""
+    """What exposition needs of a series: its line prefixes and where its values are; ``shown`` and
+    ``text`` keep the values the last scrape showed and their lines, reused while the values stay."""
+
+    shown: object
+    text: str
 
     @property
     def lines(self) -> tuple[str, ...]: ...
