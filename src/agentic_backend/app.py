@@ -80,13 +80,14 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     if backend.shared:
         telemetry.share_between_workers(telemetry.metrics.cache_size.spec.name)
     ledger = Ledger(database)
+    budgets = Budgets(database)
     providers = build_providers(settings)
     agents = AgentService(
         load_agent_types(settings.agents_file),
         providers,
         pricer=Pricer(settings.model_prices),
         cache=cache,
-        budgets=Budgets(database),
+        budgets=budgets,
         limiter=RateLimiter(clock),
         sessions=sessions,
         ledger=ledger,
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             default_monthly_budget_dollars=settings.default_monthly_budget_dollars,
             default_rpm_limit=settings.default_rpm_limit,
             query_cost_estimate_dollars=settings.query_cost_estimate_dollars,
+            reservation_grace_seconds=settings.budget_reservation_grace_seconds,
         ),
         clock=clock,
     )
@@ -110,8 +112,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             await asyncio.sleep(_PURGE_INTERVAL)
             try:
                 await sessions.purge_expired()
+                # Reservations of model calls whose worker died mid-call (the next reservation for the
+                # same key releases them too).
+                await budgets.sweep(clock.now())
             except Exception:
-                logger.warning("could not purge expired sessions", exc_info=True)
+                logger.warning("could not purge expired sessions and reservations", exc_info=True)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

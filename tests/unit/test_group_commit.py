@@ -1,5 +1,5 @@
 """The database's group commit: concurrent writers share transactions, each returns only once its rows
-are committed, a failed batch fails every writer in it (and not the next batch)."""
+are committed, a statement that fails fails only its own writer (the batch's others are retried alone)."""
 
 from __future__ import annotations
 
@@ -57,15 +57,28 @@ async def test_concurrent_writers_share_transactions_and_see_their_rows(
     assert len(commits) < 64 / 4, f"{len(commits)} transactions for 64 writers"
 
 
-async def test_a_failed_batch_fails_its_writers_only(database: Database, clock: FakeClock) -> None:
+async def test_one_failing_statement_fails_only_its_own_request(database: Database, clock: FakeClock) -> None:
     key = await KeyService(database, clock).create("k", "user")
     ledger = Ledger(database)
-    bad = (insert(UsageRecord), {"request_id": "x"})  # NOT NULL columns missing: the batch fails
+    commits: list[int] = []
+    event.listen(database.engine.sync_engine, "commit", lambda _: commits.append(1))
+    bad = (insert(UsageRecord), {"request_id": "x"})  # NOT NULL columns missing: its transaction fails
+
+    async def good(number: int) -> None:
+        await asyncio.sleep(0)
+        await ledger.record(entry(key.id, number))
+
+    async def failing() -> None:
+        await asyncio.sleep(0)
+        await database.group.write(bad)
+
     results = await asyncio.gather(
-        ledger.record(entry(key.id, 1)),
-        database.group.write(bad),
-        return_exceptions=True,
+        *(good(n) for n in range(5)), failing(), *(good(n) for n in range(5, 10)), return_exceptions=True
     )
-    assert all(isinstance(result, Exception) for result in results), results
-    await ledger.record(entry(key.id, 2))
-    assert await rows(database) == 1
+    failures = [r for r in results if isinstance(r, Exception)]
+    assert len(failures) == 1, results
+    assert results[5] is failures[0]
+    assert await rows(database) == 10
+    assert len(commits) >= 10  # the batch failed together, then each request was retried alone
+    await ledger.record(entry(key.id, 11))  # the next batch is not affected
+    assert await rows(database) == 11

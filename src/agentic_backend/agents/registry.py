@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agentic_backend.agents.tools import TOOLS
+from agentic_backend.llm.base import DEFAULT_MAX_TOKENS
 
 
 class AgentType(BaseModel):
@@ -23,6 +24,8 @@ class AgentType(BaseModel):
     system_prompt: str = Field(default="You are a helpful assistant.", max_length=10_000)
     tools: tuple[str, ...] = ()
     max_steps: int = Field(default=4, ge=1, le=20)
+    # Asked of the provider on every call; also the output a call's budget reservation assumes.
+    max_output_tokens: int = Field(default=DEFAULT_MAX_TOKENS, ge=1, le=200_000)
     timeout_seconds: float = Field(default=60.0, gt=0, le=600)
 
     @field_validator("tools")

@@ -1,17 +1,22 @@
 """The agent loop: call the model, run the tools it asks for, feed the results back, until it answers, the
-step limit or deadline is reached, or the caller's budget says stop. Every model call is accounted for as
-it happens (``on_call``), so that a query that fails half-way still pays for what it used."""
+step limit or deadline is reached, or the caller's budget says stop. Every model call is opened and closed
+with the caller's ``CallAccount`` (which reserves budget before it and settles what it cost after it,
+whether it returned, failed or was cancelled), so a query that fails half-way still pays for what it used.
+"""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
+
+import anyio
 
 from agentic_backend.agents.registry import AgentType
 from agentic_backend.agents.tools import TOOLS, ToolError
-from agentic_backend.llm.base import Completion, Message, Provider, ProviderTimeout
+from agentic_backend.llm.base import Completion, Message, Provider, ProviderTimeout, ToolSpec
 
 
 @dataclass(slots=True)
@@ -31,7 +36,16 @@ class RunResult:
     tool_calls: int = 0
 
 
-CallHook = Callable[[Completion, float], Awaitable[bool]]  # returns False to stop (budget spent)
+class CallAccount(Protocol):
+    async def open(self, messages: list[Message], tools: list[ToolSpec]) -> bool:
+        """Before a model call: whether it may run (False: the budget is spent, the loop stops)."""
+        ...
+
+    async def close(self, completion: Completion | None, seconds: float) -> None:
+        """After it: what it used (None if it failed or was cancelled)."""
+        ...
+
+
 ToolHook = Callable[[str, bool], None]
 
 
@@ -42,7 +56,7 @@ async def run_agent(
     history: list[Message],
     *,
     deadline: float,
-    on_call: CallHook,
+    account: CallAccount,
     on_tool: ToolHook,
 ) -> RunResult:
     """``deadline`` is a ``time.monotonic()`` value."""
@@ -53,9 +67,19 @@ async def run_agent(
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise ProviderTimeout(f"the query's deadline of {agent.timeout_seconds:g} s passed")
+        if not await account.open(messages, tools):
+            result.stop_reason = "budget"
+            break
         started = time.monotonic()
-        completion = await provider.complete(agent.model, messages, tools, timeout=remaining)
-        keep_going = await on_call(completion, time.monotonic() - started)
+        try:
+            completion = await provider.complete(
+                agent.model, messages, tools, timeout=remaining, max_tokens=agent.max_output_tokens
+            )
+        except BaseException:
+            with anyio.CancelScope(shield=True):  # a cancelled query still releases its reservation
+                await account.close(None, time.monotonic() - started)
+            raise
+        await account.close(completion, time.monotonic() - started)
         result.steps.append(
             Step(
                 "model",
@@ -85,9 +109,6 @@ async def run_agent(
                 Step("tool", call.name, json.dumps(call.arguments)[:200] + " -> " + output[:200])
             )
             messages.append(Message("tool", output, tool_call_id=call.id))
-        if not keep_going:
-            result.stop_reason = "budget"
-            break
     result.answer = (
         result.answer or "I could not finish within the limits of this query; here is what I have so far."
     )

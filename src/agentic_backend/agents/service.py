@@ -7,13 +7,14 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from agentic_backend.agents.errors import BudgetExceeded, RateLimited, UnknownAgentType
 from agentic_backend.agents.registry import AgentType
 from agentic_backend.agents.runtime import RunResult, run_agent
 from agentic_backend.agents.schemas import QueryRequest, QueryResponse, StepPublic, TokenCounts
-from agentic_backend.billing.budget import Budgets, month_of
-from agentic_backend.billing.ledger import Ledger, LedgerEntry, Settlement
+from agentic_backend.billing.budget import Budgets, Reservation, call_bound, input_token_bound, month_of
+from agentic_backend.billing.ledger import Ledger, LedgerEntry
 from agentic_backend.billing.pricing import NANOS_PER_DOLLAR, Pricer, nanos_to_dollars
 from agentic_backend.billing.ratelimit import RateLimiter
 from agentic_backend.cache.service import ResponseCache, cache_key
@@ -21,7 +22,7 @@ from agentic_backend.core.clock import Clock
 from agentic_backend.core.db import Write
 from agentic_backend.core.errors import ServiceUnavailable
 from agentic_backend.identity.schemas import Principal
-from agentic_backend.llm.base import Completion, Message, Provider, ProviderError
+from agentic_backend.llm.base import Completion, Message, Provider, ProviderError, ToolSpec
 from agentic_backend.monitoring.catalogue import BuiltinMetrics
 from agentic_backend.sessions.service import SessionService
 
@@ -35,6 +36,7 @@ class Limits:
     default_monthly_budget_dollars: float | None
     default_rpm_limit: int | None
     query_cost_estimate_dollars: float
+    reservation_grace_seconds: float = 30.0
 
 
 @dataclass(slots=True)
@@ -101,14 +103,13 @@ class AgentService:
             )
         started = time.perf_counter()
         request_id = uuid.uuid4().hex
-        month = month_of(self._clock.now())
-        estimate = round(self._limits.query_cost_estimate_dollars * NANOS_PER_DOLLAR)
         usage = _Usage()
-        status, error_kind, cached, reserved = "success", None, False, False
+        status, error_kind, cached = "success", None, False
         session_writes: list[Write] = []
         try:
             self._check_rate(principal)
-            reserved = await self._reserve(principal, month, estimate)
+            account = _Account(self, agent, provider, principal, request_id, usage)
+            await account.check()
             session_id = str(request.session_id) if request.session_id else None
             history = await self._sessions.history(principal, session_id) if session_id else []
             key = cache_key(agent.name, agent.model, request.query) if session_id is None else None
@@ -117,7 +118,7 @@ class AgentService:
                 if hit is not None:
                     cached = True
                     return self._from_cache(hit, agent, request_id)
-            result = await self._run(agent, provider, principal, month, request.query, history, usage)
+            result = await self._run(agent, provider, request.query, history, account)
             if session_id is not None:  # written with the ledger's row, in one transaction
                 session_writes = self._sessions.append_writes(
                     principal, session_id, [("user", request.query), ("assistant", result.answer)]
@@ -143,25 +144,29 @@ class AgentService:
             if status != "rejected":
                 self._metrics.agent_duration.labels(agent.name).observe(seconds)  # type: ignore[attr-defined]
                 self._metrics.agent_steps.labels(agent.name).observe(float(usage.calls))  # type: ignore[attr-defined]
-            await self._ledger.record(
-                LedgerEntry(
-                    request_id=request_id,
-                    key_id=principal.key_id,
-                    agent_type=agent.name,
-                    provider=agent.provider,
-                    model=agent.model,
-                    input_tokens=usage.input_tokens,
-                    output_tokens=usage.output_tokens,
-                    cost_nanodollars=usage.nanos,
-                    cached=cached,
-                    status=status,
-                    error_kind=error_kind,
-                    duration_seconds=seconds,
-                    created_at=self._clock.now(),
-                ),
-                Settlement(month, released_nanodollars=estimate if reserved else 0),
-                also=session_writes,
+            entry = LedgerEntry(
+                request_id=request_id,
+                key_id=principal.key_id,
+                agent_type=agent.name,
+                provider=agent.provider,
+                model=agent.model,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cost_nanodollars=usage.nanos,
+                cached=cached,
+                status=status,
+                error_kind=error_kind,
+                duration_seconds=seconds,
+                created_at=self._clock.now(),
             )
+            await self._ledger.record(entry, also=session_writes)
+            # Counted once the ledger has the row, so that the metrics equal the ledger even when its
+            # commit fails (the spend row has the cost: the provider was paid).
+            if usage.calls:
+                metrics = self._metrics
+                metrics.api_tokens.labels(provider.name, agent.model, "input").inc(usage.input_tokens)
+                metrics.api_tokens.labels(provider.name, agent.model, "output").inc(usage.output_tokens)
+                metrics.api_cost.labels(provider.name, agent.model).inc(nanos_to_dollars(usage.nanos))
 
     def _check_rate(self, principal: Principal) -> None:
         limit = principal.rpm_limit or self._limits.default_rpm_limit
@@ -180,44 +185,15 @@ class AgentService:
             budget = self._limits.default_monthly_budget_dollars
         return None if budget is None else round(budget * NANOS_PER_DOLLAR)
 
-    async def _reserve(self, principal: Principal, month: str, estimate: int) -> bool:
-        budget = self._budget_nanos(principal)
-        if budget is None:
-            return False
-        if not await self._budgets.reserve(principal.key_id, month, budget, estimate):
-            raise BudgetExceeded(
-                f"This key's monthly budget of ${nanos_to_dollars(budget):.2f} is spent for {month}; "
-                "an admin can raise it with PUT /api/v1/keys/{id}/limits."
-            )
-        return True
-
     async def _run(
         self,
         agent: AgentType,
         provider: Provider,
-        principal: Principal,
-        month: str,
         query: str,
         history: list[Message],
-        usage: _Usage,
+        account: _Account,
     ) -> RunResult:
         metrics = self._metrics
-        budget = self._budget_nanos(principal)
-        spent_before = await self._budgets.spent(principal.key_id, month) if budget is not None else 0
-
-        async def on_call(completion: Completion, seconds: float) -> bool:
-            price = self._pricer.price(agent.model, completion.input_tokens, completion.output_tokens)
-            usage.calls += 1
-            usage.input_tokens += completion.input_tokens
-            usage.output_tokens += completion.output_tokens
-            usage.nanos += price.nanodollars
-            metrics.llm_duration.labels(provider.name, agent.model).observe(seconds)  # type: ignore[attr-defined]
-            metrics.api_tokens.labels(provider.name, agent.model, "input").inc(completion.input_tokens)
-            metrics.api_tokens.labels(provider.name, agent.model, "output").inc(completion.output_tokens)
-            metrics.api_cost.labels(provider.name, agent.model).inc(nanos_to_dollars(price.nanodollars))
-            if not price.priced:
-                metrics.api_unpriced_calls.labels(provider.name, agent.model).inc()
-            return budget is None or spent_before + usage.nanos < budget
 
         def on_tool(tool: str, ok: bool) -> None:
             metrics.agent_tool_calls.labels(agent.name, tool, "ok" if ok else "error").inc()
@@ -225,7 +201,7 @@ class AgentService:
         deadline = time.monotonic() + agent.timeout_seconds
         try:
             return await run_agent(
-                agent, provider, query, history, deadline=deadline, on_call=on_call, on_tool=on_tool
+                agent, provider, query, history, deadline=deadline, account=account, on_tool=on_tool
             )
         except ProviderError as exc:
             metrics.llm_errors.labels(provider.name, agent.model, exc.kind).inc()
@@ -273,3 +249,85 @@ class AgentService:
                 "cost_dollars": 0.0,
             }
         )
+
+
+class _Account:
+    """One query's model calls against its key's budget: each call reserves the most it can cost before it
+    runs and settles what it cost after it (billing/budget.py); ``usage`` adds up what the calls used."""
+
+    def __init__(
+        self,
+        service: AgentService,
+        agent: AgentType,
+        provider: Provider,
+        principal: Principal,
+        request_id: str,
+        usage: _Usage,
+    ) -> None:
+        self._service = service
+        self._agent = agent
+        self._provider = provider
+        self._principal = principal
+        self._request_id = request_id
+        self._usage = usage
+        self._budget = service._budget_nanos(principal)
+        self._month = month_of(service._clock.now())
+        self._floor = round(service._limits.query_cost_estimate_dollars * NANOS_PER_DOLLAR)
+        self._reservation: Reservation | None = None
+
+    async def check(self) -> None:
+        """Refuse the query at once if its key's budget is already spent."""
+        if self._budget is None:
+            return
+        if await self._service._budgets.spent(self._principal.key_id, self._month) >= self._budget:
+            raise self._exceeded()
+
+    def _exceeded(self) -> BudgetExceeded:
+        assert self._budget is not None
+        return BudgetExceeded(
+            f"This key's monthly budget of ${nanos_to_dollars(self._budget):.2f} is spent for {self._month}; "
+            "an admin can raise it with PUT /api/v1/keys/{id}/limits."
+        )
+
+    async def open(self, messages: list[Message], tools: list[ToolSpec]) -> bool:
+        if self._budget is None:
+            return True
+        service, agent = self._service, self._agent
+        bound = call_bound(
+            service._pricer, agent.model, input_token_bound(messages, tools), agent.max_output_tokens
+        )
+        self._reservation = await service._budgets.reserve(
+            self._principal.key_id,
+            self._month,
+            self._budget,
+            max(bound, self._floor),
+            request_id=self._request_id,
+            now=service._clock.now(),
+            # Past the query's deadline and a grace, a sweep may release it: its worker died mid-call.
+            lifetime=timedelta(seconds=agent.timeout_seconds + service._limits.reservation_grace_seconds),
+        )
+        if self._reservation is None:
+            if self._usage.calls == 0:
+                raise self._exceeded()
+            return False  # answered with what the earlier calls found (stop_reason "budget")
+        return True
+
+    async def close(self, completion: Completion | None, seconds: float) -> None:
+        usage, agent, metrics = self._usage, self._agent, self._service._metrics
+        provider = self._provider.name
+        cost = 0
+        if completion is not None:
+            price = self._service._pricer.price(
+                agent.model, completion.input_tokens, completion.output_tokens
+            )
+            cost = price.nanodollars
+            usage.calls += 1
+            usage.input_tokens += completion.input_tokens
+            usage.output_tokens += completion.output_tokens
+            usage.nanos += cost
+            metrics.llm_duration.labels(provider, agent.model).observe(seconds)  # type: ignore[attr-defined]
+            if not price.priced:
+                metrics.api_unpriced_calls.labels(provider, agent.model).inc()
+        reservation, self._reservation = self._reservation, None
+        if reservation is not None:
+            await self._service._budgets.settle(reservation, cost)

@@ -1,8 +1,8 @@
-"""The usage ledger: one row per agent query, the source of truth for per-key spend.
+"""The usage ledger: one row per agent query, the source of truth for usage reports and the summary.
 
-The same transaction that writes a query's row settles its key's monthly spend (``key_spend``, which the
-budget checks read): what it cost is added and the reservation it made is released. So the spend the
-budgets see and the ledger never disagree.
+A key's monthly spend (``key_spend``, which the budget checks read) is settled per model call as each call
+returns (billing/budget.py), so that a long query's calls count against the budget while it runs; the
+query's ledger row, written when it ends, carries the same total.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import func, insert, select
 
-from agentic_backend.billing.models import KeySpend, UsageRecord
+from agentic_backend.billing.models import UsageRecord
 from agentic_backend.billing.pricing import nanos_to_dollars
 from agentic_backend.core.db import Database, Write
 from agentic_backend.identity.models import ApiKey
@@ -94,24 +94,6 @@ def _totals(values: Sequence[Any]) -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True, slots=True)
-class Settlement:
-    """What a recorded query does to its key's spend for ``month``: add its cost, release its reservation."""
-
-    month: str
-    released_nanodollars: int = 0
-
-
-_SETTLE = (
-    update(KeySpend)
-    .where(KeySpend.key_id == bindparam("k"), KeySpend.month == bindparam("m"))
-    .values(
-        spent_nanodollars=KeySpend.spent_nanodollars + bindparam("spent"),
-        reserved_nanodollars=KeySpend.reserved_nanodollars - bindparam("released"),
-    )
-)
-
-
 _INSERT = insert(UsageRecord)
 
 
@@ -124,30 +106,15 @@ class Ledger:
         self._db = database
 
     @staticmethod
-    def writes(entry: LedgerEntry, settlement: Settlement | None = None) -> list[Write]:
-        """The statements that record ``entry`` and settle its key's monthly spend (a key without a budget
-        has no spend row: the update matches none)."""
+    def writes(entry: LedgerEntry) -> list[Write]:
+        """The statement that records ``entry``."""
         row: dict[str, Any] = {f: getattr(entry, f) for f in entry.__slots__}
-        writes: list[Write] = [(_INSERT, row)]
-        if settlement is not None and (entry.cost_nanodollars or settlement.released_nanodollars):
-            params = {
-                "k": entry.key_id,
-                "m": settlement.month,
-                "spent": entry.cost_nanodollars,
-                "released": settlement.released_nanodollars,
-            }
-            writes.append((_SETTLE, params))
-        return writes
+        return [(_INSERT, row)]
 
-    async def record(
-        self,
-        entry: LedgerEntry,
-        settlement: Settlement | None = None,
-        also: Sequence[Write] = (),
-    ) -> None:
+    async def record(self, entry: LedgerEntry, also: Sequence[Write] = ()) -> None:
         """Record ``entry`` (and ``also``: the query's other writes, such as its session messages) in one
         group-committed transaction."""
-        await self._db.group.write(*self.writes(entry, settlement), *also)
+        await self._db.group.write(*self.writes(entry), *also)
 
     async def report(
         self,

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, String
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    String,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from agentic_backend.core.db import Base
@@ -40,3 +50,23 @@ class KeySpend(Base):
     month: Mapped[str] = mapped_column(String(7), primary_key=True)  # YYYY-MM
     spent_nanodollars: Mapped[int] = mapped_column(BigInteger, default=0)
     reserved_nanodollars: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class BudgetReservation(Base):
+    """What one model call in flight has reserved of its key's budget, until it settles or expires (a
+    crashed or killed worker's reservations are swept once ``expires_at`` passes)."""
+
+    __tablename__ = "budget_reservations"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["key_id", "month"], ["key_spend.key_id", "key_spend.month"], ondelete="CASCADE"
+        ),
+        Index("ix_budget_reservations_key_month", "key_id", "month"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key_id: Mapped[int] = mapped_column(Integer)
+    month: Mapped[str] = mapped_column(String(7))
+    request_id: Mapped[str] = mapped_column(String(32))
+    amount_nanodollars: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

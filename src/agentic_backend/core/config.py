@@ -63,7 +63,22 @@ class Settings(BaseSettings):
     default_monthly_budget_dollars: float | None = Field(default=None, ge=0, description="Unset: no budget.")
     default_rpm_limit: int | None = Field(default=None, ge=1, description="Unset: no rate limit.")
     query_cost_estimate_dollars: float = Field(
-        default=0.01, gt=0, description="What a query reserves from its key's budget while it runs."
+        default=0.0,
+        ge=0,
+        description=(
+            "The least each model call reserves from its key's budget while it runs; otherwise a call "
+            "reserves the most it can cost (its input bytes and the agent's max_output_tokens at the "
+            "model's prices), so budgets hold whatever this is."
+        ),
+    )
+    budget_reservation_grace_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description=(
+            "How long past its query's deadline a model call's budget reservation is kept before it is "
+            "released as abandoned (its worker died mid-call)."
+        ),
     )
     sim_latency_ms: float = Field(default=0.0, ge=0, le=600_000)
     sim_failure_rate: float = Field(default=0.0, ge=0, le=1)

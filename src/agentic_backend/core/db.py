@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase
 
 from agentic_backend.core import sqlite_inline
+from agentic_backend.core.errors import storage_failure
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -46,8 +47,8 @@ class GroupCommit:
     Statements queued while a transaction is being written go together into the next one, each distinct
     statement as one executemany in the order it was first queued. Under load this turns one transaction
     per request (each several statements through SQLAlchemy, the dominant cost of an agent query on
-    SQLite) into one per batch. A batch fails as a whole, so callers queue only statements that cannot
-    fail on good input (conditional inserts, keyed updates).
+    SQLite) into one per batch. If a batch fails for anything but the storage itself, each of its
+    requests is retried alone, so that one bad statement fails only its own request.
 
     Before each transaction the writer yields to the event loop until a turn passes in which nothing new
     was queued (at most ``_GATHER`` turns): requests that were already running reach their write and join
@@ -83,15 +84,17 @@ class GroupCommit:
         while self._queue:
             await self._gather()
             batch, self._queue = self._queue[: self._BATCH], self._queue[self._BATCH :]
-            grouped: dict[Executable, list[dict[str, Any]]] = {}
-            for writes, _ in batch:
-                for statement, parameters in writes:
-                    grouped.setdefault(statement, []).append(parameters)
             try:
-                async with self._engine.begin() as connection:
-                    for statement, rows in grouped.items():
-                        await connection.execute(statement, rows)
+                await self._commit(batch)
             except Exception as exc:
+                if len(batch) > 1 and storage_failure(exc) is None:
+                    # One request's statement failed (a constraint, bad data): the others must not fail
+                    # with it. Each is retried in a transaction of its own, so only the culprit fails.
+                    # A storage failure (database down) fails the batch at once: retrying 500 requests
+                    # one by one against a dead server would only delay every answer.
+                    for request in batch:
+                        await self._commit_alone(request)
+                    continue
                 for _, done in batch:
                     if not done.done():
                         done.set_exception(exc)
@@ -99,6 +102,26 @@ class GroupCommit:
             for _, done in batch:
                 if not done.done():
                     done.set_result(None)
+
+    async def _commit(self, batch: Sequence[tuple[Sequence[Write], asyncio.Future[None]]]) -> None:
+        grouped: dict[Executable, list[dict[str, Any]]] = {}
+        for writes, _ in batch:
+            for statement, parameters in writes:
+                grouped.setdefault(statement, []).append(parameters)
+        async with self._engine.begin() as connection:
+            for statement, rows in grouped.items():
+                await connection.execute(statement, rows)
+
+    async def _commit_alone(self, request: tuple[Sequence[Write], asyncio.Future[None]]) -> None:
+        done = request[1]
+        try:
+            await self._commit([request])
+        except Exception as exc:
+            if not done.done():
+                done.set_exception(exc)
+        else:
+            if not done.done():
+                done.set_result(None)
 
 
 class Database:

@@ -6,10 +6,15 @@ from typing import Any, cast
 
 import anthropic
 
-from agentic_backend.llm.base import Completion, Message, ProviderBadResponse, ToolCall, ToolSpec
+from agentic_backend.llm.base import (
+    DEFAULT_MAX_TOKENS,
+    Completion,
+    Message,
+    ProviderBadResponse,
+    ToolCall,
+    ToolSpec,
+)
 from agentic_backend.llm.openai_provider import classify
-
-_MAX_TOKENS = 4096
 
 
 def _to_anthropic(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:
@@ -44,7 +49,13 @@ class AnthropicProvider:
         )
 
     async def complete(
-        self, model: str, messages: list[Message], tools: list[ToolSpec], *, timeout: float
+        self,
+        model: str,
+        messages: list[Message],
+        tools: list[ToolSpec],
+        *,
+        timeout: float,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
     ) -> Completion:
         system, converted = _to_anthropic(messages)
         kwargs: dict[str, Any] = {}
@@ -57,7 +68,7 @@ class AnthropicProvider:
         try:
             response = await self._client.messages.create(
                 model=model,
-                max_tokens=_MAX_TOKENS,
+                max_tokens=max_tokens,
                 messages=cast(Any, converted),
                 timeout=timeout,
                 **kwargs,

@@ -53,11 +53,24 @@ class Completion:
     output_tokens: int = 0
 
 
+# The output tokens a model call may produce unless the agent type says otherwise (``max_output_tokens``):
+# also the bound a call's budget reservation assumes (billing/budget.py).
+DEFAULT_MAX_TOKENS = 1024
+
+
 class Provider(Protocol):
+    """``max_tokens`` caps the call's output tokens: providers are asked for no more."""
+
     name: str
 
     async def complete(
-        self, model: str, messages: list[Message], tools: list[ToolSpec], *, timeout: float
+        self,
+        model: str,
+        messages: list[Message],
+        tools: list[ToolSpec],
+        *,
+        timeout: float,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
     ) -> Completion: ...
 
     async def close(self) -> None: ...

@@ -11,6 +11,7 @@ from typing import Any, cast
 import openai
 
 from agentic_backend.llm.base import (
+    DEFAULT_MAX_TOKENS,
     Completion,
     Message,
     ProviderAuthError,
@@ -83,7 +84,13 @@ class OpenAIProvider:
         )
 
     async def complete(
-        self, model: str, messages: list[Message], tools: list[ToolSpec], *, timeout: float
+        self,
+        model: str,
+        messages: list[Message],
+        tools: list[ToolSpec],
+        *,
+        timeout: float,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
     ) -> Completion:
         kwargs: dict[str, Any] = {}
         if tools:
@@ -99,6 +106,7 @@ class OpenAIProvider:
                 model=model,
                 messages=cast(Any, [_to_openai(m) for m in messages]),
                 timeout=timeout,
+                max_tokens=max_tokens,
                 **kwargs,
             )
         except (openai.OpenAIError, ValueError) as exc:  # ValueError: a body that is not JSON

@@ -14,6 +14,7 @@ import json
 import re
 
 from agentic_backend.llm.base import (
+    DEFAULT_MAX_TOKENS,
     Completion,
     Message,
     ProviderAuthError,
@@ -80,7 +81,13 @@ class SimProvider:
         self.tool_calls = tool_calls
 
     async def complete(
-        self, model: str, messages: list[Message], tools: list[ToolSpec], *, timeout: float
+        self,
+        model: str,
+        messages: list[Message],
+        tools: list[ToolSpec],
+        *,
+        timeout: float,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
     ) -> Completion:
         user_text = next((m.content for m in reversed(messages) if m.role == "user"), "")
         forced = _FAIL.search(user_text)
@@ -106,6 +113,8 @@ class SimProvider:
         if call is not None:
             return Completion(None, (call,), input_tokens, count_tokens(json.dumps(call.arguments)) + 8)
         answer = self._answer(model, user_text, last)
+        if count_tokens(answer) > max_tokens:  # a model stops at max_tokens
+            answer = answer[: max_tokens * 4]
         return Completion(answer, (), input_tokens, count_tokens(answer))
 
     @staticmethod

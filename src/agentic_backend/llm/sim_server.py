@@ -16,7 +16,14 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from agentic_backend.llm.base import Completion, Message, ProviderError, ToolCall, ToolSpec
+from agentic_backend.llm.base import (
+    DEFAULT_MAX_TOKENS,
+    Completion,
+    Message,
+    ProviderError,
+    ToolCall,
+    ToolSpec,
+)
 from agentic_backend.llm.openai_provider import openai_tool_calls
 from agentic_backend.llm.sim import SimProvider
 
@@ -84,11 +91,13 @@ def create_sim_server(provider: SimProvider | None = None) -> FastAPI:
         """Requests received per wire format (tests use it to see retries)."""
         return calls
 
-    async def complete(model: str, messages: list[Message], tools: list[ToolSpec]) -> Completion:
+    async def complete(
+        model: str, messages: list[Message], tools: list[ToolSpec], max_tokens: int
+    ) -> Completion:
         last = next((m.content for m in reversed(messages) if m.role == "user"), "")
         if "#fail:timeout" in last and messages[-1].role == "user":
             await asyncio.sleep(3600)  # the client's timeout ends it
-        return await sim.complete(model, messages, tools, timeout=600)
+        return await sim.complete(model, messages, tools, timeout=600, max_tokens=max_tokens)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
@@ -103,7 +112,10 @@ def create_sim_server(provider: SimProvider | None = None) -> FastAPI:
             for t in body.get("tools") or []
         ]
         try:
-            result = await complete(body["model"], _openai_messages(body["messages"]), tools)
+            max_tokens = int(
+                body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_MAX_TOKENS
+            )
+            result = await complete(body["model"], _openai_messages(body["messages"]), tools, max_tokens)
         except ProviderError as exc:
             return _error(exc, "openai")
         message: dict[str, Any] = {"role": "assistant", "content": result.text}
@@ -140,7 +152,10 @@ def create_sim_server(provider: SimProvider | None = None) -> FastAPI:
         ]
         try:
             result = await complete(
-                body["model"], _anthropic_messages(body.get("system"), body["messages"]), tools
+                body["model"],
+                _anthropic_messages(body.get("system"), body["messages"]),
+                tools,
+                int(body["max_tokens"]),  # required by the Messages API
             )
         except ProviderError as exc:
             return _error(exc, "anthropic")

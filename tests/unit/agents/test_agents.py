@@ -11,7 +11,11 @@ from typing import Any
 import httpx
 import pytest
 
+from agentic_backend.app import create_app
+from agentic_backend.billing.budget import Budgets, month_of
+from agentic_backend.billing.pricing import NANOS_PER_DOLLAR, Pricer
 from agentic_backend.core.config import Settings
+from tests.conftest import ClientFor, FakeClock
 from tests.unit.monitoring.helpers import samples, value
 
 AGENTS = "/api/v1/agents"
@@ -226,6 +230,56 @@ async def test_budgets_hold_under_concurrency(admin: httpx.AsyncClient, anonymou
     assert (
         await anonymous.post(f"{AGENTS}/researcher/query", json={"query": "error ratio"}, headers=headers)
     ).status_code == 200
+
+
+@pytest.mark.parametrize("estimate", [1e-9, 0.0])
+async def test_budgets_hold_within_one_model_call_whatever_the_estimate(
+    make_settings: Callable[..., Settings],
+    database_url: str,
+    clock: FakeClock,
+    client_for: ClientFor,
+    estimate: float,
+) -> None:
+    """A per-query estimate far below the real cost used to let 20 concurrent queries spend 4.9x a
+    $0.002 budget. Each model call now reserves the most it can cost: the overspend is at most one call."""
+    settings = make_settings(database_url=database_url, query_cost_estimate_dollars=estimate)
+    app = create_app(settings, clock=clock)
+    async with client_for(app) as admin:
+        created = (
+            await admin.post(
+                "/api/v1/keys", json={"name": "thrifty", "role": "user", "monthly_budget_dollars": 0.002}
+            )
+        ).json()
+        headers = {"authorization": f"Bearer {created['key']}"}
+        # The researcher makes two model calls per query (a search, then the answer).
+        responses = await asyncio.gather(
+            *(
+                admin.post(
+                    f"{AGENTS}/researcher/query", json={"query": f"error ratio question {i}"}, headers=headers
+                )
+                for i in range(20)
+            )
+        )
+        codes = [r.status_code for r in responses]
+        assert set(codes) <= {200, 402}, [r.text for r in responses if r.status_code not in (200, 402)]
+        answered = [r.json() for r in responses if r.status_code == 200]
+        assert answered
+        assert 402 in codes
+        pricer = Pricer(settings.model_prices)
+        calls = [
+            pricer.price(a["model"], s["input_tokens"], s["output_tokens"]).nanodollars
+            for a in answered
+            for s in a["steps"]
+            if s["kind"] == "model"
+        ]
+        spent = (await admin.get("/api/v1/usage", params={"key_id": created["id"]})).json()["totals"]
+        assert round(spent["cost_dollars"], 9) == round(sum(a["cost_dollars"] for a in answered), 9)
+        assert spent["cost_dollars"] * NANOS_PER_DOLLAR <= 0.002 * NANOS_PER_DOLLAR + max(calls)
+        budgets = Budgets(app.state.database)
+        assert await budgets.spent(created["id"], month_of(clock.now())) == round(
+            spent["cost_dollars"] * NANOS_PER_DOLLAR
+        )
+        assert await budgets.reserved(created["id"], month_of(clock.now())) == (0, 0)
 
 
 async def test_usage_is_own_unless_admin(admin: httpx.AsyncClient, anonymous: httpx.AsyncClient) -> None:
