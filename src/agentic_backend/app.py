@@ -21,7 +21,7 @@ from agentic_backend.agents.service import AgentService, Limits
 from agentic_backend.billing.budget import Budgets
 from agentic_backend.billing.ledger import Ledger
 from agentic_backend.billing.pricing import Pricer
-from agentic_backend.billing.ratelimit import RateLimiter
+from agentic_backend.billing.ratelimit import DatabaseWindows, RedisWindows, Windows
 from agentic_backend.billing.router import router as usage_router
 from agentic_backend.cache.backends import CacheBackend, MemoryCache, RedisCache
 from agentic_backend.cache.service import ResponseCache
@@ -66,8 +66,14 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     database = Database(settings.resolved_database_url)
     keys = KeyService(database, clock, cache_seconds=settings.key_cache_seconds)
     sessions = SessionService(database, clock, timedelta(seconds=settings.session_idle_ttl_seconds))
+    # Rate limits and the brute-force guard: shared by every worker and replica (billing/ratelimit.py).
+    windows: Windows = (
+        RedisWindows(settings.redis_url)
+        if settings.redis_url
+        else DatabaseWindows(database, lambda: clock.now().timestamp())
+    )
     guard = BruteForceGuard(
-        clock,
+        windows,
         limit=settings.auth_failure_limit,
         window=settings.auth_failure_window_seconds,
         cooldown=settings.auth_cooldown_seconds,
@@ -88,7 +94,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         pricer=Pricer(settings.model_prices),
         cache=cache,
         budgets=budgets,
-        limiter=RateLimiter(clock),
+        limiter=windows,
         sessions=sessions,
         ledger=ledger,
         metrics=telemetry.metrics,
@@ -115,6 +121,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 # Reservations of model calls whose worker died mid-call (the next reservation for the
                 # same key releases them too).
                 await budgets.sweep(clock.now())
+                await windows.purge()
             except Exception:
                 logger.warning("could not purge expired sessions and reservations", exc_info=True)
 
@@ -144,6 +151,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             for provider in providers.values():
                 await provider.close()
             await backend.close()
+            await windows.close()
             await database.close()
             telemetry.close()
 

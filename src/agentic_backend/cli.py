@@ -72,6 +72,21 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="Worker processes; metrics are summed over all.")] = 1,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = True,
     log_level: Annotated[str, typer.Option(help="critical, error, warning, info or debug.")] = "info",
+    proxy_headers: Annotated[
+        bool,
+        typer.Option(
+            help="Take the client's address from X-Forwarded-For (and the scheme from X-Forwarded-Proto) "
+            "when the peer is one of --forwarded-allow-ips: the brute-force guard then counts the client, "
+            "not the proxy."
+        ),
+    ] = True,
+    forwarded_allow_ips: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated proxy addresses or networks trusted for proxy headers ('*' for any: only "
+            "if nothing else can reach the service)."
+        ),
+    ] = "127.0.0.1",
 ) -> None:
     """Run the API server (settings come from AGENTIC_* environment variables)."""
     settings = _settings()
@@ -95,6 +110,8 @@ def serve(
             workers=workers,
             access_log=access_log,
             log_level=log_level,
+            proxy_headers=proxy_headers,
+            forwarded_allow_ips=forwarded_allow_ips,
         )
     finally:
         if folder is not None:

@@ -16,7 +16,7 @@ from agentic_backend.agents.schemas import QueryRequest, QueryResponse, StepPubl
 from agentic_backend.billing.budget import Budgets, Reservation, call_bound, input_token_bound, month_of
 from agentic_backend.billing.ledger import Ledger, LedgerEntry
 from agentic_backend.billing.pricing import NANOS_PER_DOLLAR, Pricer, nanos_to_dollars
-from agentic_backend.billing.ratelimit import RateLimiter
+from agentic_backend.billing.ratelimit import Windows
 from agentic_backend.cache.service import ResponseCache, cache_key
 from agentic_backend.core.clock import Clock
 from agentic_backend.core.db import Write
@@ -57,7 +57,7 @@ class AgentService:
         pricer: Pricer,
         cache: ResponseCache,
         budgets: Budgets,
-        limiter: RateLimiter,
+        limiter: Windows,
         sessions: SessionService,
         ledger: Ledger,
         metrics: BuiltinMetrics,
@@ -107,7 +107,7 @@ class AgentService:
         status, error_kind, cached = "success", None, False
         session_writes: list[Write] = []
         try:
-            self._check_rate(principal)
+            await self._check_rate(principal)
             account = _Account(self, agent, provider, principal, request_id, usage)
             await account.check()
             session_id = str(request.session_id) if request.session_id else None
@@ -168,15 +168,15 @@ class AgentService:
                 metrics.api_tokens.labels(provider.name, agent.model, "output").inc(usage.output_tokens)
                 metrics.api_cost.labels(provider.name, agent.model).inc(nanos_to_dollars(usage.nanos))
 
-    def _check_rate(self, principal: Principal) -> None:
+    async def _check_rate(self, principal: Principal) -> None:
         limit = principal.rpm_limit or self._limits.default_rpm_limit
         if limit is None:
             return
-        retry = self._limiter.acquire(principal.key_id, limit)
-        if retry is not None:
+        window = await self._limiter.hit(f"rpm:{principal.key_id}", limit, 60)
+        if not window.allowed:
             raise RateLimited(
-                f"This key may send {limit} queries per minute; try again in {retry} s.",
-                headers={"Retry-After": str(retry)},
+                f"This key may send {limit} queries per minute; try again in {window.reset_seconds} s.",
+                headers=window.headers(),
             )
 
     def _budget_nanos(self, principal: Principal) -> int | None:

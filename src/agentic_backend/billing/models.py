@@ -70,3 +70,14 @@ class BudgetReservation(Base):
     request_id: Mapped[str] = mapped_column(String(32))
     amount_nanodollars: Mapped[int] = mapped_column(BigInteger)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class RateHit(Base):
+    """One admitted hit of a moving window (billing/ratelimit.py's database store)."""
+
+    __tablename__ = "rate_hits"
+    __table_args__ = (Index("ix_rate_hits_name_at", "name", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    at: Mapped[float] = mapped_column(Float)  # Unix time, seconds

@@ -50,21 +50,22 @@ class ApiKeyAuthorizer:
         cached: Principal | None = getattr(request.state, "principal", None)
         if cached is not None:
             return cached
-        client = request.client.host if request.client is not None else "unknown"
-        retry = self._guard.retry_after(client)
-        if retry is not None:
-            self._fail("throttled")
-            raise TooManyFailures(
-                f"Too many failed authentications from this address; try again in {retry} s.",
-                headers={"Retry-After": str(retry)},
-            )
         key = presented_key(request)
         if key is None:
             self._fail("missing")
             raise InvalidApiKey()
         principal, reason = await self._keys.verify(key) if key else (None, "malformed")
         if principal is None:
-            self._guard.failed(client)
+            # Only failing attempts are throttled: a valid key from the same address is served above.
+            client = request.client.host if request.client is not None else "unknown"
+            retry = await self._guard.retry_after(client)
+            if retry is not None:
+                self._fail("throttled")
+                raise TooManyFailures(
+                    f"Too many failed authentications from this address; try again in {retry} s.",
+                    headers={"Retry-After": str(retry)},
+                )
+            await self._guard.failed(client)
             self._fail(reason)
             raise InvalidApiKey()
         self._attempts.labels(API_KEY, "success").inc()

@@ -1,57 +1,31 @@
-"""The brute-force guard: too many failed authentications from one client address within a window
-earn that address a cool-down (HTTP 429 with Retry-After). Other addresses are never affected.
+"""The brute-force guard: too many failed authentications from one client address within a window earn
+that address a cool-down, during which its failing attempts get HTTP 429 (with Retry-After) instead of 401.
 
-State is per process and bounded: the least recently failing addresses are forgotten first once
-``max_clients`` are tracked.
+Only failing attempts are throttled: a valid key is always served, so clients that share an address with
+an attacker (behind a NAT or a proxy) are never locked out. Both windows live in the shared store
+(billing/ratelimit.py), so the guard holds across workers and replicas. Behind a proxy, run
+``serve --proxy-headers --forwarded-allow-ips <proxy>`` so that the address is the client's, not the proxy's.
 """
 
 from __future__ import annotations
 
-import math
-from collections import OrderedDict, deque
-
-from agentic_backend.core.clock import Clock
+from agentic_backend.billing.ratelimit import Windows
 
 
 class BruteForceGuard:
-    def __init__(
-        self, clock: Clock, *, limit: int, window: float, cooldown: float, max_clients: int = 100_000
-    ) -> None:
-        self._clock = clock
+    def __init__(self, windows: Windows, *, limit: int, window: float, cooldown: float) -> None:
+        self._windows = windows
         self._limit = limit
-        self._window = window
-        self._cooldown = cooldown
-        self._max_clients = max_clients
-        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
-        self._blocked_until: dict[str, float] = {}
+        self._window = max(1, round(window))
+        self._cooldown = max(1, round(cooldown))
 
-    def retry_after(self, client: str) -> int | None:
-        """Seconds this client must wait, or None if it may try."""
-        until = self._blocked_until.get(client)
-        if until is None:
-            return None
-        remaining = until - self._clock.monotonic()
-        if remaining <= 0:
-            del self._blocked_until[client]
-            return None
-        return max(1, math.ceil(remaining))
+    async def retry_after(self, client: str) -> int | None:
+        """Seconds this client's failing attempts are throttled for, or None."""
+        blocked = await self._windows.peek(f"auth-block:{client}", 1, self._cooldown)
+        return None if blocked.allowed else blocked.reset_seconds
 
-    def failed(self, client: str) -> None:
-        now = self._clock.monotonic()
-        attempts = self._failures.get(client)
-        if attempts is None:
-            attempts = self._failures[client] = deque()
-            if len(self._failures) > self._max_clients:
-                forgotten, _ = self._failures.popitem(last=False)
-                self._blocked_until.pop(forgotten, None)
-        else:
-            self._failures.move_to_end(client)
-        attempts.append(now)
-        while attempts and attempts[0] <= now - self._window:
-            attempts.popleft()
-        if len(attempts) >= self._limit:
-            self._blocked_until[client] = now + self._cooldown
-            attempts.clear()
-
-    def succeeded(self, client: str) -> None:
-        self._failures.pop(client, None)
+    async def failed(self, client: str) -> None:
+        """Count a failed attempt; the ``limit``-th within the window starts the cool-down."""
+        failures = await self._windows.hit(f"auth-fail:{client}", self._limit, self._window)
+        if failures.remaining == 0:
+            await self._windows.hit(f"auth-block:{client}", 1, self._cooldown)

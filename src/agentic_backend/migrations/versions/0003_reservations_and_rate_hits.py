@@ -1,4 +1,5 @@
-"""Budget reservations: one row per model call in flight, with its request id and expiry.
+"""Budget reservations (one row per model call in flight, with its request id and expiry) and the hits of
+the shared rate-limit windows.
 
 Revision ID: 0003
 Revises: 0002
@@ -31,7 +32,15 @@ def upgrade() -> None:
     )
     op.create_index("ix_budget_reservations_key_month", "budget_reservations", ["key_id", "month"])
     op.create_index("ix_budget_reservations_expires_at", "budget_reservations", ["expires_at"])
+    op.create_table(
+        "rate_hits",
+        sa.Column("id", sa.Integer(), primary_key=True),
+        sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("at", sa.Float(), nullable=False),
+    )
+    op.create_index("ix_rate_hits_name_at", "rate_hits", ["name", "at"])
 
 
 def downgrade() -> None:
+    op.drop_table("rate_hits")
     op.drop_table("budget_reservations")

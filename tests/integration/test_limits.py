@@ -1,0 +1,51 @@
+"""Limits that hold across the workers of ``serve --workers 2`` (the shared database store; Redis's is
+tested in tests/unit/billing): a key's requests per minute and the brute-force guard, which counts the
+client behind a trusted proxy and throttles failing attempts only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.harness import Service, wait_until
+from tests.integration.test_workers import children
+
+pytestmark = pytest.mark.integration
+
+
+def test_limits_hold_across_workers(tmp_path: Path) -> None:
+    service = Service(tmp_path, workers=2, env={"AGENTIC_AUTH_FAILURE_LIMIT": "5"})
+    try:
+        wait_until(lambda: len(children(service.popen.pid)) == 2, timeout=30, what="two workers")
+        created = httpx.post(
+            f"{service.url}/api/v1/keys",
+            json={"name": "limited", "role": "user", "rpm_limit": 10},
+            headers=service.headers,
+        ).json()
+        headers = {"authorization": f"Bearer {created['key']}"}
+        codes = []
+        for i in range(40):  # a new connection each: the kernel spreads them over both workers
+            response = httpx.post(
+                f"{service.url}/api/v1/agents/assistant/query", json={"query": f"q{i}"}, headers=headers
+            )
+            codes.append(response.status_code)
+            if response.status_code == 429:
+                assert int(response.headers["x-ratelimit-limit"]) == 10
+                assert response.headers["x-ratelimit-remaining"] == "0"
+                assert 1 <= int(response.headers["retry-after"]) <= 60
+        assert codes.count(200) == 10, codes
+        assert codes.count(429) == 30
+
+        summary = f"{service.url}/api/v1/monitoring/summary"
+        attacker = {"authorization": "Bearer agb_wrongwrongwrong_guess", "x-forwarded-for": "203.0.113.9"}
+        assert [httpx.get(summary, headers=attacker).status_code for _ in range(5)] == [401] * 5
+        assert [httpx.get(summary, headers=attacker).status_code for _ in range(4)] == [429] * 4
+        # The same address with a valid key (behind one NAT), and another client behind the same proxy.
+        colleague = {**service.headers, "x-forwarded-for": "203.0.113.9"}
+        assert httpx.get(summary, headers=colleague).status_code == 200
+        bystander = {**attacker, "x-forwarded-for": "198.51.100.1"}
+        assert httpx.get(summary, headers=bystander).status_code == 401
+    finally:
+        service.stop()
