@@ -133,6 +133,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 await upgrade_async(database.url)
             admin = settings.admin_api_key.get_secret_value() if settings.admin_api_key else None
             await keys.ensure_admin(admin)
+            await keys.generation.start()
             await count_sessions()
             purger = asyncio.create_task(purge_expired_sessions())
             if settings.gc_freeze:
@@ -152,6 +153,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 await provider.close()
             await backend.close()
             await windows.close()
+            await keys.generation.close()
             await database.close()
             telemetry.close()
 

@@ -11,6 +11,7 @@ from agentic_backend.core.clock import Clock
 from agentic_backend.core.db import Database
 from agentic_backend.identity import keys
 from agentic_backend.identity.errors import InvalidKeyRequest, KeyNameTaken, KeyNotFound
+from agentic_backend.identity.invalidation import UNKNOWN, Generation, generation_for
 from agentic_backend.identity.models import ApiKey
 from agentic_backend.identity.permissions import Role
 from agentic_backend.identity.schemas import ApiKeyCreated, ApiKeyPublic, Principal
@@ -26,17 +27,25 @@ def _public(row: ApiKey) -> ApiKeyPublic:
 
 class KeyService:
     """Keys in the database. ``verify`` remembers a valid key's principal for ``cache_seconds`` (keyed by
-    the key's SHA-256, never the key): the lookup is the costliest step of an authenticated request.
-    Revoking a key or changing its limits clears this process's memory at once; other workers and
-    replicas see the change within ``cache_seconds``."""
+    the key's SHA-256, never the key): the lookup is the costliest step of an authenticated request. A
+    remembered key is used only under the keys' generation it was verified in (identity/invalidation.py):
+    revoking a key or changing its limits bumps it, so every worker and replica stops serving the old
+    verification at once."""
 
     _CACHE_MAX = 10_000  # valid keys remembered; past it the memory starts afresh
 
-    def __init__(self, database: Database, clock: Clock, cache_seconds: float = 0.0) -> None:
+    def __init__(
+        self,
+        database: Database,
+        clock: Clock,
+        cache_seconds: float = 0.0,
+        generation: Generation | None = None,
+    ) -> None:
         self._db = database
         self._clock = clock
         self._cache_seconds = cache_seconds
-        self._verified: dict[str, tuple[float, Principal]] = {}
+        self.generation = generation or generation_for(database.url)
+        self._verified: dict[str, tuple[float, int, Principal]] = {}
         self._verify_query = select(
             ApiKey.id,
             ApiKey.name,
@@ -96,8 +105,12 @@ class KeyService:
             if row.revoked_at is None:
                 row.revoked_at = self._clock.now()
                 await session.commit()
-            self._verified.clear()
+                await self._changed()
             return _public(row)
+
+    async def _changed(self) -> None:
+        self._verified.clear()
+        await self.generation.bump()
 
     async def verify(self, key: str) -> tuple[Principal | None, str]:
         """The principal of a valid key, or None and why not: ``malformed``, ``unknown`` or ``revoked``."""
@@ -105,9 +118,16 @@ class KeyService:
             keys.matches(key[: keys.MAX_KEY_LENGTH], None)  # same work as a real check
             return None, "malformed"
         digest = keys.secret_hash(key)
+        # Read before the lookup: a change committed after this makes what the lookup finds stale.
+        generation = self.generation.current() if self._cache_seconds > 0 else UNKNOWN
         remembered = self._verified.get(digest)
-        if remembered is not None and remembered[0] > self._clock.monotonic():
-            return remembered[1], "ok"
+        if (
+            remembered is not None
+            and remembered[1] == generation
+            and generation != UNKNOWN
+            and remembered[0] > self._clock.monotonic()
+        ):
+            return remembered[2], "ok"
         # Core, not the ORM: this runs on every request, and skipping the session and identity map halves it.
         async with self._db.engine.connect() as connection:
             row = (await connection.execute(self._verify_query, {"public_id": keys.public_id(key)})).first()
@@ -122,10 +142,10 @@ class KeyService:
             monthly_budget_dollars=row.monthly_budget_dollars,
             rpm_limit=row.rpm_limit,
         )
-        if self._cache_seconds > 0:
+        if generation != UNKNOWN:
             if len(self._verified) >= self._CACHE_MAX:
                 self._verified.clear()
-            self._verified[digest] = (self._clock.monotonic() + self._cache_seconds, principal)
+            self._verified[digest] = (self._clock.monotonic() + self._cache_seconds, generation, principal)
         return principal, "ok"
 
     async def set_limits(self, key_id: int, budget: float | None, rpm: int | None) -> ApiKeyPublic:
@@ -136,7 +156,7 @@ class KeyService:
             row.monthly_budget_dollars = budget
             row.rpm_limit = rpm
             await session.commit()
-            self._verified.clear()
+            await self._changed()
             return _public(row)
 
     async def count(self) -> int:
