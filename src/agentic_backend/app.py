@@ -103,6 +103,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             default_rpm_limit=settings.default_rpm_limit,
             query_cost_estimate_dollars=settings.query_cost_estimate_dollars,
             reservation_grace_seconds=settings.budget_reservation_grace_seconds,
+            cache_per_key=settings.cache_scope == "key",
         ),
         clock=clock,
     )

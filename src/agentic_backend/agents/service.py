@@ -37,6 +37,7 @@ class Limits:
     default_rpm_limit: int | None
     query_cost_estimate_dollars: float
     reservation_grace_seconds: float = 30.0
+    cache_per_key: bool = True  # AGENTIC_CACHE_SCOPE=key
 
 
 @dataclass(slots=True)
@@ -112,7 +113,8 @@ class AgentService:
             await account.check()
             session_id = str(request.session_id) if request.session_id else None
             history = await self._sessions.history(principal, session_id) if session_id else []
-            key = cache_key(agent.name, agent.model, request.query) if session_id is None else None
+            scope = str(principal.key_id) if self._limits.cache_per_key else ""
+            key = cache_key(agent.name, agent.model, request.query, scope) if session_id is None else None
             if key is not None:
                 hit = await self._cache.get(key)
                 if hit is not None:

@@ -15,10 +15,12 @@ logger = logging.getLogger(__name__)
 _SPACE = re.compile(r"\s+")
 
 
-def cache_key(agent_type: str, model: str, query: str) -> str:
-    """Identical stateless queries share a key: same agent type and model, same text up to case and spaces."""
+def cache_key(agent_type: str, model: str, query: str, scope: str = "") -> str:
+    """Identical stateless queries share a key: same agent type and model, same text up to case and spaces,
+    same ``scope`` (the API key's id by default: one tenant never receives an answer another's query made,
+    nor learns from a hit what another asked)."""
     normalised = _SPACE.sub(" ", query.strip().lower())
-    return hashlib.sha256(f"{agent_type}\x00{model}\x00{normalised}".encode()).hexdigest()
+    return hashlib.sha256(f"{scope}\x00{agent_type}\x00{model}\x00{normalised}".encode()).hexdigest()
 
 
 class ResponseCache:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -54,6 +55,13 @@ class Settings(BaseSettings):
         default=None, description="redis://host:6379/0 for a response cache shared by replicas."
     )
     cache_ttl_seconds: float = Field(default=3600.0, gt=0)
+    cache_scope: Literal["key", "global"] = Field(
+        default="key",
+        description=(
+            "key: each API key has its own cached answers (tenants never see each other's); global: every "
+            "key shares them (more hits, for a single tenant or public questions)."
+        ),
+    )
     cache_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, description="In-memory cache size limit.")
     model_prices: dict[str, tuple[float, float]] = Field(
         default_factory=dict,
@@ -137,6 +145,22 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_insecure_production(self) -> Settings:
+        if self.environment is Environment.PRODUCTION:
+            # Without them the service would print a generated admin key where logs are collected, and
+            # serve /metrics (key names, traffic, spend) to anyone who can reach it.
+            missing = [
+                name
+                for name, value in (
+                    ("AGENTIC_ADMIN_API_KEY", self.admin_api_key),
+                    ("AGENTIC_METRICS_TOKEN", self.metrics_token),
+                )
+                if value is None
+            ]
+            if missing:
+                raise ValueError(
+                    f"{' and '.join(missing)} must be set in production (AGENTIC_ENVIRONMENT=production); "
+                    "generate each with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+                )
         if self.environment is Environment.PRODUCTION and self.metrics_token is not None:
             token = self.metrics_token.get_secret_value()
             if len(token) < 32:

@@ -197,6 +197,29 @@ async def test_rate_limit_per_key(admin: httpx.AsyncClient, anonymous: httpx.Asy
     assert await metric_sum(admin, "agent_queries_total", status="rejected") == 1
 
 
+@pytest.mark.parametrize(("scope", "shared"), [("key", False), ("global", True)])
+async def test_the_cache_is_per_key_unless_shared_on_purpose(
+    make_settings: Callable[..., Settings], client_for: ClientFor, scope: str, shared: bool
+) -> None:
+    """Two tenants asking the same question: by default neither receives the other's answer (nor learns
+    from a hit that the other asked); AGENTIC_CACHE_SCOPE=global shares answers on purpose."""
+    app = create_app(make_settings(cache_scope=scope))
+    async with client_for(app) as admin:
+        other = (await admin.post("/api/v1/keys", json={"name": "tenant-b", "role": "user"})).json()["key"]
+        question = {"query": "what did the other tenant ask?"}
+        assert not (await admin.post(f"{AGENTS}/assistant/query", json=question)).json()["cached"]
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://testserver",
+            headers={"authorization": f"Bearer {other}"},
+        ) as tenant_b:
+            answer = (await tenant_b.post(f"{AGENTS}/assistant/query", json=question)).json()
+            assert answer["cached"] is shared
+            assert (await tenant_b.post(f"{AGENTS}/assistant/query", json=question)).json()["cached"]
+        summary = (await admin.get("/api/v1/monitoring/summary")).json()
+        assert summary["cache"]["hits"] == (2 if shared else 1)
+
+
 async def test_budgets_hold_under_concurrency(admin: httpx.AsyncClient, anonymous: httpx.AsyncClient) -> None:
     # The researcher's answers cost about $0.0006 each; a $0.002 budget is three or four of them.
     created = (

@@ -113,9 +113,40 @@ async def test_the_configured_admin_key_works_and_a_generated_one_is_printed_onc
 
 
 def test_production_refuses_a_weak_admin_key(make_settings: Callable[..., Settings]) -> None:
+    token = "t" * 40
     with pytest.raises(ValueError, match="too weak"):
-        make_settings(environment="production", admin_api_key="admin123")
-    make_settings(environment="production", admin_api_key=ADMIN_KEY)
+        make_settings(environment="production", admin_api_key="admin123", metrics_token=token)
+    make_settings(environment="production", admin_api_key=ADMIN_KEY, metrics_token=token)
+
+
+@pytest.mark.parametrize(
+    ("admin", "token", "missing"),
+    [
+        (None, "t" * 40, "AGENTIC_ADMIN_API_KEY must"),
+        (ADMIN_KEY, None, "AGENTIC_METRICS_TOKEN must"),
+        (None, None, "AGENTIC_ADMIN_API_KEY and AGENTIC_METRICS_TOKEN must"),
+    ],
+)
+def test_production_refuses_to_start_without_an_admin_key_and_a_metrics_token(
+    admin: str | None, token: str | None, missing: str
+) -> None:
+    # From the environment, as serve reads it; nothing secret in the message.
+    env = {"AGENTIC_ENVIRONMENT": "production"}
+    if admin:
+        env["AGENTIC_ADMIN_API_KEY"] = admin
+    if token:
+        env["AGENTIC_METRICS_TOKEN"] = token
+    result = subprocess.run(
+        [sys.executable, "-m", "agentic_backend", "serve", "--port", "0"],
+        env={k: v for k, v in os.environ.items() if not k.startswith("AGENTIC_")} | env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert missing in result.stderr + result.stdout
+    assert ADMIN_KEY not in result.stderr + result.stdout
+    assert "agb_" not in result.stderr + result.stdout
 
 
 def run_cli(*args: str, data_dir: Path, database_url: str) -> subprocess.CompletedProcess[str]:

@@ -69,7 +69,7 @@ async def test_metrics_token_protects_only_metrics(make_settings: Any, client_fo
 
 def test_production_refuses_a_short_metrics_token(make_settings: Any, client_for: Any) -> None:
     with pytest.raises(ValueError, match="at least 32 characters"):
-        make_settings(environment="production", metrics_token="short")
+        make_settings(environment="production", metrics_token="short", admin_api_key="a" * 40)
 
 
 async def test_health_reports_components_and_no_secrets(make_settings: Any, client_for: Any) -> None:
