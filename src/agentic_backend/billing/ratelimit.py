@@ -25,7 +25,7 @@ from typing import Protocol
 from limits import RateLimitItemPerSecond
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
-from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy import bindparam, delete, func, insert, select, text
 
 from agentic_backend.billing.models import RateHit
 from agentic_backend.core.db import Database
@@ -112,6 +112,12 @@ def _lock_id(name: str) -> int:
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big") >> 1
 
 
+_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:id)")
+_FORGET = delete(RateHit).where(RateHit.name == bindparam("name"), RateHit.at <= bindparam("before"))
+_COUNT = select(func.count(), func.min(RateHit.at)).where(RateHit.name == bindparam("name"))
+_ADD = insert(RateHit).values(name=bindparam("name"), at=bindparam("at"))
+
+
 class DatabaseWindows:
     _KEEP = 3600.0  # hits older than this (every window in use is shorter) are purged
 
@@ -120,22 +126,19 @@ class DatabaseWindows:
         self._now = now  # wall-clock seconds: shared by every process
 
     async def hit(self, name: str, limit: int, seconds: int) -> Window:
-        async with self._db.session() as session:
+        # Core on one connection, not the ORM: this runs on every limited query.
+        async with self._db.engine.begin() as connection:
             if self._db.dialect == "postgresql":
-                await session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _lock_id(name)})
+                await connection.execute(_ADVISORY_LOCK, {"id": _lock_id(name)})
             now = self._now()  # after the lock: no hit holding it before us is later than this
             # On SQLite this write comes first: it takes the database's write lock, which serialises the
             # count below with every other process's hit.
-            await session.execute(delete(RateHit).where(RateHit.name == name, RateHit.at <= now - seconds))
-            count, oldest = (
-                await session.execute(select(func.count(), func.min(RateHit.at)).where(RateHit.name == name))
-            ).one()
+            await connection.execute(_FORGET, {"name": name, "before": now - seconds})
+            count, oldest = (await connection.execute(_COUNT, {"name": name})).one()
             count = int(count)
             if count >= limit:
-                await session.commit()
                 return Window(False, limit, 0, _reset(float(oldest), seconds, now))
-            await session.execute(insert(RateHit).values(name=name, at=now))
-            await session.commit()
+            await connection.execute(_ADD, {"name": name, "at": now})
         remaining = limit - count - 1
         reset = 0 if remaining > 0 else _reset(float(oldest) if count else now, seconds, now)
         return Window(True, limit, remaining, reset)
