@@ -29,6 +29,7 @@ from agentic_backend.core.clock import Clock, SystemClock
 from agentic_backend.core.config import Settings
 from agentic_backend.core.db import Database, upgrade_async
 from agentic_backend.core.errors import install_error_handlers
+from agentic_backend.core.openapi import contract_openapi
 from agentic_backend.identity.auth import ApiKeyAuthorizer
 from agentic_backend.identity.guard import BruteForceGuard
 from agentic_backend.identity.router import router as keys_router
@@ -37,7 +38,7 @@ from agentic_backend.llm.factory import build_providers
 from agentic_backend.monitoring.health import HealthCheck, metrics_checks
 from agentic_backend.monitoring.middleware import HttpMetricsMiddleware
 from agentic_backend.monitoring.router import router as monitoring_router
-from agentic_backend.monitoring.schemas import ComponentHealth
+from agentic_backend.monitoring.schemas import ComponentHealth, CustomMetricRecord
 from agentic_backend.monitoring.service import Telemetry
 from agentic_backend.sessions.router import router as sessions_router
 from agentic_backend.sessions.service import SessionService
@@ -183,6 +184,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         *metrics_checks(telemetry, settings.custom_metrics_max_series_total),
     ]
     install_error_handlers(app)
+    app.openapi = lambda: contract_openapi(app, {"CustomMetricRecord": CustomMetricRecord})  # type: ignore[method-assign]
 
     @app.get("/", tags=["service"])
     async def index() -> dict[str, str]:

@@ -18,6 +18,7 @@ from sqlalchemy import func, insert, select
 from agentic_backend.billing.models import UsageRecord
 from agentic_backend.billing.pricing import nanos_to_dollars
 from agentic_backend.core.db import Database, Write
+from agentic_backend.core.types import UtcDateTime
 from agentic_backend.identity.models import ApiKey
 
 
@@ -51,7 +52,7 @@ class UsagePublic(BaseModel):
     status: str
     error_kind: str | None
     duration_seconds: float
-    created_at: datetime
+    created_at: UtcDateTime
 
 
 class UsageTotals(BaseModel):

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
 from agentic_backend.billing.ledger import Ledger, UsageReport
 from agentic_backend.core.security import RequirePermission
+from agentic_backend.core.types import DateTimeParam
 from agentic_backend.identity.errors import PermissionDenied
 from agentic_backend.identity.permissions import Permission, allows
+from agentic_backend.identity.router import KEY_ID_MAX
 from agentic_backend.identity.schemas import Principal
 
 router = APIRouter(prefix="/api/v1/usage", tags=["usage"])
@@ -25,11 +26,13 @@ async def get_ledger(request: Request) -> Ledger:
 async def usage(
     principal: Annotated[Principal, Depends(RequirePermission(Permission.USAGE_READ))],
     ledger: Annotated[Ledger, Depends(get_ledger)],
-    key_id: Annotated[int | None, Query(description="Another key's usage (needs usage:admin).")] = None,
+    key_id: Annotated[
+        int | None, Query(ge=1, le=KEY_ID_MAX, description="Another key's usage (needs usage:admin).")
+    ] = None,
     agent_type: str | None = None,
     status: Annotated[str | None, Query(pattern="^(success|error|rejected)$")] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: DateTimeParam | None = None,
+    until: DateTimeParam | None = None,
     limit: Annotated[int, Query(ge=0, le=1000)] = 100,
 ) -> UsageReport:
     """Totals and the most recent records of the caller's key (or, for admins, any key or all keys)."""

@@ -65,6 +65,7 @@ from redis import exceptions as redis_exc
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from starlette.routing import Match
 
 logger = logging.getLogger(__name__)
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -150,16 +151,30 @@ async def _validation_error_handler(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body("ValidationError", detail), status_code=422)
 
 
-async def _http_error_handler(_: Request, exc: Exception) -> JSONResponse:
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route of this path answers (Starlette's 405 names only the first route's)."""
+    probe = {**request.scope, "method": "\x00"}  # matches no route's methods: path matches are PARTIAL
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(probe)
+        if match is Match.PARTIAL and getattr(route, "methods", None):
+            methods |= set(route.methods)
+    return sorted(methods)
+
+
+async def _http_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     names = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge"}
     name = names.get(exc.status_code, "HTTPError")
     detail = exc.detail
+    headers = dict(getattr(exc, "headers", None) or {})
     if exc.status_code == 404 and detail == "Not Found":
         detail = "No route matches this path; see /docs for the API."
-    return JSONResponse(
-        error_body(name, detail), status_code=exc.status_code, headers=getattr(exc, "headers", None)
-    )
+    if exc.status_code == 405:
+        allowed = _allowed_methods(request)
+        headers["Allow"] = ", ".join(allowed)
+        detail = f"This path answers {', '.join(allowed)}."
+    return JSONResponse(error_body(name, detail), status_code=exc.status_code, headers=headers or None)
 
 
 # SQLAlchemy errors that mean "the database is unavailable right now" rather than "this statement is wrong":

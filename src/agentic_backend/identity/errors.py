@@ -41,3 +41,7 @@ class KeyNotFound(NotFound):
 
 class InvalidKeyRequest(Unprocessable):
     """A key cannot be created as asked (unknown role, bad name)."""
+
+
+class OwnKeyRevocation(Conflict):
+    """An admin revoking the very key it authenticated with (HTTP 409): it would lock itself out."""

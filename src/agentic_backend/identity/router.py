@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
 
 from agentic_backend.identity.deps import KeysAdmin, KeyServiceDep
+from agentic_backend.identity.errors import OwnKeyRevocation
 from agentic_backend.identity.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyLimits, ApiKeyPublic
 
 router = APIRouter(prefix="/api/v1/keys", tags=["keys"])
+
+# A key id as the database stores it (a 32-bit integer on PostgreSQL): a larger one is a 422, not an overflow.
+KEY_ID_MAX = 2**31 - 1
+KeyId = Annotated[int, Path(ge=1, le=KEY_ID_MAX)]
 
 
 @router.get("")
@@ -24,14 +31,29 @@ async def create_key(body: ApiKeyCreate, _: KeysAdmin, keys: KeyServiceDep) -> A
     )
 
 
-@router.delete("/{key_id}", status_code=204, responses={404: {"description": "No such key."}})
-async def revoke_key(key_id: int, _: KeysAdmin, keys: KeyServiceDep) -> Response:
-    """Revoke a key: it is refused from the next request on."""
+@router.delete(
+    "/{key_id}",
+    status_code=204,
+    responses={
+        404: {"description": "No such key."},
+        409: {"description": "This is the key the request authenticated with."},
+    },
+)
+async def revoke_key(key_id: KeyId, principal: KeysAdmin, keys: KeyServiceDep) -> Response:
+    """Revoke a key: it is refused from the next request on, by every worker and replica. Not the key the
+    request itself uses: revoke it with another admin key, or with the CLI."""
+    if key_id == principal.key_id:
+        raise OwnKeyRevocation(
+            "This request authenticated with that key: revoking it would lock you out. Use another admin "
+            "key, or 'agentic-backend keys revoke' on the server."
+        )
     await keys.revoke(key_id)
     return Response(status_code=204)
 
 
 @router.put("/{key_id}/limits", responses={404: {"description": "No such key."}})
-async def set_key_limits(key_id: int, body: ApiKeyLimits, _: KeysAdmin, keys: KeyServiceDep) -> ApiKeyPublic:
+async def set_key_limits(
+    key_id: KeyId, body: ApiKeyLimits, _: KeysAdmin, keys: KeyServiceDep
+) -> ApiKeyPublic:
     """Set a key's monthly budget and requests-per-minute limit (null: the defaults)."""
     return await keys.set_limits(key_id, body.monthly_budget_dollars, body.rpm_limit)

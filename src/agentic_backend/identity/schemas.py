@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from agentic_backend.core.types import UtcDateTime, json_number
 from agentic_backend.identity.permissions import Role
 
 
@@ -21,24 +21,34 @@ class Principal:
     rpm_limit: int | None = None
 
 
+_NAME_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+
+
 class ApiKeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=100, description="A unique name, e.g. the application's.")
+    # The pattern documents what the validator below enforces (with a sentence rather than a regex).
+    name: str = Field(
+        min_length=1,
+        max_length=100,
+        json_schema_extra={"pattern": _NAME_PATTERN},
+        description="A unique name, e.g. the application's: no control characters, not only spaces.",
+    )
     role: Role = Field(description="admin, operator, user or viewer.")
     monthly_budget_dollars: float | None = Field(
         default=None, ge=0, le=1e9, description="Unset: the default."
     )
     rpm_limit: int | None = Field(default=None, ge=1, le=1_000_000, description="Unset: the default.")
 
+    _numbers = field_validator("monthly_budget_dollars", "rpm_limit", mode="before")(json_number)
+
     @field_validator("name")
     @classmethod
     def _printable(cls, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise ValueError("the name must not be blank")
-        if not value.isprintable():
+        if any(c < " " or "\x7f" <= c <= "\x9f" for c in value):
             raise ValueError("the name must not contain control characters")
+        if all(c <= " " for c in value):
+            raise ValueError("the name must not be blank")
         return value
 
 
@@ -50,6 +60,8 @@ class ApiKeyLimits(BaseModel):
     monthly_budget_dollars: float | None = Field(default=None, ge=0, le=1e9)
     rpm_limit: int | None = Field(default=None, ge=1, le=1_000_000)
 
+    _numbers = field_validator("monthly_budget_dollars", "rpm_limit", mode="before")(json_number)
+
 
 class ApiKeyPublic(BaseModel):
     """A key as listed: never its secret."""
@@ -59,8 +71,8 @@ class ApiKeyPublic(BaseModel):
     role: str
     monthly_budget_dollars: float | None = None
     rpm_limit: int | None = None
-    created_at: datetime
-    revoked_at: datetime | None
+    created_at: UtcDateTime
+    revoked_at: UtcDateTime | None
 
 
 class ApiKeyCreated(ApiKeyPublic):

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from pydantic import BaseModel
+
+from agentic_backend.core.types import UtcDateTime
 
 
 class MessagePublic(BaseModel):
     role: str
     content: str
-    created_at: datetime
+    created_at: UtcDateTime
 
 
 class SessionPublic(BaseModel):
     id: str
-    created_at: datetime
-    last_active_at: datetime
-    expires_at: datetime
+    created_at: UtcDateTime
+    last_active_at: UtcDateTime
+    expires_at: UtcDateTime
     messages: list[MessagePublic]
