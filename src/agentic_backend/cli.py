@@ -213,7 +213,12 @@ _RUN_DIR = Path(".stack")
 
 @stack_app.command("up")
 def stack_up(
-    api: Annotated[str, typer.Option(help="HOST:PORT of the running API to scrape.")] = "127.0.0.1:8000",
+    api: Annotated[
+        str,
+        typer.Option(
+            help="HOST:PORT of the running API to scrape; replicas comma-separated (HOST:PORT,HOST:PORT)."
+        ),
+    ] = "127.0.0.1:8000",
     config_dir: Annotated[Path, typer.Option(help="The monitoring/ folder to run.")] = Path("monitoring"),
     run_dir: Annotated[Path, typer.Option(help="Where copies, data and logs go.")] = _RUN_DIR,
     prometheus_port: int = 9090,
@@ -246,7 +251,7 @@ def stack_up(
     console.print(table)
     if not any(component.name == "grafana" for component in running.components):
         console.print("grafana-server is not installed: Grafana was skipped (docker compose runs it).")
-    console.print(f"Scraping http://{api}/api/v1/monitoring/metrics. Stop with: agentic-backend stack down")
+    console.print(f"Scraping {api} at /api/v1/monitoring/metrics. Stop with: agentic-backend stack down")
 
 
 @stack_app.command("down")

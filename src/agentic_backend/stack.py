@@ -43,7 +43,7 @@ class StackError(RuntimeError):
 class StackOptions:
     source: Path  # the monitoring/ folder
     run_dir: Path
-    api: str = f"{LOOPBACK}:8000"
+    api: str = f"{LOOPBACK}:8000"  # several, comma-separated: replicas, scraped through file discovery
     prometheus_port: int = 9090
     alertmanager_port: int = 9093
     grafana_port: int = 3000
@@ -87,9 +87,16 @@ class RunningStack:
 def _rewrite_prometheus(config_dir: Path, options: StackOptions, alertmanager: str) -> None:
     path = config_dir / "prometheus.yml"
     config: dict[str, Any] = yaml.safe_load(path.read_text())
+    targets = [target.strip() for target in options.api.split(",") if target.strip()]
     for job in config["scrape_configs"]:
         if job["job_name"] == JOB:
-            job["static_configs"] = [{"targets": [options.api]}]
+            if len(targets) == 1:
+                job["static_configs"] = [{"targets": targets}]
+            else:  # replicas: through file-based discovery, as targets/replicas.json.example shows
+                job.pop("static_configs", None)
+                folder = config_dir / "targets"
+                folder.mkdir(exist_ok=True)
+                (folder / "replicas.json").write_text(json.dumps([{"targets": targets}], indent=2))
     config["alerting"]["alertmanagers"] = [{"static_configs": [{"targets": [alertmanager]}]}]
     if options.fast:
         config["global"]["scrape_interval"] = "1s"
