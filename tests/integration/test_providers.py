@@ -24,6 +24,7 @@ from agentic_backend.llm.base import (
     ProviderRateLimited,
     ProviderServerError,
     ProviderTimeout,
+    ToolSpec,
 )
 from agentic_backend.llm.openai_provider import OpenAIProvider
 from tests.integration.harness import Process, Service, free_port, wait_until
@@ -86,10 +87,18 @@ async def test_a_tool_loop_round_trips_through_the_wire_format(sim_llm: SimLLM, 
     used: list[Completion] = []
     tools: list[tuple[str, bool]] = []
 
-    async def on_call(completion: Completion, seconds: float) -> bool:
-        used.append(completion)
-        return True
+    class Account:
+        opened = 0
 
+        async def open(self, messages: list[Message], tools: list[ToolSpec]) -> bool:
+            self.opened += 1
+            return True
+
+        async def close(self, completion: Completion | None, seconds: float) -> None:
+            assert completion is not None
+            used.append(completion)
+
+    account = Account()
     try:
         result = await run_agent(
             calculator,
@@ -97,7 +106,7 @@ async def test_a_tool_loop_round_trips_through_the_wire_format(sim_llm: SimLLM, 
             "what is 12*(3+4)?",
             [],
             deadline=time.monotonic() + 30,
-            on_call=on_call,
+            account=account,
             on_tool=lambda name, ok: tools.append((name, ok)),
         )
     finally:
@@ -106,7 +115,25 @@ async def test_a_tool_loop_round_trips_through_the_wire_format(sim_llm: SimLLM, 
     assert "84" in result.answer
     assert tools == [("calculate", True)]
     assert len(used) == 2
+    assert account.opened == 2  # each call opened (budget reserved) and closed (settled)
     assert used[1].input_tokens > used[0].input_tokens  # the tool result went back to the model
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+async def test_max_tokens_travels_over_the_wire(sim_llm: SimLLM, kind: str) -> None:
+    """The agent's max_output_tokens reaches the provider: a budget reservation assumes it bounds a call."""
+    provider = make(kind, sim_llm)
+    try:
+        short = await provider.complete(
+            "gpt-4o-mini", [Message("user", "tell me everything")], [], timeout=30, max_tokens=3
+        )
+        long = await provider.complete(
+            "gpt-4o-mini", [Message("user", "tell me everything")], [], timeout=30, max_tokens=1000
+        )
+    finally:
+        await provider.close()
+    assert short.output_tokens <= 3
+    assert long.output_tokens > short.output_tokens
 
 
 @pytest.mark.parametrize("kind", ["openai", "anthropic"])

@@ -106,6 +106,18 @@ async def test_when_redis_goes_away_queries_still_succeed_uncached(
         got = samples(metrics.text)
         assert got[("cache_operations_total", frozenset({("operation", "get"), ("result", "error")}))] == 2
         assert got[("cache_operations_total", frozenset({("operation", "set"), ("result", "error")}))] == 2
+        # The rate limits live there too: a limited key is refused with a 503 rather than served
+        # unlimited, and so is a failing authentication (its guard window is there).
+        created = (
+            await client.post("/api/v1/keys", json={"name": "limited", "role": "user", "rpm_limit": 5})
+        ).json()
+        limited = {"authorization": f"Bearer {created['key']}"}
+        response = await client.post("/api/v1/agents/assistant/query", json={"query": "q"}, headers=limited)
+        assert response.status_code == 503
+        assert response.json()["error"] == "StorageUnavailable"
+        assert "retry-after" in response.headers
+        bad = await client.get("/api/v1/usage", headers={"authorization": "Bearer agb_wrongwrongwrong_x"})
+        assert bad.status_code == 503
 
 
 async def test_a_memory_cache_keeps_its_size_gauge_current_without_a_scrape(settings: Settings) -> None:
