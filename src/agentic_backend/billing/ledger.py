@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import func, insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from agentic_backend.billing.models import UsageRecord
+from agentic_backend.billing.models import UsageRecord, UsageRollup
 from agentic_backend.billing.pricing import nanos_to_dollars
 from agentic_backend.core.db import Database, Write
 from agentic_backend.core.types import UtcDateTime
@@ -83,6 +85,16 @@ _TOTALS = (
 )
 
 
+# The same totals from the rollups.
+_ROLLUP_TOTALS = (
+    func.coalesce(func.sum(UsageRollup.queries), 0),
+    func.coalesce(func.sum(UsageRollup.input_tokens), 0),
+    func.coalesce(func.sum(UsageRollup.output_tokens), 0),
+    func.coalesce(func.sum(UsageRollup.cost_nanodollars), 0),
+    func.coalesce(func.sum(UsageRollup.cached), 0),
+)
+
+
 def _totals(values: Sequence[Any]) -> dict[str, Any]:
     """The fields of ``UsageTotals`` from the values of the ``_TOTALS`` columns."""
     queries, input_tokens, output_tokens, nanos, cached = values
@@ -105,12 +117,39 @@ class Ledger:
 
     def __init__(self, database: Database) -> None:
         self._db = database
+        upsert = pg_insert(UsageRollup) if database.dialect == "postgresql" else sqlite_insert(UsageRollup)
+        added = upsert.excluded
+        self._rollup = upsert.on_conflict_do_update(
+            index_elements=[UsageRollup.key_id, UsageRollup.day, UsageRollup.agent_type, UsageRollup.status],
+            set_={
+                "queries": UsageRollup.queries + added.queries,
+                "input_tokens": UsageRollup.input_tokens + added.input_tokens,
+                "output_tokens": UsageRollup.output_tokens + added.output_tokens,
+                "cost_nanodollars": UsageRollup.cost_nanodollars + added.cost_nanodollars,
+                "cached": UsageRollup.cached + added.cached,
+            },
+        )
+        # One lock order for the rollup rows of a batch, so that two workers' or replicas' batches never
+        # wait on each other's rows in opposite orders (a deadlock on PostgreSQL).
+        database.group.order(
+            self._rollup, lambda row: (row["key_id"], row["day"], row["agent_type"], row["status"])
+        )
 
-    @staticmethod
-    def writes(entry: LedgerEntry) -> list[Write]:
-        """The statement that records ``entry``."""
+    def writes(self, entry: LedgerEntry) -> list[Write]:
+        """The statements that record ``entry``: its row, and its share of the day's rollup."""
         row: dict[str, Any] = {f: getattr(entry, f) for f in entry.__slots__}
-        return [(_INSERT, row)]
+        rollup = {
+            "key_id": entry.key_id,
+            "day": f"{entry.created_at.astimezone(UTC):%Y-%m-%d}",
+            "agent_type": entry.agent_type,
+            "status": entry.status,
+            "queries": 1,
+            "input_tokens": entry.input_tokens,
+            "output_tokens": entry.output_tokens,
+            "cost_nanodollars": entry.cost_nanodollars,
+            "cached": int(entry.cached),
+        }
+        return [(_INSERT, row), (self._rollup, rollup)]
 
     async def record(self, entry: LedgerEntry, also: Sequence[Write] = ()) -> None:
         """Record ``entry`` (and ``also``: the query's other writes, such as its session messages) in one
@@ -139,7 +178,10 @@ class Ledger:
         if until is not None:
             conditions.append(UsageRecord.created_at < until)
         async with self._db.session() as session:
-            totals = (await session.execute(select(*_TOTALS).where(*conditions))).one()
+            if since is None and until is None:
+                totals = (await session.execute(self._rollup_totals(key_id, agent_type, status))).one()
+            else:  # a time range: the ledger's rows in it, through the created_at index
+                totals = (await session.execute(select(*_TOTALS).where(*conditions))).one()
             rows = (
                 await session.scalars(
                     select(UsageRecord).where(*conditions).order_by(UsageRecord.id.desc()).limit(limit)
@@ -167,14 +209,26 @@ class Ledger:
             ],
         )
 
+    @staticmethod
+    def _rollup_totals(key_id: int | None, agent_type: str | None, status: str | None) -> Any:
+        conditions = []
+        if key_id is not None:
+            conditions.append(UsageRollup.key_id == key_id)
+        if agent_type is not None:
+            conditions.append(UsageRollup.agent_type == agent_type)
+        if status is not None:
+            conditions.append(UsageRollup.status == status)
+        return select(*_ROLLUP_TOTALS).where(*conditions)
+
     async def totals_by_key(self) -> list[KeyUsage]:
+        """Every key's totals, from the rollups (a few rows per key and day, not the whole ledger)."""
         async with self._db.session() as session:
             rows = (
                 await session.execute(
-                    select(UsageRecord.key_id, ApiKey.name, *_TOTALS)
-                    .join(ApiKey, ApiKey.id == UsageRecord.key_id)
-                    .group_by(UsageRecord.key_id, ApiKey.name)
-                    .order_by(func.sum(UsageRecord.cost_nanodollars).desc())
+                    select(UsageRollup.key_id, ApiKey.name, *_ROLLUP_TOTALS)
+                    .join(ApiKey, ApiKey.id == UsageRollup.key_id)
+                    .group_by(UsageRollup.key_id, ApiKey.name)
+                    .order_by(func.sum(UsageRollup.cost_nanodollars).desc())
                 )
             ).all()
         return [KeyUsage(key_id=r[0], name=r[1], **_totals(r[2:])) for r in rows]

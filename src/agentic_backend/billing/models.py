@@ -81,3 +81,21 @@ class RateHit(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     at: Mapped[float] = mapped_column(Float)  # Unix time, seconds
+
+
+class UsageRollup(Base):
+    """The ledger summed per key, UTC day, agent type and status, kept in the same transaction as the
+    ledger's rows: totals (``/usage`` without a time range, the summary's spend per key) read these few
+    rows instead of scanning the ledger."""
+
+    __tablename__ = "usage_rollups"
+
+    key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD, UTC
+    agent_type: Mapped[str] = mapped_column(String(40), primary_key=True)
+    status: Mapped[str] = mapped_column(String(20), primary_key=True)
+    queries: Mapped[int] = mapped_column(BigInteger, default=0)
+    input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost_nanodollars: Mapped[int] = mapped_column(BigInteger, default=0)
+    cached: Mapped[int] = mapped_column(BigInteger, default=0)

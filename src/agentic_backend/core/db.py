@@ -4,7 +4,7 @@ PostgreSQL (``AGENTIC_DATABASE_URL=postgresql+asyncpg://...``), and its Alembic 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -65,6 +65,12 @@ class GroupCommit:
         self._engine = engine
         self._queue: list[tuple[Sequence[Write], asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
+        self._orders: dict[Executable, Callable[[Any], tuple[Any, ...]]] = {}
+
+    def order(self, statement: Executable, key: Callable[[Any], tuple[Any, ...]]) -> None:
+        """Execute ``statement``'s rows of a batch sorted by ``key``: rows it locks (upserted counters) are
+        then locked in one order by every process, which rules out deadlocks between them."""
+        self._orders[statement] = key
 
     async def write(self, *writes: Write) -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -110,7 +116,8 @@ class GroupCommit:
                 grouped.setdefault(statement, []).append(parameters)
         async with self._engine.begin() as connection:
             for statement, rows in grouped.items():
-                await connection.execute(statement, rows)
+                key = self._orders.get(statement)
+                await connection.execute(statement, sorted(rows, key=key) if key is not None else rows)
 
     async def _commit_alone(self, request: tuple[Sequence[Write], asyncio.Future[None]]) -> None:
         done = request[1]
@@ -174,6 +181,6 @@ def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
-async def upgrade_async(url: str) -> None:
+async def upgrade_async(url: str, revision: str = "head") -> None:
     # Alembic's async env runs its own event loop: give it a thread of its own.
-    await asyncio.to_thread(upgrade, url)
+    await asyncio.to_thread(upgrade, url, revision)
