@@ -127,9 +127,9 @@ class NotifiedGeneration:
             if not self._listening:
                 with contextlib.suppress(OSError, asyncpg.PostgresError, TimeoutError):
                     connection = await asyncpg.connect(self._dsn, timeout=5)
+                    self._connection = connection  # at once: close() closes it even if cancelled below
                     await connection.add_listener(CHANNEL, self._on_notify)
                     connection.add_termination_listener(self._on_lost)
-                    self._connection = connection
                     self._heard += 1
                     self._listening = True
             await asyncio.sleep(self._RECONNECT_SECONDS)
