@@ -75,6 +75,11 @@ _HISTORY = (
 )
 
 
+_COUNT_ACTIVE = (
+    select(func.count()).select_from(AgentSession).where(AgentSession.expires_at > bindparam("now"))
+)
+
+
 class SessionService:
     def __init__(self, database: Database, clock: Clock, idle_ttl: timedelta) -> None:
         self._db = database
@@ -150,12 +155,9 @@ class SessionService:
             await session.commit()
 
     async def count_active(self) -> int:
-        async with self._db.session() as session:
-            count = await session.scalar(
-                select(func.count())
-                .select_from(AgentSession)
-                .where(AgentSession.expires_at > self._clock.now())
-            )
+        # Core on one connection, not an ORM session: this runs on every scrape.
+        async with self._db.engine.connect() as connection:
+            count = await connection.scalar(_COUNT_ACTIVE, {"now": self._clock.now()})
         return int(count or 0)
 
     async def purge_expired(self) -> int:
