@@ -95,6 +95,17 @@ _ROLLUP_TOTALS = (
 )
 
 
+def _filters(
+    table: type[UsageRecord] | type[UsageRollup],
+    key_id: int | None,
+    agent_type: str | None,
+    status: str | None,
+) -> list[Any]:
+    """The WHERE conditions of a report's filters, on the ledger or on its rollups (same column names)."""
+    pairs = ((table.key_id, key_id), (table.agent_type, agent_type), (table.status, status))
+    return [column == value for column, value in pairs if value is not None]
+
+
 def _totals(values: Sequence[Any]) -> dict[str, Any]:
     """The fields of ``UsageTotals`` from the values of the ``_TOTALS`` columns."""
     queries, input_tokens, output_tokens, nanos, cached = values
@@ -166,13 +177,7 @@ class Ledger:
         until: datetime | None,
         limit: int,
     ) -> UsageReport:
-        conditions = []
-        if key_id is not None:
-            conditions.append(UsageRecord.key_id == key_id)
-        if agent_type is not None:
-            conditions.append(UsageRecord.agent_type == agent_type)
-        if status is not None:
-            conditions.append(UsageRecord.status == status)
+        conditions = _filters(UsageRecord, key_id, agent_type, status)
         if since is not None:
             conditions.append(UsageRecord.created_at >= since)
         if until is not None:
@@ -211,14 +216,7 @@ class Ledger:
 
     @staticmethod
     def _rollup_totals(key_id: int | None, agent_type: str | None, status: str | None) -> Any:
-        conditions = []
-        if key_id is not None:
-            conditions.append(UsageRollup.key_id == key_id)
-        if agent_type is not None:
-            conditions.append(UsageRollup.agent_type == agent_type)
-        if status is not None:
-            conditions.append(UsageRollup.status == status)
-        return select(*_ROLLUP_TOTALS).where(*conditions)
+        return select(*_ROLLUP_TOTALS).where(*_filters(UsageRollup, key_id, agent_type, status))
 
     async def totals_by_key(self) -> list[KeyUsage]:
         """Every key's totals, from the rollups (a few rows per key and day, not the whole ledger)."""

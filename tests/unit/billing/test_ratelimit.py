@@ -4,36 +4,21 @@ several processes' worth of connections, on PostgreSQL, SQLite and Redis."""
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-import redis.asyncio as aioredis
 
 from agentic_backend.billing.ratelimit import DatabaseWindows, RedisWindows, Windows
 from agentic_backend.core.db import Database
-from tests.unit.cache.test_cache import REDIS_URL
-
-
-async def redis_or_fail() -> None:
-    client = aioredis.Redis.from_url(REDIS_URL)
-    try:
-        await client.ping()
-    except OSError as exc:
-        message = f"Redis at {REDIS_URL} is not reachable ({exc}); .ci/run starts it"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    finally:
-        await client.aclose()
+from tests.unit.cache.test_cache import REDIS_URL, require_redis
 
 
 @pytest.fixture
 async def redis_stores() -> AsyncIterator[list[Windows]]:
     """Three stores over one Redis, as three workers or replicas hold them."""
-    await redis_or_fail()
+    await require_redis()
     prefix = f"agentic-test-rate:{uuid.uuid4().hex}"
     stores = [RedisWindows(REDIS_URL, prefix=prefix) for _ in range(3)]
     yield list(stores)
