@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import event, func, insert, select
 
@@ -82,3 +83,33 @@ async def test_one_failing_statement_fails_only_its_own_request(database: Databa
     assert len(commits) >= 10  # the batch failed together, then each request was retried alone
     await ledger.record(entry(key.id, 11))  # the next batch is not affected
     assert await rows(database) == 11
+
+
+async def test_rollup_rows_are_upserted_in_one_order_whatever_the_queue(
+    database: Database, clock: FakeClock
+) -> None:
+    """Two workers or replicas whose batches upsert the same rollup rows in opposite orders could deadlock
+    on PostgreSQL; each batch upserts them sorted by key, so every process locks them in one order."""
+    keys = KeyService(database, clock)
+    ids = [(await keys.create(f"k{i}", "user")).id for i in range(8)]
+    ledger = Ledger(database)
+    executed: list[list[int]] = []
+
+    def capture(
+        _conn: object, _cursor: object, statement: str, parameters: Any, _context: object, many: bool
+    ) -> None:
+        if "usage_rollups" in statement and many:
+            executed.append(
+                [row[0] if isinstance(row, tuple | list) else row["key_id"] for row in parameters]
+            )
+
+    event.listen(database.engine.sync_engine, "before_cursor_execute", capture)
+
+    async def one(key_id: int, n: int) -> None:
+        await asyncio.sleep(0)
+        await ledger.record(entry(key_id, n))
+
+    await asyncio.gather(*(one(key_id, n) for n, key_id in enumerate(reversed(ids))))
+    assert executed, "the batch upserted its rollups in one executemany"
+    assert all(order == sorted(order) for order in executed), executed
+    assert sum(len(order) for order in executed) == len(ids)
