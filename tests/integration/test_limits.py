@@ -1,6 +1,7 @@
-"""Limits that hold across the workers of ``serve --workers 2`` (the shared database store; Redis's is
-tested in tests/unit/billing): a key's requests per minute and the brute-force guard, which counts the
-client behind a trusted proxy and throttles failing attempts only."""
+"""Limits that hold across the workers of ``serve --workers 2`` on SQLite (the shared database store;
+Redis's is tested in tests/unit/billing): a key's requests per minute, the brute-force guard, which counts
+the client behind a trusted proxy and throttles failing attempts only, and a revocation, which both
+workers act on at once (it used to be served 5 times in 12 by the other worker's key cache)."""
 
 from __future__ import annotations
 
@@ -47,5 +48,21 @@ def test_limits_hold_across_workers(tmp_path: Path) -> None:
         assert httpx.get(summary, headers=colleague).status_code == 200
         bystander = {**attacker, "x-forwarded-for": "198.51.100.1"}
         assert httpx.get(summary, headers=bystander).status_code == 401
+
+        # Revoked through one worker: refused by both at once, though both remembered it verified.
+        victim = httpx.post(
+            f"{service.url}/api/v1/keys",
+            json={"name": "revoked-soon", "role": "user"},
+            headers=service.headers,
+        ).json()
+        usage = f"{service.url}/api/v1/usage"
+
+        def as_victim(n: int) -> dict[str, str]:  # from many addresses: the guard stays out of it
+            return {"authorization": f"Bearer {victim['key']}", "x-forwarded-for": f"192.0.2.{n}"}
+
+        assert [httpx.get(usage, headers=as_victim(n)).status_code for n in range(12)] == [200] * 12
+        revoked = httpx.delete(f"{service.url}/api/v1/keys/{victim['id']}", headers=service.headers)
+        assert revoked.status_code == 204
+        assert [httpx.get(usage, headers=as_victim(n)).status_code for n in range(12)] == [401] * 12
     finally:
         service.stop()

@@ -287,8 +287,8 @@ class _Account:
     def _exceeded(self) -> BudgetExceeded:
         assert self._budget is not None
         return BudgetExceeded(
-            f"This key's monthly budget of ${nanos_to_dollars(self._budget):.2f} is spent for {self._month}; "
-            "an admin can raise it with PUT /api/v1/keys/{id}/limits."
+            f"This key's monthly budget of ${nanos_to_dollars(self._budget):.2f} is spent for {self._month} "
+            "(or held by its queries in flight); an admin can raise it with PUT /api/v1/keys/{id}/limits."
         )
 
     async def open(self, messages: list[Message], tools: list[ToolSpec]) -> bool:
