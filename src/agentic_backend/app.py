@@ -102,6 +102,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         limits=Limits(
             default_monthly_budget_dollars=settings.default_monthly_budget_dollars,
             default_rpm_limit=settings.default_rpm_limit,
+            default_tpm_limit=settings.default_tpm_limit,
             query_cost_estimate_dollars=settings.query_cost_estimate_dollars,
             reservation_grace_seconds=settings.budget_reservation_grace_seconds,
             cache_per_key=settings.cache_scope == "key",

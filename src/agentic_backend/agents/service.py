@@ -36,6 +36,7 @@ class Limits:
     default_monthly_budget_dollars: float | None
     default_rpm_limit: int | None
     query_cost_estimate_dollars: float
+    default_tpm_limit: int | None = None
     reservation_grace_seconds: float = 30.0
     cache_per_key: bool = True  # AGENTIC_CACHE_SCOPE=key
 
@@ -276,6 +277,9 @@ class _Account:
         self._month = month_of(service._clock.now())
         self._floor = round(service._limits.query_cost_estimate_dollars * NANOS_PER_DOLLAR)
         self._reservation: Reservation | None = None
+        self._tpm = principal.tpm_limit or service._limits.default_tpm_limit
+        self._tokens_window = f"tpm:{principal.key_id}"
+        self._tokens_held: str | None = None  # the handle of this call's tokens in the key's window
 
     async def check(self) -> None:
         """Refuse the query at once if its key's budget is already spent."""
@@ -292,12 +296,13 @@ class _Account:
         )
 
     async def open(self, messages: list[Message], tools: list[ToolSpec]) -> bool:
+        service, agent = self._service, self._agent
+        tokens = input_token_bound(messages, tools)
+        if self._tpm is not None and not await self._hold_tokens(tokens + agent.max_output_tokens):
+            return False
         if self._budget is None:
             return True
-        service, agent = self._service, self._agent
-        bound = call_bound(
-            service._pricer, agent.model, input_token_bound(messages, tools), agent.max_output_tokens
-        )
+        bound = call_bound(service._pricer, agent.model, tokens, agent.max_output_tokens)
         self._reservation = await service._budgets.reserve(
             self._principal.key_id,
             self._month,
@@ -309,10 +314,32 @@ class _Account:
             lifetime=timedelta(seconds=agent.timeout_seconds + service._limits.reservation_grace_seconds),
         )
         if self._reservation is None:
+            await self._release_tokens(0)
             if self._usage.calls == 0:
                 raise self._exceeded()
             return False  # answered with what the earlier calls found (stop_reason "budget")
         return True
+
+    async def _hold_tokens(self, most: int) -> bool:
+        """Hold the most tokens this call can use in the key's tokens-per-minute window (the same bound
+        as its budget reservation): calls in flight never pass the limit but for one let through alone."""
+        assert self._tpm is not None
+        window, self._tokens_held = await self._service._limiter.reserve(
+            self._tokens_window, self._tpm, 60, most
+        )
+        if self._tokens_held is not None:
+            return True
+        if self._usage.calls == 0:
+            raise RateLimited(
+                f"This key may use {self._tpm} tokens per minute; try again in {window.reset_seconds} s.",
+                headers=window.headers(),
+            )
+        return False
+
+    async def _release_tokens(self, used: int) -> None:
+        handle, self._tokens_held = self._tokens_held, None
+        if handle is not None:
+            await self._service._limiter.settle(self._tokens_window, handle, used)
 
     async def close(self, completion: Completion | None, seconds: float) -> None:
         usage, agent, metrics = self._usage, self._agent, self._service._metrics
@@ -330,6 +357,8 @@ class _Account:
             metrics.llm_duration.labels(provider, agent.model).observe(seconds)  # type: ignore[attr-defined]
             if not price.priced:
                 metrics.api_unpriced_calls.labels(provider, agent.model).inc()
+        used = completion.input_tokens + completion.output_tokens if completion is not None else 0
+        await self._release_tokens(used)
         reservation, self._reservation = self._reservation, None
         if reservation is not None:
             await self._service._budgets.settle(reservation, cost)

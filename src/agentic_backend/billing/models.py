@@ -81,6 +81,7 @@ class RateHit(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     at: Mapped[float] = mapped_column(Float)  # Unix time, seconds
+    amount: Mapped[int] = mapped_column(BigInteger, default=1)  # 1 per request; tokens in a token window
 
 
 class UsageRollup(Base):

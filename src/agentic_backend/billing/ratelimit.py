@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -25,7 +26,7 @@ from typing import Protocol
 from limits import RateLimitItemPerSecond
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
-from sqlalchemy import bindparam, delete, func, insert, select, text
+from sqlalchemy import bindparam, delete, func, insert, select, text, update
 
 from agentic_backend.billing.models import RateHit
 from agentic_backend.core.db import Database
@@ -63,6 +64,16 @@ class Windows(Protocol):
         """The window as ``hit`` would find it, without hitting it."""
         ...
 
+    async def reserve(self, name: str, limit: int, seconds: int, amount: int) -> tuple[Window, str | None]:
+        """Hold ``amount`` (a call's most tokens) in weighted window ``name`` if what it holds plus that fits
+        ``limit``, or if it holds nothing (one call is always let through, as a budget does); the handle
+        to ``settle`` it with, or None if refused."""
+        ...
+
+    async def settle(self, name: str, handle: str, amount: int) -> None:
+        """Replace a reservation's amount by what the call really used."""
+        ...
+
     async def purge(self) -> None:
         """Forget windows no hit is in any more (the database store; Redis expires its keys)."""
         ...
@@ -78,6 +89,13 @@ class RedisWindows:
             key_prefix=prefix,
         )
         self._limiter = MovingWindowRateLimiter(self._storage)
+        # Token windows are weighted (a call holds thousands of tokens), which limits' moving window stores
+        # as one list entry per unit: a sorted set of reservations by time, and their amounts in a hash,
+        # updated atomically by these two scripts instead.
+        self._prefix = prefix
+        client = self._storage.bridge.storage  # type: ignore[attr-defined]
+        self._reserve_script = client.register_script(_RESERVE)
+        self._settle_script = client.register_script(_SETTLE)
 
     async def hit(self, name: str, limit: int, seconds: int) -> Window:
         item = RateLimitItemPerSecond(limit, seconds)
@@ -93,12 +111,54 @@ class RedisWindows:
         reset = 0 if stats.remaining > 0 else max(1, math.ceil(stats.reset_time - time.time()))
         return Window(allowed, item.amount, stats.remaining, reset)
 
+    async def reserve(self, name: str, limit: int, seconds: int, amount: int) -> tuple[Window, str | None]:
+        handle = uuid.uuid4().hex
+        allowed, held, oldest = await self._reserve_script(
+            keys=[f"{self._prefix}:w:{name}:at", f"{self._prefix}:w:{name}:amount"],
+            args=[limit, seconds, amount, handle, time.time()],
+        )
+        held = int(held)
+        reset = 0 if held < limit else _reset(float(oldest), seconds, time.time())
+        window = Window(bool(allowed), limit, max(0, limit - held), reset)
+        return window, handle if allowed else None
+
+    async def settle(self, name: str, handle: str, amount: int) -> None:
+        await self._settle_script(keys=[f"{self._prefix}:w:{name}:amount"], args=[handle, amount])
+
     async def purge(self) -> None:
         return None
 
     async def close(self) -> None:
         # limits has no close of its own; its redis-py client is the bridge's.
         await self._storage.bridge.storage.aclose()  # type: ignore[attr-defined]
+
+
+# KEYS: the window's sorted set (reservation -> time) and hash (reservation -> amount).
+# ARGV: limit, seconds, amount, reservation id, now. Returns: allowed, held after, oldest time.
+_RESERVE = """
+local limit, seconds, amount, id, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4],
+    tonumber(ARGV[5])
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - seconds)
+if #expired > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - seconds)
+  redis.call('HDEL', KEYS[2], unpack(expired))
+end
+local held = 0
+for _, value in ipairs(redis.call('HVALS', KEYS[2])) do held = held + tonumber(value) end
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local oldest = first[2] or tostring(now)
+if held > 0 and held + amount > limit then return {0, held, oldest} end
+redis.call('ZADD', KEYS[1], now, id)
+redis.call('HSET', KEYS[2], id, amount)
+redis.call('EXPIRE', KEYS[1], seconds + 1)
+redis.call('EXPIRE', KEYS[2], seconds + 1)
+return {1, held + amount, first[2] or tostring(now)}
+"""
+# KEYS: the window's hash. ARGV: reservation id, amount. Only a reservation still in the window changes.
+_SETTLE = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+return 1
+"""
 
 
 def _reset(oldest: float, seconds: int, now: float) -> int:
@@ -116,6 +176,15 @@ _ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:id)")
 _FORGET = delete(RateHit).where(RateHit.name == bindparam("name"), RateHit.at <= bindparam("before"))
 _COUNT = select(func.count(), func.min(RateHit.at)).where(RateHit.name == bindparam("name"))
 _ADD = insert(RateHit).values(name=bindparam("name"), at=bindparam("at"))
+_HELD = select(func.coalesce(func.sum(RateHit.amount), 0), func.min(RateHit.at)).where(
+    RateHit.name == bindparam("name")
+)
+_ADD_AMOUNT = (
+    insert(RateHit)
+    .values(name=bindparam("name"), at=bindparam("at"), amount=bindparam("amount"))
+    .returning(RateHit.id)
+)
+_SETTLE_AMOUNT = update(RateHit).where(RateHit.id == bindparam("hit")).values(amount=bindparam("used"))
 
 
 class DatabaseWindows:
@@ -142,6 +211,25 @@ class DatabaseWindows:
         remaining = limit - count - 1
         reset = 0 if remaining > 0 else _reset(float(oldest) if count else now, seconds, now)
         return Window(True, limit, remaining, reset)
+
+    async def reserve(self, name: str, limit: int, seconds: int, amount: int) -> tuple[Window, str | None]:
+        async with self._db.engine.begin() as connection:
+            if self._db.dialect == "postgresql":
+                await connection.execute(_ADVISORY_LOCK, {"id": _lock_id(name)})
+            now = self._now()
+            await connection.execute(_FORGET, {"name": name, "before": now - seconds})
+            held, oldest = (await connection.execute(_HELD, {"name": name})).one()
+            held = int(held)
+            if held > 0 and held + amount > limit:
+                return Window(False, limit, max(0, limit - held), _reset(float(oldest), seconds, now)), None
+            handle = await connection.scalar(_ADD_AMOUNT, {"name": name, "at": now, "amount": amount})
+        held += amount
+        reset = 0 if held < limit else _reset(float(oldest) if oldest is not None else now, seconds, now)
+        return Window(True, limit, max(0, limit - held), reset), str(handle)
+
+    async def settle(self, name: str, handle: str, amount: int) -> None:
+        async with self._db.engine.begin() as connection:
+            await connection.execute(_SETTLE_AMOUNT, {"hit": int(handle), "used": amount})
 
     async def peek(self, name: str, limit: int, seconds: int) -> Window:
         now = self._now()

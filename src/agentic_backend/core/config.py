@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     )
     default_monthly_budget_dollars: float | None = Field(default=None, ge=0, description="Unset: no budget.")
     default_rpm_limit: int | None = Field(default=None, ge=1, description="Unset: no rate limit.")
+    default_tpm_limit: int | None = Field(
+        default=None, ge=1, description="Tokens (input and output) per minute per key. Unset: no limit."
+    )
     query_cost_estimate_dollars: float = Field(
         default=0.0,
         ge=0,

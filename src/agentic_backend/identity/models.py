@@ -26,3 +26,4 @@ class ApiKey(Base):
     # None: the settings' defaults (AGENTIC_DEFAULT_MONTHLY_BUDGET_DOLLARS, AGENTIC_DEFAULT_RPM_LIMIT).
     monthly_budget_dollars: Mapped[float | None] = mapped_column(Float, default=None)
     rpm_limit: Mapped[int | None] = mapped_column(Integer, default=None)
+    tpm_limit: Mapped[int | None] = mapped_column(Integer, default=None)

@@ -27,7 +27,11 @@ async def list_keys(_: KeysAdmin, keys: KeyServiceDep) -> list[ApiKeyPublic]:
 async def create_key(body: ApiKeyCreate, _: KeysAdmin, keys: KeyServiceDep) -> ApiKeyCreated:
     """Create a key. The response holds its secret, shown this once."""
     return await keys.create(
-        body.name, body.role, monthly_budget_dollars=body.monthly_budget_dollars, rpm_limit=body.rpm_limit
+        body.name,
+        body.role,
+        monthly_budget_dollars=body.monthly_budget_dollars,
+        rpm_limit=body.rpm_limit,
+        tpm_limit=body.tpm_limit,
     )
 
 
@@ -56,4 +60,4 @@ async def set_key_limits(
     key_id: KeyId, body: ApiKeyLimits, _: KeysAdmin, keys: KeyServiceDep
 ) -> ApiKeyPublic:
     """Set a key's monthly budget and requests-per-minute limit (null: the defaults)."""
-    return await keys.set_limits(key_id, body.monthly_budget_dollars, body.rpm_limit)
+    return await keys.set_limits(key_id, body.monthly_budget_dollars, body.rpm_limit, body.tpm_limit)

@@ -19,6 +19,7 @@ class Principal:
     role: str
     monthly_budget_dollars: float | None = None  # None: the settings' default
     rpm_limit: int | None = None
+    tpm_limit: int | None = None
 
 
 _NAME_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
@@ -39,8 +40,14 @@ class ApiKeyCreate(BaseModel):
         default=None, ge=0, le=1e9, description="Unset: the default."
     )
     rpm_limit: int | None = Field(default=None, ge=1, le=1_000_000, description="Unset: the default.")
+    tpm_limit: int | None = Field(
+        default=None,
+        ge=1,
+        le=2**31 - 1,
+        description="Tokens per minute (input and output). Unset: the default.",
+    )
 
-    _numbers = field_validator("monthly_budget_dollars", "rpm_limit", mode="before")(json_number)
+    _numbers = field_validator("monthly_budget_dollars", "rpm_limit", "tpm_limit", mode="before")(json_number)
 
     @field_validator("name")
     @classmethod
@@ -59,8 +66,9 @@ class ApiKeyLimits(BaseModel):
 
     monthly_budget_dollars: float | None = Field(default=None, ge=0, le=1e9)
     rpm_limit: int | None = Field(default=None, ge=1, le=1_000_000)
+    tpm_limit: int | None = Field(default=None, ge=1, le=2**31 - 1)
 
-    _numbers = field_validator("monthly_budget_dollars", "rpm_limit", mode="before")(json_number)
+    _numbers = field_validator("monthly_budget_dollars", "rpm_limit", "tpm_limit", mode="before")(json_number)
 
 
 class ApiKeyPublic(BaseModel):
@@ -71,6 +79,7 @@ class ApiKeyPublic(BaseModel):
     role: str
     monthly_budget_dollars: float | None = None
     rpm_limit: int | None = None
+    tpm_limit: int | None = None
     created_at: UtcDateTime
     revoked_at: UtcDateTime | None
 

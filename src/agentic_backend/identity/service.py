@@ -21,7 +21,14 @@ ADMIN_KEY_NAME = "admin"
 
 def _public(row: ApiKey) -> ApiKeyPublic:
     return ApiKeyPublic(
-        id=row.id, name=row.name, role=row.role, created_at=row.created_at, revoked_at=row.revoked_at
+        id=row.id,
+        name=row.name,
+        role=row.role,
+        monthly_budget_dollars=row.monthly_budget_dollars,
+        rpm_limit=row.rpm_limit,
+        tpm_limit=row.tpm_limit,
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
     )
 
 
@@ -54,6 +61,7 @@ class KeyService:
             ApiKey.revoked_at,
             ApiKey.monthly_budget_dollars,
             ApiKey.rpm_limit,
+            ApiKey.tpm_limit,
         ).where(ApiKey.public_id == bindparam("public_id"))
 
     async def create(
@@ -64,6 +72,7 @@ class KeyService:
         secret: str | None = None,
         monthly_budget_dollars: float | None = None,
         rpm_limit: int | None = None,
+        tpm_limit: int | None = None,
     ) -> ApiKeyCreated:
         try:
             role = Role(role).value
@@ -80,6 +89,7 @@ class KeyService:
             created_at=self._clock.now(),
             monthly_budget_dollars=monthly_budget_dollars,
             rpm_limit=rpm_limit,
+            tpm_limit=tpm_limit,
         )
         async with self._db.session() as session:
             session.add(row)
@@ -141,6 +151,7 @@ class KeyService:
             role=row.role,
             monthly_budget_dollars=row.monthly_budget_dollars,
             rpm_limit=row.rpm_limit,
+            tpm_limit=row.tpm_limit,
         )
         if generation != UNKNOWN:
             if len(self._verified) >= self._CACHE_MAX:
@@ -148,13 +159,16 @@ class KeyService:
             self._verified[digest] = (self._clock.monotonic() + self._cache_seconds, generation, principal)
         return principal, "ok"
 
-    async def set_limits(self, key_id: int, budget: float | None, rpm: int | None) -> ApiKeyPublic:
+    async def set_limits(
+        self, key_id: int, budget: float | None, rpm: int | None, tpm: int | None = None
+    ) -> ApiKeyPublic:
         async with self._db.session() as session:
             row = await session.get(ApiKey, key_id)
             if row is None:
                 raise KeyNotFound(f"no API key {key_id!r}; 'keys list' shows the keys.")
             row.monthly_budget_dollars = budget
             row.rpm_limit = rpm
+            row.tpm_limit = tpm
             await session.commit()
             await self._changed()
             return _public(row)

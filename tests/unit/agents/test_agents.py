@@ -220,6 +220,34 @@ async def test_the_cache_is_per_key_unless_shared_on_purpose(
         assert summary["cache"]["hits"] == (2 if shared else 1)
 
 
+async def test_tokens_per_minute_per_key(
+    admin: httpx.AsyncClient, anonymous: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    created = (
+        await admin.post("/api/v1/keys", json={"name": "wordy", "role": "user", "tpm_limit": 3000})
+    ).json()
+    assert created["tpm_limit"] == 3000
+    headers = {"authorization": f"Bearer {created['key']}"}
+    used, codes = 0, []
+    for i in range(40):
+        response = await anonymous.post(f"{AGENTS}/assistant/query", json={"query": f"t{i}"}, headers=headers)
+        codes.append(response.status_code)
+        if response.status_code == 200:
+            used += response.json()["tokens"]["input"] + response.json()["tokens"]["output"]
+        else:
+            assert response.status_code == 429
+            assert response.json()["error"] == "RateLimited"
+            assert "tokens per minute" in response.json()["detail"]
+            assert response.headers["x-ratelimit-limit"] == "3000"
+            assert 1 <= int(response.headers["retry-after"]) <= 60
+            break
+    assert 429 in codes
+    assert 0 < used <= 3000  # each call held its most before it ran: the window never passed the limit
+    clock.advance(61)
+    again = await anonymous.post(f"{AGENTS}/assistant/query", json={"query": "later"}, headers=headers)
+    assert again.status_code == 200
+
+
 @pytest.mark.parametrize("estimate", [1e-9, 0.0, 0.0005])
 async def test_budgets_hold_within_one_model_call_whatever_the_estimate(
     make_settings: Callable[..., Settings],

@@ -75,3 +75,29 @@ async def test_database_windows_move(database_stores: list[Windows]) -> None:
 
 async def test_redis_windows_move(redis_stores: list[Windows]) -> None:
     await the_window_moves(redis_stores)
+
+
+async def token_windows_hold_their_limit(stores: list[Windows]) -> None:
+    name = f"tpm:{uuid.uuid4().hex}"
+    results = await asyncio.gather(*(stores[i % 3].reserve(name, 1_000, 60, 100) for i in range(40)))
+    held = [handle for _, handle in results if handle is not None]
+    assert len(held) == 10  # calls in flight never hold more than the limit
+    refused = next(window for window, handle in results if handle is None)
+    assert refused.headers()["X-RateLimit-Limit"] == "1000"
+    assert 1 <= refused.reset_seconds <= 60
+    for handle in held[:5]:  # five calls used 10 tokens each, not the 100 they held
+        await stores[0].settle(name, handle, 10)
+    again = await asyncio.gather(*(stores[1].reserve(name, 1_000, 60, 100) for _ in range(10)))
+    assert sum(handle is not None for _, handle in again) == 4  # 550 held: four more fit
+    lone = f"tpm:{uuid.uuid4().hex}"
+    _, handle = await stores[2].reserve(lone, 50, 60, 400)
+    assert handle is not None  # an empty window lets one call through alone, as a budget does
+    assert (await stores[0].reserve(lone, 50, 60, 1))[1] is None
+
+
+async def test_database_token_windows_hold_their_limit(database_stores: list[Windows]) -> None:
+    await token_windows_hold_their_limit(database_stores)
+
+
+async def test_redis_token_windows_hold_their_limit(redis_stores: list[Windows]) -> None:
+    await token_windows_hold_their_limit(redis_stores)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, text
 
 from agentic_backend.billing.ledger import _TOTALS, Ledger, LedgerEntry
 from agentic_backend.billing.models import UsageRecord
@@ -81,13 +81,21 @@ async def test_the_migration_fills_the_rollups_from_an_older_ledger(
     await upgrade_async(database_url, "0003")
     database = Database(database_url)
     try:
-        key_id = (await KeyService(database, clock).create("old", "user")).id
-        rows = [
-            entry(key_id, n, datetime(2026, 11, 1, tzinfo=UTC) + timedelta(hours=7 * n)) for n in range(12)
-        ]
-        async with database.session() as session:
-            session.add_all(UsageRecord(**{f: getattr(r, f) for f in r.__slots__}) for r in rows)
-            await session.commit()
+        # Written as that schema stood (the models are newer): plain inserts of its columns.
+        async with database.engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO api_keys (name, role, public_id, secret_hash, created_at) "
+                    "VALUES ('old', 'user', 'p0123456789abcde', 'h', :at)"
+                ),
+                {"at": clock.now()},
+            )
+            key_id = int((await connection.execute(text("SELECT id FROM api_keys"))).scalar_one())
+            start = datetime(2026, 11, 1, tzinfo=UTC)
+            rows = [entry(key_id, n, start + timedelta(hours=7 * n)) for n in range(12)]
+            await connection.execute(
+                insert(UsageRecord.__table__), [{f: getattr(r, f) for f in r.__slots__} for r in rows]
+            )
         await upgrade_async(database_url)
         report = await Ledger(database).report(
             key_id=key_id, agent_type=None, status=None, since=None, until=None, limit=0
