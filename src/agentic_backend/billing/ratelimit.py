@@ -27,6 +27,7 @@ from limits import RateLimitItemPerSecond
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from sqlalchemy import bindparam, delete, func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agentic_backend.billing.models import RateHit
 from agentic_backend.core.db import Database
@@ -194,15 +195,21 @@ class DatabaseWindows:
         self._db = database
         self._now = now  # wall-clock seconds: shared by every process
 
+    async def _lock(self, connection: AsyncConnection, name: str, seconds: int) -> float:
+        """Take window ``name``'s lock for this transaction, forget its hits older than ``seconds``, and
+        return the time now (read after the lock: no hit of a holder before us is later than it)."""
+        if self._db.dialect == "postgresql":
+            await connection.execute(_ADVISORY_LOCK, {"id": _lock_id(name)})
+        now = self._now()
+        # On SQLite this write comes first: it takes the database's write lock, which serialises what the
+        # caller reads next with every other process's hit.
+        await connection.execute(_FORGET, {"name": name, "before": now - seconds})
+        return now
+
     async def hit(self, name: str, limit: int, seconds: int) -> Window:
         # Core on one connection, not the ORM: this runs on every limited query.
         async with self._db.engine.begin() as connection:
-            if self._db.dialect == "postgresql":
-                await connection.execute(_ADVISORY_LOCK, {"id": _lock_id(name)})
-            now = self._now()  # after the lock: no hit holding it before us is later than this
-            # On SQLite this write comes first: it takes the database's write lock, which serialises the
-            # count below with every other process's hit.
-            await connection.execute(_FORGET, {"name": name, "before": now - seconds})
+            now = await self._lock(connection, name, seconds)
             count, oldest = (await connection.execute(_COUNT, {"name": name})).one()
             count = int(count)
             if count >= limit:
@@ -214,10 +221,7 @@ class DatabaseWindows:
 
     async def reserve(self, name: str, limit: int, seconds: int, amount: int) -> tuple[Window, str | None]:
         async with self._db.engine.begin() as connection:
-            if self._db.dialect == "postgresql":
-                await connection.execute(_ADVISORY_LOCK, {"id": _lock_id(name)})
-            now = self._now()
-            await connection.execute(_FORGET, {"name": name, "before": now - seconds})
+            now = await self._lock(connection, name, seconds)
             held, oldest = (await connection.execute(_HELD, {"name": name})).one()
             held = int(held)
             if held > 0 and held + amount > limit:
