@@ -94,9 +94,9 @@ class RedisWindows:
         # as one list entry per unit: a sorted set of reservations by time, and their amounts in a hash,
         # updated atomically by these two scripts instead.
         self._prefix = prefix
-        client = self._storage.bridge.storage  # type: ignore[attr-defined]
-        self._reserve_script = client.register_script(_RESERVE)
-        self._settle_script = client.register_script(_SETTLE)
+        self._client = self._storage.bridge.storage  # type: ignore[attr-defined]  # limits' redis-py client
+        self._reserve_script = self._client.register_script(_RESERVE)
+        self._settle_script = self._client.register_script(_SETTLE)
 
     async def hit(self, name: str, limit: int, seconds: int) -> Window:
         item = RateLimitItemPerSecond(limit, seconds)
@@ -113,13 +113,13 @@ class RedisWindows:
         return Window(allowed, item.amount, stats.remaining, reset)
 
     async def reserve(self, name: str, limit: int, seconds: int, amount: int) -> tuple[Window, str | None]:
-        handle = uuid.uuid4().hex
+        handle, now = uuid.uuid4().hex, time.time()
         allowed, held, oldest = await self._reserve_script(
             keys=[f"{self._prefix}:w:{name}:at", f"{self._prefix}:w:{name}:amount"],
-            args=[limit, seconds, amount, handle, time.time()],
+            args=[limit, seconds, amount, handle, now],
         )
         held = int(held)
-        reset = 0 if held < limit else _reset(float(oldest), seconds, time.time())
+        reset = 0 if held < limit else _reset(float(oldest), seconds, now)
         window = Window(bool(allowed), limit, max(0, limit - held), reset)
         return window, handle if allowed else None
 
@@ -130,8 +130,7 @@ class RedisWindows:
         return None
 
     async def close(self) -> None:
-        # limits has no close of its own; its redis-py client is the bridge's.
-        await self._storage.bridge.storage.aclose()  # type: ignore[attr-defined]
+        await self._client.aclose()  # limits has no close of its own
 
 
 # KEYS: the window's sorted set (reservation -> time) and hash (reservation -> amount).
@@ -175,11 +174,10 @@ def _lock_id(name: str) -> int:
 
 _ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:id)")
 _FORGET = delete(RateHit).where(RateHit.name == bindparam("name"), RateHit.at <= bindparam("before"))
-_COUNT = select(func.count(), func.min(RateHit.at)).where(RateHit.name == bindparam("name"))
-_ADD = insert(RateHit).values(name=bindparam("name"), at=bindparam("at"))
 _HELD = select(func.coalesce(func.sum(RateHit.amount), 0), func.min(RateHit.at)).where(
     RateHit.name == bindparam("name")
 )
+_HELD_SINCE = _HELD.where(RateHit.at > bindparam("after"))
 _ADD_AMOUNT = (
     insert(RateHit)
     .values(name=bindparam("name"), at=bindparam("at"), amount=bindparam("amount"))
@@ -207,19 +205,13 @@ class DatabaseWindows:
         return now
 
     async def hit(self, name: str, limit: int, seconds: int) -> Window:
-        # Core on one connection, not the ORM: this runs on every limited query.
-        async with self._db.engine.begin() as connection:
-            now = await self._lock(connection, name, seconds)
-            count, oldest = (await connection.execute(_COUNT, {"name": name})).one()
-            count = int(count)
-            if count >= limit:
-                return Window(False, limit, 0, _reset(float(oldest), seconds, now))
-            await connection.execute(_ADD, {"name": name, "at": now})
-        remaining = limit - count - 1
-        reset = 0 if remaining > 0 else _reset(float(oldest) if count else now, seconds, now)
-        return Window(True, limit, remaining, reset)
+        # A hit is a reservation of 1 that stays: with every amount 1, "holds fewer than the limit" and
+        # "holds nothing, or room for one more" are the same test.
+        window, _ = await self.reserve(name, limit, seconds, 1)
+        return window
 
     async def reserve(self, name: str, limit: int, seconds: int, amount: int) -> tuple[Window, str | None]:
+        # Core on one connection, not the ORM: this runs on every limited query.
         async with self._db.engine.begin() as connection:
             now = await self._lock(connection, name, seconds)
             held, oldest = (await connection.execute(_HELD, {"name": name})).one()
@@ -237,17 +229,13 @@ class DatabaseWindows:
 
     async def peek(self, name: str, limit: int, seconds: int) -> Window:
         now = self._now()
-        async with self._db.session() as session:
-            count, oldest = (
-                await session.execute(
-                    select(func.count(), func.min(RateHit.at)).where(
-                        RateHit.name == name, RateHit.at > now - seconds
-                    )
-                )
+        async with self._db.engine.connect() as connection:
+            held, oldest = (
+                await connection.execute(_HELD_SINCE, {"name": name, "after": now - seconds})
             ).one()
-        count = int(count)
-        if count < limit:
-            return Window(True, limit, limit - count, 0)
+        held = int(held)
+        if held < limit:
+            return Window(True, limit, limit - held, 0)
         return Window(False, limit, 0, _reset(float(oldest), seconds, now))
 
     async def purge(self) -> None:

@@ -20,7 +20,7 @@ from agentic_backend.monitoring.timeslice import TimeSlice
 
 CONTENT_TYPE_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 CONTENT_TYPE_OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
-CHUNK_SERIES = 100  # about 0.05 ms of formatting (and compressing) between two yields to the event loop
+CHUNK_SERIES = 100  # series formatted per chunk (the stream yields to the event loop by time, timeslice.py)
 # ... and at most about this much text per chunk, so that a few very large series (custom histograms with
 # long labels: up to ~700 KB each) never make one chunk, and its copies, hundreds of megabytes.
 CHUNK_BYTES = 256 * 1024

@@ -26,7 +26,6 @@ from agentic_backend.monitoring.storage import PAGE_SLOTS, Slot
 Entry = tuple[str, tuple[str, ...], Slot]  # a worker's series: metric name, label values, where it lives
 Key = tuple[str, tuple[str, ...]]
 Gather = Callable[[Sequence[float]], Sequence[float]]
-_NO_VALUE = float("-inf")  # the start of a MAX series, below anything a worker reports
 _PIECE = 16_384  # values gathered in one C call: a few hundred microseconds between two yields
 
 
@@ -56,7 +55,7 @@ class MergePlan:
     archive: list[float]  # the archive's values, concatenated after the workers' pages
     # Summed series, laid out first, by piece: per contributor rank, the gather of its values.
     sums: list[list[Gather]]
-    maxima: list[tuple[int, list[int]]]  # MAX series after them: (destination, sources)
+    maxima: list[list[int]]  # MAX series, laid out after them in this order: each one's sources
 
     def merge(self, sources: list[float]) -> Generator[None, None, list[float]]:
         """The merged values from ``sources``: the workers' pages in ``pages`` order, then the archive
@@ -70,8 +69,8 @@ class MergePlan:
                 total = map(add, total, gather(sources))
             values.extend(total)
             yield
-        for _destination, contributors in self.maxima:
-            values.append(max((sources[i] for i in contributors), default=0.0))
+        for contributors in self.maxima:
+            values.append(max(sources[i] for i in contributors))  # a series has at least one source
         return values
 
     def snapshot(self, values: list[float]) -> Snapshot:
@@ -159,9 +158,6 @@ def build_plan(
                 ranks = [[] for _ in range(count)]
         if ranks[0]:
             sums.append([_gather(rank) for rank in ranks])
-    maxima_plan = []
-    for series, firsts in maxima:
-        series.slot = Slot(0, position)
-        maxima_plan.append((position, firsts))
-        position += 1
-    return MergePlan(signature, families, pages, archived, sums, maxima_plan)
+    for offset, (series, _) in enumerate(maxima, start=position):
+        series.slot = Slot(0, offset)
+    return MergePlan(signature, families, pages, archived, sums, [firsts for _, firsts in maxima])
