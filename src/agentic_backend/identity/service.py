@@ -20,16 +20,8 @@ ADMIN_KEY_NAME = "admin"
 
 
 def _public(row: ApiKey) -> ApiKeyPublic:
-    return ApiKeyPublic(
-        id=row.id,
-        name=row.name,
-        role=row.role,
-        monthly_budget_dollars=row.monthly_budget_dollars,
-        rpm_limit=row.rpm_limit,
-        tpm_limit=row.tpm_limit,
-        created_at=row.created_at,
-        revoked_at=row.revoked_at,
-    )
+    # Field by field from the row's attributes: a column added to both cannot be left out here.
+    return ApiKeyPublic.model_validate(row, from_attributes=True)
 
 
 class KeyService:
