@@ -114,7 +114,7 @@ def python_heap(shape: Any) -> int:
 
     from agentic_backend.core.config import Settings
     from agentic_backend.core.errors import AppError
-    from agentic_backend.monitoring.schemas import CustomMetricRecord
+    from agentic_backend.monitoring.schemas import parse_record
     from agentic_backend.monitoring.service import Telemetry
 
     telemetry = Telemetry(Settings())
@@ -123,7 +123,7 @@ def python_heap(shape: Any) -> int:
     try:
         for i in range(1_000_000):
             try:
-                telemetry.custom.record([CustomMetricRecord.model_validate(shape(i))])
+                telemetry.custom.record([parse_record(shape(i))])
             except AppError:
                 break
         held, _ = tracemalloc.get_traced_memory()

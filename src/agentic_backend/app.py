@@ -10,6 +10,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy import text
@@ -38,13 +39,25 @@ from agentic_backend.llm.factory import build_providers
 from agentic_backend.monitoring.health import HealthCheck, metrics_checks
 from agentic_backend.monitoring.middleware import HttpMetricsMiddleware
 from agentic_backend.monitoring.router import router as monitoring_router
-from agentic_backend.monitoring.schemas import ComponentHealth, CustomMetricRecord
+from agentic_backend.monitoring.schemas import ComponentHealth, CustomMetricRecord, publish_record_schema
 from agentic_backend.monitoring.service import Telemetry
 from agentic_backend.sessions.router import router as sessions_router
 from agentic_backend.sessions.service import SessionService
 
 logger = logging.getLogger(__name__)
 _PURGE_INTERVAL = 300.0
+
+
+def _refine_openapi(schema: dict[str, Any], settings: Settings, agent_types: list[str]) -> None:
+    """What only this configuration knows: the custom metrics' caps and the agent types there are."""
+    publish_record_schema(
+        schema, max_labels=settings.custom_metrics_max_labels, max_batch=settings.custom_metrics_max_batch
+    )
+    for path in schema["paths"].values():
+        for operation in path.values():
+            for parameter in operation.get("parameters", []):
+                if parameter["name"] == "agent_type" and parameter["in"] == "path":
+                    parameter["schema"]["enum"] = agent_types
 
 
 def _database_check(database: Database) -> HealthCheck:
@@ -185,7 +198,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         *metrics_checks(telemetry, settings.custom_metrics_max_series_total),
     ]
     install_error_handlers(app)
-    app.openapi = lambda: contract_openapi(app, {"CustomMetricRecord": CustomMetricRecord})  # type: ignore[method-assign]
+    app.openapi = lambda: contract_openapi(  # type: ignore[method-assign]
+        app,
+        {"CustomMetricRecord": CustomMetricRecord},
+        lambda schema: _refine_openapi(schema, settings, sorted(agents.agents)),
+    )
 
     @app.get("/", tags=["service"])
     async def index() -> dict[str, str]:

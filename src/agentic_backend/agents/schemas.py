@@ -2,21 +2,34 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# A character that is not whitespace, spelt out: `\S` differs between Python (which counts \x1c-\x1f and
+# \x85 as space) and the ECMA-262 regexes of JSON Schema (\ufeff), and the published pattern must say
+# exactly what the service refuses. The set is Python's str.isspace().
+_NOT_BLANK = re.compile(
+    r"[^\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+)
 
 
 class QueryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    query: str = Field(min_length=1, max_length=20_000, description="What to ask the agent.")
+    query: str = Field(
+        min_length=1,
+        max_length=20_000,
+        description="What to ask the agent (not blank).",
+        json_schema_extra={"pattern": _NOT_BLANK.pattern},
+    )
     session_id: uuid.UUID | None = Field(default=None, description="A session to continue (gives history).")
 
     @field_validator("query")
     @classmethod
     def _not_blank(cls, value: str) -> str:
-        if not value.strip():
+        if not _NOT_BLANK.search(value):
             raise ValueError("the query must not be blank")
         return value
 

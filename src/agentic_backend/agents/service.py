@@ -20,7 +20,7 @@ from agentic_backend.billing.ratelimit import Windows
 from agentic_backend.cache.service import ResponseCache, cache_key
 from agentic_backend.core.clock import Clock
 from agentic_backend.core.db import Write
-from agentic_backend.core.errors import ServiceUnavailable
+from agentic_backend.core.errors import AppError, ServiceUnavailable
 from agentic_backend.identity.schemas import Principal
 from agentic_backend.llm.base import Completion, Message, Provider, ProviderError, ToolSpec
 from agentic_backend.monitoring.catalogue import BuiltinMetrics
@@ -137,6 +137,10 @@ class AgentService:
             raise
         except ProviderError as exc:
             status, error_kind = "error", exc.kind
+            raise
+        except AppError as exc:
+            # A client's mistake (a session that is not there or not the key's) is refused, not failed.
+            status, error_kind = ("rejected", None) if exc.status_code < 500 else ("error", "internal")
             raise
         except Exception:
             status, error_kind = "error", "internal"

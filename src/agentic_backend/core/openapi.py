@@ -13,6 +13,7 @@ service to it with schemathesis.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -59,7 +60,9 @@ def _add_components(schema: dict[str, Any], extra: dict[str, Any]) -> None:
         components[name] = generated
 
 
-def contract_openapi(app: FastAPI, extra_schemas: dict[str, Any]) -> dict[str, Any]:
+def contract_openapi(
+    app: FastAPI, extra_schemas: dict[str, Any], refine: Callable[[dict[str, Any]], None] | None = None
+) -> dict[str, Any]:
     if app.openapi_schema is not None:
         return app.openapi_schema
     schema = get_openapi(
@@ -85,6 +88,8 @@ def contract_openapi(app: FastAPI, extra_schemas: dict[str, Any]) -> dict[str, A
         for method, operation in operations.items():
             _complete(path, method, operation)
     _link(schema)
+    if refine is not None:
+        refine(schema)
     app.openapi_schema = schema
     return schema
 

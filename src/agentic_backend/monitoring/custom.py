@@ -35,12 +35,15 @@ from agentic_backend.monitoring.metrics import (
     sample_lines,
 )
 from agentic_backend.monitoring.multiprocess import file_lock
-from agentic_backend.monitoring.naming import label_problem, lint_problem, occupied_names
+from agentic_backend.monitoring.naming import label_problem, lint_problem, occupied_names, reserved_problem
 from agentic_backend.monitoring.registry import Registry, Snapshot
 from agentic_backend.monitoring.schemas import (
+    MAX_LABEL_VALUE,
+    CounterRecord,
     CustomMetricRecord,
-    CustomMetricType,
     GaugeOperation,
+    GaugeRecord,
+    HistogramRecord,
     RecordedMetric,
 )
 from agentic_backend.monitoring.storage import Journal, LocalPages, MmapPages, PageStore, Slot
@@ -55,12 +58,8 @@ FAMILY_OVERHEAD_BYTES = 1024
 VALUE_BYTES = 25
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-_MAX_LABEL_VALUE = 1024
 # prometheus_client's defaults: web-request latencies from 5 ms to 10 s.
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
-# Series Prometheus adds to every target, and prefixes it or this service owns.
-_RESERVED_NAMES = frozenset({"up"})
-_RESERVED_PREFIXES = ("scrape_", "agentic_backend_", "__")
 
 
 def series_cost(spec: MetricSpec, labels: tuple[str, ...]) -> int:
@@ -220,19 +219,13 @@ class CustomMetrics:
                 "a metric name must match [a-zA-Z_:][a-zA-Z0-9_:]* (letters, digits, '_' and ':', "
                 "not starting with a digit)."
             )
-        if name in _RESERVED_NAMES or name.startswith(_RESERVED_PREFIXES):
-            raise MetricConflict(
-                f"the name is reserved (names 'up', and starting with {', '.join(_RESERVED_PREFIXES)}); "
-                "choose another name."
-            )
+        reserved = reserved_problem(name)
+        if reserved is not None:
+            raise MetricConflict(reserved)
         if kind is MetricType.COUNTER and not name.endswith("_total"):
             raise InvalidMetric(f"a counter's name must end in _total; use {name}_total.")
         if kind is not MetricType.COUNTER and name.endswith("_total"):
             raise InvalidMetric(f"only counters end in _total; this is a {kind.value}, rename it.")
-        if kind is not MetricType.HISTOGRAM and record.buckets is not None:
-            raise InvalidMetric("'buckets' applies to histograms only.")
-        if kind is not MetricType.GAUGE and record.operation is not None:
-            raise InvalidMetric("'operation' applies to gauges only (counters add, histograms observe).")
 
         existing = self.registry.spec(name) or pending.get(name)
         labelnames = tuple(sorted(record.labels))
@@ -247,7 +240,7 @@ class CustomMetrics:
                 kind,
                 " ".join((record.help or "").split()) or f"Custom metric {name}.",
                 labelnames,
-                _check_buckets(record.buckets) if kind is MetricType.HISTOGRAM else (),
+                _check_buckets(record.buckets) if isinstance(record, HistogramRecord) else (),
             )
             clashes = sorted(
                 n
@@ -276,7 +269,8 @@ class CustomMetrics:
                 f"{name} has labels {list(existing.labelnames)}; every record must give exactly those "
                 f"(this one gave {list(labelnames)})."
             )
-        if record.buckets is not None and _check_buckets(record.buckets) != existing.buckets:
+        buckets = record.buckets if isinstance(record, HistogramRecord) else None
+        if buckets is not None and _check_buckets(buckets) != existing.buckets:
             raise MetricConflict(
                 f"{name} has buckets {list(existing.buckets)}; omit 'buckets' or give the same ones."
             )
@@ -294,9 +288,9 @@ class CustomMetrics:
             problem = label_problem(name)
             if problem is not None:
                 raise InvalidMetric(f"label name {name!r}: {problem}; rename it.")
-            if len(value) > _MAX_LABEL_VALUE:
+            if len(value) > MAX_LABEL_VALUE:
                 raise InvalidMetric(
-                    f"label {name}'s value is {len(value)} characters long; at most {_MAX_LABEL_VALUE}."
+                    f"label {name}'s value is {len(value)} characters long; at most {MAX_LABEL_VALUE}."
                 )
             try:
                 value.encode("utf-8")
@@ -323,9 +317,10 @@ class CustomMetrics:
             series.observe(record.value)
             result.count, result.sum = series.count(), series.sum()
             return result
-        if record.metric_type is CustomMetricType.COUNTER or record.operation is GaugeOperation.INC:
+        operation = record.operation if isinstance(record, GaugeRecord) else GaugeOperation.INC
+        if operation is GaugeOperation.INC:
             series.inc(record.value)
-        elif record.operation is GaugeOperation.DEC:
+        elif operation is GaugeOperation.DEC:
             series.dec(record.value)
         else:
             series.set(record.value)
@@ -334,11 +329,12 @@ class CustomMetrics:
 
 
 def _check_value(record: CustomMetricRecord) -> None:
+    # The models refuse these too (with pydantic's words); these sentences say what to do instead.
     if not math.isfinite(record.value):
         raise InvalidMetric("the value must be a finite number (not NaN or infinite).")
-    if record.metric_type is CustomMetricType.COUNTER and record.value < 0:
+    if isinstance(record, CounterRecord) and record.value < 0:
         raise InvalidMetric("a counter only goes up: the increment must be >= 0 (use a gauge to go down).")
-    if record.metric_type is CustomMetricType.HISTOGRAM and record.value < 0:
+    if isinstance(record, HistogramRecord) and record.value < 0:
         # OpenMetrics requires a histogram's _sum to be counter-like, so observations cannot be negative.
         raise InvalidMetric("histogram observations must be >= 0 (use a gauge for signed values).")
 
@@ -350,8 +346,9 @@ def _check_buckets(buckets: list[float] | None) -> tuple[float, ...]:
         raise InvalidMetric("'buckets' must list at least one upper bound.")
     if not all(math.isfinite(b) for b in buckets):
         raise InvalidMetric("bucket bounds must be finite (+Inf is always added).")
-    if any(a >= b for a, b in itertools.pairwise(buckets)):
-        raise InvalidMetric("bucket bounds must be strictly increasing, each given once.")
+    buckets = sorted(buckets)
+    if any(a == b for a, b in itertools.pairwise(buckets)):
+        raise InvalidMetric("each bucket bound must be given once.")
     if buckets[0] < 0:
         # Observations are >= 0 (OpenMetrics: a histogram with negative buckets has no _sum), so a
         # negative bound could only ever hold nothing.

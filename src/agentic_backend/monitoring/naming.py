@@ -18,6 +18,9 @@ break any of them is refused with a sentence saying what to change.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+
+from pydantic.config import JsonDict, JsonValue
 
 from agentic_backend.monitoring.metrics import MetricSpec, MetricType
 
@@ -28,6 +31,10 @@ _OPENMETRICS_SUFFIXES = {
     MetricType.HISTOGRAM: ("", "_count", "_sum", "_bucket", "_created"),
 }
 _CAMEL_CASE = re.compile(r"[a-z][A-Z]")
+# Series Prometheus adds to every target, and prefixes it or this service owns.
+RESERVED_NAMES = frozenset({"up"})
+RESERVED_PREFIXES = ("scrape_", "agentic_backend_", "__")
+_RESERVED_LABELS = ("le", "quantile")
 _TYPE_WORDS = ("counter", "gauge", "summary", "histogram", "gauge_histogram")  # dto.MetricType, not untyped
 _UNIT_ABBREVIATIONS = ("s", "ms", "us", "ns", "sec", "b", "kb", "mb", "gb", "tb", "pb", "m", "h", "d")
 _BASE_UNITS = {
@@ -73,6 +80,9 @@ def _has_word(name: str, word: str) -> bool:
 
 
 def _unit_problem(name: str) -> str | None:
+    # Every word is checked, where promlint stops at the first unit it meets: a name with any unit that is
+    # not a base unit is refused, which is stricter than promtool and exactly what the published JSON
+    # Schema says (a pattern cannot say "the first unit word").
     for part in name.split("_"):
         base = _BASE_UNITS.get(part)
         if base is None:
@@ -84,8 +94,8 @@ def _unit_problem(name: str) -> str | None:
                 ),
                 None,
             )
-        if base is not None:
-            return None if part == base else f"use the base unit '{base}' instead of '{part}'"
+        if base is not None and part != base:
+            return f"use the base unit '{base}' instead of '{part}'"
     return None
 
 
@@ -114,14 +124,74 @@ def lint_problem(name: str, kind: MetricType) -> str | None:
     return None
 
 
+def reserved_problem(name: str) -> str | None:
+    """Why a metric name belongs to Prometheus or the service, or None."""
+    if name in RESERVED_NAMES or name.startswith(RESERVED_PREFIXES):
+        return (
+            f"the name is reserved (names {', '.join(repr(n) for n in sorted(RESERVED_NAMES))}, and "
+            f"starting with {', '.join(RESERVED_PREFIXES)}); choose another name."
+        )
+    return None
+
+
 def label_problem(label: str) -> str | None:
     """What makes a label name unusable on a custom metric (of any of its types), or None."""
     if label.startswith("__"):
         return "names starting with '__' are reserved for Prometheus itself"
-    if label == "le":
+    if label == _RESERVED_LABELS[0]:
         return "'le' is reserved for histogram buckets"
-    if label == "quantile":
+    if label == _RESERVED_LABELS[1]:
         return "'quantile' is reserved for summaries"
     if _CAMEL_CASE.search(label):
         return "write label names in snake_case, not camelCase"
     return None
+
+
+# -- the same rules as JSON Schema, for the OpenAPI document -------------------------------------------
+# Built from the constants above, so the published schema and the checks cannot drift apart:
+# tests/integration/test_contract.py has schemathesis send schema-valid records and expect them accepted,
+# and schema-invalid ones and expect them refused.
+
+
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in word)
+
+
+def _words(words: Iterable[str], *, any_case: bool) -> str:
+    return "|".join(_any_case(w) if any_case else re.escape(w) for w in sorted(words, key=len, reverse=True))
+
+
+def metric_name_schema(kind: MetricType) -> JsonDict:
+    """The JSON Schema of a custom metric's name of type ``kind``: every rule ``lint_problem``,
+    ``reserved_problem`` and the grammar apply (a name's clash with an existing metric is a 409, not a
+    schema matter)."""
+    non_base = [u for u, base in _BASE_UNITS.items() if u != base]
+    prefixed = [p + u for p in _UNIT_PREFIXES for u in _BASE_UNITS]
+    refused: list[JsonValue] = [
+        {"pattern": "^(" + "|".join(re.escape(n) + "$" for n in sorted(RESERVED_NAMES)) + "|"
+         + _words(RESERVED_PREFIXES, any_case=False) + ")"},
+        {"pattern": _CAMEL_CASE.pattern},
+        {"pattern": f"_({_words(_TYPE_WORDS, any_case=True)})(_|$)"},
+        {"pattern": f"_({_words(_UNIT_ABBREVIATIONS, any_case=True)})(_|$)"},
+        {"pattern": f"(^|_)({_words(non_base + prefixed, any_case=False)})(_|$)"},
+    ]  # fmt: skip
+    if kind is not MetricType.COUNTER:
+        refused.append({"pattern": "_total$"})
+    if kind is not MetricType.HISTOGRAM:
+        refused.append({"pattern": "(_bucket|_count|_sum)$"})
+    grammar = "^[a-zA-Z_][a-zA-Z0-9_]*_total$" if kind is MetricType.COUNTER else "^[a-zA-Z_][a-zA-Z0-9_]*$"
+    return {"pattern": grammar, "not": {"anyOf": refused}}
+
+
+def label_name_schema() -> JsonDict:
+    """The JSON Schema of a custom metric's label name: ``label_problem`` and the grammar."""
+    return {
+        "pattern": "^[a-zA-Z_][a-zA-Z0-9_]*$",
+        "not": {
+            "anyOf": [
+                {"pattern": "^__"},
+                {"pattern": "^(" + "|".join(_RESERVED_LABELS) + ")$"},
+                {"pattern": _CAMEL_CASE.pattern},
+            ]
+        },
+    }

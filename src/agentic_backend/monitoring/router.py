@@ -7,7 +7,7 @@ import json
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from agentic_backend import __version__
 from agentic_backend.core.deps import SettingsDep
@@ -24,8 +24,10 @@ from agentic_backend.monitoring.health import HealthCheck, overall
 from agentic_backend.monitoring.schemas import (
     ComponentHealth,
     CustomMetricRecord,
+    CustomMetricType,
     HealthResponse,
     RecordResponse,
+    parse_record,
 )
 from agentic_backend.monitoring.summary import KeySpend, MonitoringSummary, build_summary
 
@@ -33,7 +35,7 @@ from agentic_backend.monitoring.summary import KeySpend, MonitoringSummary, buil
 router = APIRouter(prefix="/api/v1/monitoring", tags=["monitoring"])
 
 _HEALTH_CHECK_TIMEOUT = 2.0
-_record_adapter = TypeAdapter(CustomMetricRecord)
+_RECORD_TYPES = frozenset(t.value for t in CustomMetricType)
 
 
 def _accepts_gzip(header: str) -> bool:
@@ -128,10 +130,21 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
+_ONLY_FOR = {
+    "operation": "'operation' applies to gauges only (counters add, histograms observe).",
+    "buckets": "'buckets' applies to histograms only.",
+}
+
+
 def _validation_message(exc: ValidationError) -> str:
     problems = []
     for err in exc.errors(include_url=False):
-        location = ".".join(str(p) for p in err["loc"]) or "record"
+        # The first location is the record's type (the union's tag): say the field alone.
+        loc = err["loc"][1:] if err["loc"] and err["loc"][0] in _RECORD_TYPES else err["loc"]
+        if err["type"] == "extra_forbidden" and loc and loc[-1] in _ONLY_FOR:
+            problems.append(_ONLY_FOR[str(loc[-1])])
+            continue
+        location = ".".join(str(p) for p in loc) or "record"
         problems.append(f"{location}: {err['msg']}")
     return "; ".join(problems)
 
@@ -149,7 +162,7 @@ def _parse_records(data: object, max_batch: int) -> list[CustomMetricRecord]:
     records = []
     for index, item in enumerate(items):
         try:
-            records.append(_record_adapter.validate_python(item))
+            records.append(parse_record(item))
         except ValidationError as exc:
             where = f"record {index}: " if isinstance(data, list) else ""
             raise InvalidMetric(f"{where}{_validation_message(exc)}") from None

@@ -121,6 +121,16 @@ async def test_sessions_carry_history_into_the_next_query(admin: httpx.AsyncClie
     assert [m["role"] for m in history] == ["user", "assistant", "user", "assistant"]
 
 
+async def test_a_query_in_a_session_that_is_not_there_is_refused_not_failed(admin: httpx.AsyncClient) -> None:
+    missing = "00000000-0000-4000-8000-000000000000"
+    response = await admin.post(f"{AGENTS}/assistant/query", json={"query": "hi", "session_id": missing})
+    assert response.status_code == 404, response.text
+    assert await metric_sum(admin, "agent_queries_total", agent_type="assistant", status="rejected") == 1
+    assert await metric_sum(admin, "agent_queries_total", status="error") == 0
+    records = (await admin.get("/api/v1/usage")).json()["records"]
+    assert [(r["status"], r["error_kind"]) for r in records] == [("rejected", None)]
+
+
 async def test_the_step_limit_stops_the_loop(admin: httpx.AsyncClient) -> None:
     response = (await admin.post(f"{AGENTS}/hasty/query", json={"query": "what is 6*7"})).json()
     assert response["stop_reason"] == "step_limit"

@@ -11,7 +11,7 @@ from agentic_backend.core.config import Settings
 from agentic_backend.monitoring.custom import series_cost
 from agentic_backend.monitoring.errors import SeriesLimitExceeded
 from agentic_backend.monitoring.exposition import render
-from agentic_backend.monitoring.schemas import CustomMetricRecord
+from agentic_backend.monitoring.schemas import CustomMetricRecord, parse_record
 from agentic_backend.monitoring.service import Telemetry
 
 BUDGET = 256 * 1024
@@ -22,10 +22,10 @@ def widest(i: int, *, histogram: bool) -> CustomMetricRecord:
     labels = {f"label_{n}": f"{i:06d}" + "x" * 1018 for n in range(10)}
     if histogram:
         buckets = [float(b) for b in range(1, 65)]
-        return CustomMetricRecord(
-            metric_type="histogram", name="wide", value=1, labels=labels, buckets=buckets
+        return parse_record(
+            dict(metric_type="histogram", name="wide", value=1, labels=labels, buckets=buckets)
         )
-    return CustomMetricRecord(metric_type="gauge", name="wide_level", value=1, labels=labels)
+    return parse_record(dict(metric_type="gauge", name="wide_level", value=1, labels=labels))
 
 
 def custom_bytes(telemetry: Telemetry) -> int:

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from agentic_backend.core.config import Settings
 from agentic_backend.core.errors import AppError
 from agentic_backend.monitoring.exposition import render
-from agentic_backend.monitoring.schemas import CustomMetricRecord
+from agentic_backend.monitoring.schemas import parse_record
 from agentic_backend.monitoring.service import Telemetry
 from tests.integration.harness import require_binary
 from tests.unit.monitoring.helpers import parse_openmetrics, parse_text
@@ -93,9 +93,9 @@ def record_all(telemetry: Telemetry, batch: list[dict[str, Any]]) -> list[str | 
     outcomes: list[str | None] = []
     for item in batch:
         try:
-            telemetry.custom.record([CustomMetricRecord.model_validate(item)])
-        except ValidationError as exc:
-            outcomes.append(str(exc))
+            telemetry.custom.record([parse_record(item)])
+        except ValidationError as exc:  # refused by the record's model (the router makes it a 422)
+            outcomes.append(f"model: {exc}")
         except AppError as exc:
             outcomes.append(f"{exc.status_code} {exc.detail}")
         else:
@@ -161,10 +161,13 @@ EXAMPLES: list[tuple[list[dict[str, Any]], list[bool]]] = [
     ([{"metric_type": "gauge", "name": "http_requests", "value": 1}], [R]),
     ([{"metric_type": "gauge", "name": "http_requests_created", "value": 1}], [R]),
     ([{"metric_type": "gauge", "name": "agent_query_duration_seconds_created", "value": 1}], [R]),
-    # Bucket edges: negative (OpenMetrics forbids _sum then), unordered, duplicated.
+    # Bucket edges: negative (OpenMetrics forbids _sum then), duplicated (also as 0 and -0); unordered
+    # ones are sorted (JSON Schema can say "each once" but not "in order", and the published schema is
+    # exact).
     ([{"metric_type": "histogram", "name": "delta", "value": 1, "buckets": [-1, 0, 1]}], [R]),
-    ([{"metric_type": "histogram", "name": "delta", "value": 1, "buckets": [2, 1]}], [R]),
     ([{"metric_type": "histogram", "name": "delta", "value": 1, "buckets": [1, 1]}], [R]),
+    ([{"metric_type": "histogram", "name": "delta", "value": 1, "buckets": [0, -0.0]}], [R]),
+    ([{"metric_type": "histogram", "name": "delta", "value": 1, "buckets": [2, 1]}], [A]),
     ([{"metric_type": "histogram", "name": "tiny", "value": 1e-6, "buckets": [1e-5, 1e22]}], [A]),
     # Reserved label names per type, and names promtool's linter refuses.
     ([{"metric_type": "gauge", "name": "depth", "value": 1, "labels": {"le": "1"}}], [R]),

@@ -15,7 +15,7 @@ import pytest
 from agentic_backend.core.config import Settings
 from agentic_backend.monitoring.errors import MetricConflict
 from agentic_backend.monitoring.exposition import render
-from agentic_backend.monitoring.schemas import CustomMetricRecord
+from agentic_backend.monitoring.schemas import parse_record
 from agentic_backend.monitoring.service import Telemetry
 from tests.unit.monitoring.helpers import value
 
@@ -24,7 +24,7 @@ WORKER = textwrap.dedent(
     import sys
     from pathlib import Path
     from agentic_backend.core.config import Settings
-    from agentic_backend.monitoring.schemas import CustomMetricRecord
+    from agentic_backend.monitoring.schemas import parse_record
     from agentic_backend.monitoring.service import Telemetry
 
     telemetry = Telemetry(Settings(metrics_multiprocess_dir=Path(sys.argv[1])))
@@ -37,7 +37,7 @@ WORKER = textwrap.dedent(
         telemetry.metrics.http_duration.labels("GET", "/x").observe(0.01)
     telemetry.metrics.active_requests.labels().set(5)
     telemetry.metrics.active_sessions.labels().set(3)  # stale: only the answering worker's count is used
-    telemetry.custom.record([CustomMetricRecord(metric_type="counter", name="jobs_total", value=1, labels={})])
+    telemetry.custom.record([parse_record(dict(metric_type="counter", name="jobs_total", value=1, labels={}))])
     print("ready", flush=True)
     sys.stdin.readline()
     """
@@ -126,18 +126,18 @@ def test_custom_metric_rules_hold_across_workers(tmp_path: Path) -> None:
     folder = tmp_path / "metrics"
     first = Telemetry(Settings(metrics_multiprocess_dir=folder))
     second = Telemetry(Settings(metrics_multiprocess_dir=folder))
-    first.custom.record([CustomMetricRecord(metric_type="gauge", name="depth", value=3, labels={"q": "a"})])
+    first.custom.record([parse_record(dict(metric_type="gauge", name="depth", value=3, labels={"q": "a"}))])
     second.custom.record(
-        [CustomMetricRecord(metric_type="gauge", name="depth", value=2, operation="inc", labels={"q": "a"})]
+        [parse_record(dict(metric_type="gauge", name="depth", value=2, operation="inc", labels={"q": "a"}))]
     )
     assert value(render(first.snapshot()), "depth", q="a") == 5
     with pytest.raises(MetricConflict):
         second.custom.record(
-            [CustomMetricRecord(metric_type="counter", name="depth_total", value=1, labels={})]
+            [parse_record(dict(metric_type="counter", name="depth_total", value=1, labels={}))]
         )
     with pytest.raises(MetricConflict):
         second.custom.record(
-            [CustomMetricRecord(metric_type="histogram", name="depth", value=1, labels={"q": "a"})]
+            [parse_record(dict(metric_type="histogram", name="depth", value=1, labels={"q": "a"}))]
         )
     first.close()
     second.close()
