@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic.config import JsonDict
 
 from agentic_backend.monitoring.metrics import MetricType
 from agentic_backend.monitoring.naming import label_name_schema, metric_name_schema
@@ -27,6 +28,13 @@ class GaugeOperation(StrEnum):
 
 
 _LARGEST = sys.float_info.max  # JSON numbers past it read as infinity, which no metric takes
+
+
+def _value(description: str, *, signed: bool) -> Any:
+    # The bounds are published, and checked by monitoring/custom.py, whose sentences say what to do
+    # instead (a counter that should go down is a gauge) where pydantic's would only say "greater than".
+    bounds: JsonDict = {"minimum": -_LARGEST if signed else 0, "maximum": _LARGEST}
+    return Field(strict=True, description=description, json_schema_extra=bounds)
 
 
 def _name(kind: MetricType, description: str) -> Any:
@@ -75,7 +83,7 @@ class CounterRecord(_Record):
 
     metric_type: Literal[CustomMetricType.COUNTER]
     name: str = _name(MetricType.COUNTER, "A Prometheus metric name ending in _total.")
-    value: float = Field(strict=True, allow_inf_nan=False, ge=0, le=_LARGEST, description="The increment.")
+    value: float = _value("The increment.", signed=False)
 
 
 class GaugeRecord(_Record):
@@ -89,13 +97,7 @@ class GaugeRecord(_Record):
 
     metric_type: Literal[CustomMetricType.GAUGE]
     name: str = _name(MetricType.GAUGE, "A Prometheus metric name (not ending in _total).")
-    value: float = Field(
-        strict=True,
-        allow_inf_nan=False,
-        ge=-_LARGEST,
-        le=_LARGEST,
-        description="The value to set, or to add or subtract with 'operation'.",
-    )
+    value: float = _value("The value to set, or to add or subtract with 'operation'.", signed=True)
     operation: GaugeOperation | None = Field(default=None, description="set (the default), inc or dec.")
 
 
@@ -117,15 +119,18 @@ class HistogramRecord(_Record):
 
     metric_type: Literal[CustomMetricType.HISTOGRAM]
     name: str = _name(MetricType.HISTOGRAM, "A Prometheus metric name (not ending in _total).")
-    value: float = Field(strict=True, allow_inf_nan=False, ge=0, le=_LARGEST, description="The observation.")
-    buckets: list[Annotated[float, Field(ge=0, le=_LARGEST, allow_inf_nan=False)]] | None = Field(
+    value: float = _value("The observation.", signed=False)
+    buckets: list[float] | None = Field(
         default=None,
         strict=True,
         min_length=1,
         max_length=64,
         description="Upper bounds, each once, in any order (+Inf is always added). Fixed by the first "
         "record.",
-        json_schema_extra={"uniqueItems": True},
+        json_schema_extra={
+            "uniqueItems": True,
+            "items": {"type": "number", "minimum": 0, "maximum": _LARGEST},
+        },
     )
 
 
