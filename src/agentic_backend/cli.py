@@ -171,6 +171,9 @@ def sim_llm(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8100,
     latency_ms: Annotated[float, typer.Option(help="Simulated latency per call.")] = 0.0,
     failure_rate: Annotated[float, typer.Option(min=0, max=1, help="Share of calls that fail (500).")] = 0.0,
+    tokens_per_second: Annotated[
+        float, typer.Option(min=0, help="How fast streamed answers come (0: at once).")
+    ] = 0.0,
 ) -> None:
     """Serve the sim provider over HTTP in OpenAI's and Anthropic's wire formats (/v1/chat/completions,
     /v1/messages): point AGENTIC_OPENAI_BASE_URL at http://HOST:PORT/v1 or AGENTIC_ANTHROPIC_BASE_URL at
@@ -178,7 +181,8 @@ def sim_llm(
     from agentic_backend.llm.sim import SimProvider
     from agentic_backend.llm.sim_server import create_sim_server
 
-    server = create_sim_server(SimProvider(latency_ms=latency_ms, failure_rate=failure_rate))
+    sim = SimProvider(latency_ms=latency_ms, failure_rate=failure_rate, tokens_per_second=tokens_per_second)
+    server = create_sim_server(sim)
     uvicorn.run(server, host=host, port=port, access_log=False, log_level="warning")
 
 

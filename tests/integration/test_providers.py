@@ -7,12 +7,14 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from agentic_backend.agents.registry import BUILTIN
 from agentic_backend.agents.runtime import run_agent
+from agentic_backend.agents.tools import TOOLS
 from agentic_backend.llm.anthropic_provider import AnthropicProvider
 from agentic_backend.llm.base import (
     Completion,
@@ -28,6 +30,7 @@ from agentic_backend.llm.base import (
 )
 from agentic_backend.llm.openai_provider import OpenAIProvider
 from tests.integration.harness import Process, Service, free_port, wait_until
+from tests.unit.agents.test_streaming import parse_sse
 from tests.unit.monitoring.helpers import samples
 
 pytestmark = pytest.mark.integration
@@ -94,7 +97,9 @@ async def test_a_tool_loop_round_trips_through_the_wire_format(sim_llm: SimLLM, 
             self.opened += 1
             return True
 
-        async def close(self, completion: Completion | None, seconds: float) -> None:
+        async def close(
+            self, completion: Completion | None, seconds: float, first_token: float | None = None
+        ) -> None:
             assert completion is not None
             used.append(completion)
 
@@ -117,6 +122,46 @@ async def test_a_tool_loop_round_trips_through_the_wire_format(sim_llm: SimLLM, 
     assert len(used) == 2
     assert account.opened == 2  # each call opened (budget reserved) and closed (settled)
     assert used[1].input_tokens > used[0].input_tokens  # the tool result went back to the model
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+@pytest.mark.parametrize(
+    ("query", "tools"),
+    [
+        ("tell me about budgets", []),
+        ("what is 12*(3+4)?", [next(a for a in BUILTIN if a.name == "calculator")]),
+    ],
+    ids=["text", "tool call"],
+)
+async def test_a_streamed_call_is_the_same_call_in_pieces(
+    sim_llm: SimLLM, kind: str, query: str, tools: list[Any]
+) -> None:
+    """The SDK's streaming over each wire format: the pieces make the text, and the completion (text,
+    tool calls assembled from their fragments, usage from the last event) equals the unstreamed one."""
+    provider = make(kind, sim_llm)
+    specs = [TOOLS[name].spec for agent in tools for name in agent.tools]
+    messages = [Message("system", "be brief"), Message("user", query)]
+    pieces: list[str] = []
+
+    async def collect(piece: str) -> None:
+        pieces.append(piece)
+
+    try:
+        whole = await provider.complete("gpt-4o-mini", messages, specs, timeout=10)
+        streamed = await provider.complete("gpt-4o-mini", messages, specs, timeout=10, on_text=collect)
+        with pytest.raises(ProviderRateLimited):  # errors are classified alike when streaming
+            await provider.complete(
+                "gpt-4o-mini", [Message("user", "#fail:rate_limit")], [], timeout=10, on_text=collect
+            )
+    finally:
+        await provider.close()
+    assert streamed == whole
+    assert "".join(pieces) == (whole.text or "")
+    if whole.text:
+        assert len(pieces) > 1
+    else:
+        assert whole.tool_calls
+        assert whole.tool_calls[0].arguments == {"expression": "12*(3+4)"}
 
 
 @pytest.mark.parametrize("kind", ["openai", "anthropic"])
@@ -207,6 +252,19 @@ def test_the_service_runs_agents_on_openai_and_anthropic_over_http(sim_llm: SimL
             )
             assert claude.status_code == 200, claude.text
             assert claude.json()["cost_dollars"] > 0
+            for agent in ("oai", "claude"):  # streamed end to end: the adapters stream from sim-llm
+                body = {"query": "tell me about the cache", "stream": True}
+                with client.stream("POST", f"/api/v1/agents/{agent}/query", json=body) as streamed:
+                    assert streamed.headers["content-type"].startswith("text/event-stream")
+                    events = parse_sse(streamed.iter_lines())
+                kinds = [kind for kind, _ in events]
+                assert kinds[0] == "start"
+                assert kinds[-1] == "done", events
+                done = events[-1][1]
+                deltas = "".join(data["text"] for kind, data in events if kind == "delta")
+                assert kinds.count("delta") > 1
+                assert deltas.endswith(done["answer"])
+                assert done["tokens"]["output"] > 0
             failed = client.post("/api/v1/agents/oai/query", json={"query": "#fail:server"})
             assert failed.status_code == 502
             text = client.get("/api/v1/monitoring/metrics").text

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
 
 from agentic_backend.agents.deps import AgentServiceDep, AgentsQuerier
 from agentic_backend.agents.schemas import AgentTypePublic, QueryRequest, QueryResponse
+from agentic_backend.agents.streaming import MEDIA_TYPE, QueryStream
+from agentic_backend.core.deps import SettingsDep
 
 router = APIRouter(prefix="/api/v1/agents", tags=["agents"])
 
@@ -37,10 +40,44 @@ async def list_agent_types(_: AgentsQuerier, agents: AgentServiceDep) -> list[Ag
     ]
 
 
-@router.post("/{agent_type}/query", responses=_ERRORS)
+_STREAMED: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The answer; as Server-Sent Events when streamed ('stream': true or 'Accept: "
+        "text/event-stream'): event start, delta (answer text), step, then done (the QueryResponse) or "
+        "error.",
+        "content": {MEDIA_TYPE: {"schema": {"type": "string"}}},
+    }
+}
+
+
+def wants_stream(request: Request, body: QueryRequest) -> bool:
+    return body.stream or MEDIA_TYPE in request.headers.get("accept", "")
+
+
+@router.post("/{agent_type}/query", responses={**_STREAMED, **_ERRORS}, response_model=QueryResponse)
 async def query_agent(
-    agent_type: str, body: QueryRequest, principal: AgentsQuerier, agents: AgentServiceDep
-) -> QueryResponse:
+    agent_type: str,
+    body: QueryRequest,
+    principal: AgentsQuerier,
+    agents: AgentServiceDep,
+    request: Request,
+    settings: SettingsDep,
+) -> Response | QueryResponse:
     """Run the agent: model calls and tool calls until it answers, within its step limit and deadline
     and the key's budget. Stateless queries (no session) may be answered from the cache at no cost."""
-    return await agents.query(principal, agent_type, body)
+    if not wants_stream(request, body):
+        return await agents.query(principal, agent_type, body)
+    stream = QueryStream(
+        agents,
+        request.app.state.telemetry.metrics,
+        principal,
+        agent_type,
+        body,
+        keepalive_seconds=settings.stream_keepalive_seconds,
+    )
+    first = await stream.first()  # a refusal raises here: a plain JSON error with its status
+    return StreamingResponse(
+        stream.frames(first),
+        media_type=MEDIA_TYPE,
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},  # nginx: do not buffer
+    )

@@ -16,7 +16,14 @@ import anyio
 
 from agentic_backend.agents.registry import AgentType
 from agentic_backend.agents.tools import TOOLS, ToolError
-from agentic_backend.llm.base import Completion, Message, Provider, ProviderTimeout, ToolSpec
+from agentic_backend.llm.base import (
+    Completion,
+    Message,
+    Provider,
+    ProviderTimeout,
+    ToolSpec,
+    estimate_tokens,
+)
 
 
 @dataclass(slots=True)
@@ -41,12 +48,50 @@ class CallAccount(Protocol):
         """Before a model call: whether it may run (False: the budget is spent, the loop stops)."""
         ...
 
-    async def close(self, completion: Completion | None, seconds: float) -> None:
-        """After it: what it used (None if it failed or was cancelled)."""
+    async def close(
+        self, completion: Completion | None, seconds: float, first_token: float | None = None
+    ) -> None:
+        """After it: what it used (None if it failed), how long it took and, when streamed, after how
+        long its first token came."""
         ...
 
 
+class RunEvents(Protocol):
+    """Where a streamed query's progress goes: answer text as the model produces it, each step done."""
+
+    async def text(self, piece: str) -> None: ...
+
+    async def step(self, step: Step) -> None: ...
+
+
+class _Stream:
+    """One streamed model call: its text so far, and when its first piece came."""
+
+    def __init__(self, events: RunEvents, started: float) -> None:
+        self._events = events
+        self._started = started
+        self.pieces: list[str] = []
+        self.first_token: float | None = None
+
+    async def on_text(self, piece: str) -> None:
+        if self.first_token is None:
+            self.first_token = time.monotonic() - self._started
+        self.pieces.append(piece)
+        await self._events.text(piece)
+
+    def partial(self, messages: list[Message]) -> Completion:
+        """What a call cancelled mid-stream consumed, as far as we can tell: the provider counted its input
+        but never said so, and the output is what it sent."""
+        text = "".join(self.pieces)
+        sent = sum(estimate_tokens(m.content) + 4 for m in messages)
+        return Completion(text or None, (), sent, estimate_tokens(text))
+
+
 ToolHook = Callable[[str, bool], None]
+
+
+def _first_token(stream: _Stream | None) -> float | None:
+    return stream.first_token if stream is not None else None
 
 
 async def run_agent(
@@ -58,8 +103,9 @@ async def run_agent(
     deadline: float,
     account: CallAccount,
     on_tool: ToolHook,
+    events: RunEvents | None = None,
 ) -> RunResult:
-    """``deadline`` is a ``time.monotonic()`` value."""
+    """``deadline`` is a ``time.monotonic()`` value. With ``events`` the model calls are streamed."""
     messages = [Message("system", agent.system_prompt), *history, Message("user", query)]
     tools = [TOOLS[name].spec for name in agent.tools]
     result = RunResult(answer="", stop_reason="step_limit")
@@ -71,24 +117,35 @@ async def run_agent(
             result.stop_reason = "budget"
             break
         started = time.monotonic()
+        stream = _Stream(events, started) if events is not None else None
         try:
             completion = await provider.complete(
-                agent.model, messages, tools, timeout=remaining, max_tokens=agent.max_output_tokens
-            )
-        except BaseException:
-            with anyio.CancelScope(shield=True):  # a cancelled query still releases its reservation
-                await account.close(None, time.monotonic() - started)
-            raise
-        await account.close(completion, time.monotonic() - started)
-        result.steps.append(
-            Step(
-                "model",
                 agent.model,
-                "tool calls" if completion.tool_calls else "answer",
-                completion.input_tokens,
-                completion.output_tokens,
+                messages,
+                tools,
+                timeout=remaining,
+                max_tokens=agent.max_output_tokens,
+                on_text=stream.on_text if stream is not None else None,
             )
+        except BaseException as exc:
+            # A streamed call cancelled (the client went away) is charged what it consumed; a failed
+            # call, nothing (providers do not bill errors).
+            cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
+            partial = stream.partial(messages) if stream is not None and cancelled else None
+            with anyio.CancelScope(shield=True):  # a cancelled query still settles its reservation
+                await account.close(partial, time.monotonic() - started, _first_token(stream))
+            raise
+        await account.close(completion, time.monotonic() - started, _first_token(stream))
+        step = Step(
+            "model",
+            agent.model,
+            "tool calls" if completion.tool_calls else "answer",
+            completion.input_tokens,
+            completion.output_tokens,
         )
+        result.steps.append(step)
+        if events is not None:
+            await events.step(step)
         if not completion.tool_calls:
             result.answer = completion.text or ""
             result.stop_reason = "answer"
@@ -105,9 +162,10 @@ async def run_agent(
                 output, ok = f"error: {exc}", False
             on_tool(call.name if tool is not None else "unknown", ok)
             result.tool_calls += 1
-            result.steps.append(
-                Step("tool", call.name, json.dumps(call.arguments)[:200] + " -> " + output[:200])
-            )
+            step = Step("tool", call.name, json.dumps(call.arguments)[:200] + " -> " + output[:200])
+            result.steps.append(step)
+            if events is not None:
+                await events.step(step)
             messages.append(Message("tool", output, tool_call_id=call.id))
     result.answer = (
         result.answer or "I could not finish within the limits of this query; here is what I have so far."

@@ -25,6 +25,11 @@ class QueryRequest(BaseModel):
         json_schema_extra={"pattern": _NOT_BLANK.pattern},
     )
     session_id: uuid.UUID | None = Field(default=None, description="A session to continue (gives history).")
+    stream: bool = Field(
+        default=False,
+        description="Answer as Server-Sent Events (as does 'Accept: text/event-stream'): start, delta, "
+        "step, and done or error.",
+    )
 
     @field_validator("query")
     @classmethod

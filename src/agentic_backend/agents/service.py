@@ -8,10 +8,13 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Protocol
+
+import anyio
 
 from agentic_backend.agents.errors import BudgetExceeded, RateLimited, UnknownAgentType
 from agentic_backend.agents.registry import AgentType
-from agentic_backend.agents.runtime import RunResult, run_agent
+from agentic_backend.agents.runtime import RunEvents, RunResult, run_agent
 from agentic_backend.agents.schemas import QueryRequest, QueryResponse, StepPublic, TokenCounts
 from agentic_backend.billing.budget import Budgets, Reservation, call_bound, input_token_bound, month_of
 from agentic_backend.billing.ledger import Ledger, LedgerEntry
@@ -39,6 +42,12 @@ class Limits:
     default_tpm_limit: int | None = None
     reservation_grace_seconds: float = 30.0
     cache_per_key: bool = True  # AGENTIC_CACHE_SCOPE=key
+
+
+class QueryEvents(RunEvents, Protocol):
+    async def start(self, request_id: str, agent: AgentType) -> None:
+        """The query is admitted (rate, budget, session and cache checked): its stream may begin."""
+        ...
 
 
 @dataclass(slots=True)
@@ -78,8 +87,10 @@ class AgentService:
         self._limits = limits
         self._clock = clock
         for agent in agents.values():  # dashboards see every agent type from start-up
-            for status in ("success", "error", "rejected"):
+            for status in ("success", "error", "rejected", "cancelled"):
                 metrics.agent_queries.labels(agent.name, status)
+            metrics.agent_ttft.labels(agent.name)  # empty until a streamed answer: rate() then reads 0
+            metrics.agent_tpot.labels(agent.name)
             provider = providers.get(agent.provider)
             if provider is not None:
                 # At zero from start-up: increase() over a range counts a counter's first increment only
@@ -87,6 +98,8 @@ class AgentService:
                 metrics.api_cost.labels(provider.name, agent.model)
                 for kind in ("input", "output"):
                     metrics.api_tokens.labels(provider.name, agent.model, kind)
+                metrics.llm_ttft.labels(provider.name, agent.model)
+                metrics.llm_tpot.labels(provider.name, agent.model)
 
     def agent(self, name: str) -> AgentType:
         agent = self.agents.get(name)
@@ -94,7 +107,15 @@ class AgentService:
             raise UnknownAgentType(f"no agent type {name!r}; available: {', '.join(sorted(self.agents))}.")
         return agent
 
-    async def query(self, principal: Principal, agent_type: str, request: QueryRequest) -> QueryResponse:
+    async def query(
+        self,
+        principal: Principal,
+        agent_type: str,
+        request: QueryRequest,
+        events: QueryEvents | None = None,
+    ) -> QueryResponse:
+        """Answer ``request``; with ``events``, streamed: ``events.start`` once the query is admitted (so
+        a refusal is still an HTTP error), then its text and steps as they come."""
         agent = self.agent(agent_type)
         provider = self._providers.get(agent.provider)
         if provider is None:
@@ -120,8 +141,14 @@ class AgentService:
                 hit = await self._cache.get(key)
                 if hit is not None:
                     cached = True
-                    return self._from_cache(hit, agent, request_id)
-            result = await self._run(agent, provider, request.query, history, account)
+                    answer = self._from_cache(hit, agent, request_id)
+                    if events is not None:
+                        await events.start(request_id, agent)
+                        await events.text(answer.answer)
+                    return answer
+            if events is not None:
+                await events.start(request_id, agent)
+            result = await self._run(agent, provider, request.query, history, account, events)
             if session_id is not None:  # written with the ledger's row, in one transaction
                 session_writes = self._sessions.append_writes(
                     principal, session_id, [("user", request.query), ("assistant", result.answer)]
@@ -144,6 +171,10 @@ class AgentService:
             raise
         except Exception:
             status, error_kind = "error", "internal"
+            raise
+        except BaseException as exc:
+            if isinstance(exc, anyio.get_cancelled_exc_class()):  # the client of a stream went away
+                status, error_kind = "cancelled", "client_disconnect"
             raise
         finally:
             seconds = time.perf_counter() - started
@@ -199,6 +230,7 @@ class AgentService:
         query: str,
         history: list[Message],
         account: _Account,
+        events: QueryEvents | None,
     ) -> RunResult:
         metrics = self._metrics
 
@@ -208,7 +240,14 @@ class AgentService:
         deadline = time.monotonic() + agent.timeout_seconds
         try:
             return await run_agent(
-                agent, provider, query, history, deadline=deadline, account=account, on_tool=on_tool
+                agent,
+                provider,
+                query,
+                history,
+                deadline=deadline,
+                account=account,
+                on_tool=on_tool,
+                events=events,
             )
         except ProviderError as exc:
             metrics.llm_errors.labels(provider.name, agent.model, exc.kind).inc()
@@ -345,10 +384,17 @@ class _Account:
         if handle is not None:
             await self._service._limiter.settle(self._tokens_window, handle, used)
 
-    async def close(self, completion: Completion | None, seconds: float) -> None:
+    async def close(
+        self, completion: Completion | None, seconds: float, first_token: float | None = None
+    ) -> None:
         usage, agent, metrics = self._usage, self._agent, self._service._metrics
         provider = self._provider.name
         cost = 0
+        if completion is not None and first_token is not None:
+            metrics.llm_ttft.labels(provider, agent.model).observe(first_token)  # type: ignore[attr-defined]
+            if completion.output_tokens > 1:
+                per_token = (seconds - first_token) / (completion.output_tokens - 1)
+                metrics.llm_tpot.labels(provider, agent.model).observe(per_token)  # type: ignore[attr-defined]
         if completion is not None:
             price = self._service._pricer.price(
                 agent.model, completion.input_tokens, completion.output_tokens

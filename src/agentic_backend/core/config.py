@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     sim_latency_ms: float = Field(default=0.0, ge=0, le=600_000)
     sim_failure_rate: float = Field(default=0.0, ge=0, le=1)
     sim_tool_calls: bool = True
+    # How fast ``sim`` streams an answer (0: at once); the first token comes after AGENTIC_SIM_LATENCY_MS.
+    sim_tokens_per_second: float = Field(default=0.0, ge=0, le=1_000_000)
+    # A streamed answer sends a comment after this long without an event (a long tool step), so that
+    # proxies (nginx: 60 s by default) do not close it as idle.
+    stream_keepalive_seconds: float = Field(default=15.0, gt=0, le=300)
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = Field(
         default=None, description="Any OpenAI-compatible API (vLLM, Ollama, LiteLLM)."

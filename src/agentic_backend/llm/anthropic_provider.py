@@ -11,6 +11,7 @@ from agentic_backend.llm.base import (
     Completion,
     Message,
     ProviderBadResponse,
+    TextSink,
     ToolCall,
     ToolSpec,
 )
@@ -56,6 +57,7 @@ class AnthropicProvider:
         *,
         timeout: float,
         max_tokens: int = DEFAULT_MAX_TOKENS,
+        on_text: TextSink | None = None,
     ) -> Completion:
         system, converted = _to_anthropic(messages)
         kwargs: dict[str, Any] = {}
@@ -66,13 +68,25 @@ class AnthropicProvider:
         if system:
             kwargs["system"] = system
         try:
-            response = await self._client.messages.create(
-                model=model,
-                max_tokens=max_tokens,
-                messages=cast(Any, converted),
-                timeout=timeout,
-                **kwargs,
-            )
+            if on_text is None:
+                response = await self._client.messages.create(
+                    model=model,
+                    max_tokens=max_tokens,
+                    messages=cast(Any, converted),
+                    timeout=timeout,
+                    **kwargs,
+                )
+            else:  # the SDK's stream helper assembles the message (text and tool_use blocks) as it goes
+                async with self._client.messages.stream(
+                    model=model,
+                    max_tokens=max_tokens,
+                    messages=cast(Any, converted),
+                    timeout=timeout,
+                    **kwargs,
+                ) as stream:
+                    async for piece in stream.text_stream:
+                        await on_text(piece)
+                    response = await stream.get_final_message()
         except (anthropic.AnthropicError, ValueError) as exc:  # ValueError: a body that is not JSON
             raise classify(exc, self.name) from None
         try:

@@ -15,6 +15,7 @@ both a metric label and the HTTP answer:
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -53,13 +54,25 @@ class Completion:
     output_tokens: int = 0
 
 
+def estimate_tokens(text: str) -> int:
+    """About 4 characters a token, as tokenizers of English text average: for what no provider counted
+    (a streamed call cancelled before its usage arrived)."""
+    return max(1, (len(text) + 3) // 4) if text else 0
+
+
 # The output tokens a model call may produce unless the agent type says otherwise (``max_output_tokens``):
 # also the bound a call's budget reservation assumes (billing/budget.py).
 DEFAULT_MAX_TOKENS = 1024
 
 
+# Where a streamed call's text goes as the model produces it (each piece once, in order).
+TextSink = Callable[[str], Awaitable[None]]
+
+
 class Provider(Protocol):
-    """``max_tokens`` caps the call's output tokens: providers are asked for no more."""
+    """``max_tokens`` caps the call's output tokens: providers are asked for no more. With ``on_text`` the
+    call is streamed: each piece of answer text is handed to it as it arrives, and the ``Completion``
+    returned at the end is the same as without it."""
 
     name: str
 
@@ -71,6 +84,7 @@ class Provider(Protocol):
         *,
         timeout: float,
         max_tokens: int = DEFAULT_MAX_TOKENS,
+        on_text: TextSink | None = None,
     ) -> Completion: ...
 
     async def close(self) -> None: ...

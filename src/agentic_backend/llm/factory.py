@@ -13,6 +13,7 @@ def build_providers(settings: Settings) -> dict[str, Provider]:
             latency_ms=settings.sim_latency_ms,
             failure_rate=settings.sim_failure_rate,
             tool_calls=settings.sim_tool_calls,
+            tokens_per_second=settings.sim_tokens_per_second,
         )
     }
     timeout, retries = settings.provider_timeout_seconds, settings.provider_max_retries

@@ -20,6 +20,7 @@ from agentic_backend.llm.base import (
     ProviderRateLimited,
     ProviderServerError,
     ProviderTimeout,
+    TextSink,
     ToolCall,
     ToolSpec,
 )
@@ -91,6 +92,7 @@ class OpenAIProvider:
         *,
         timeout: float,
         max_tokens: int = DEFAULT_MAX_TOKENS,
+        on_text: TextSink | None = None,
     ) -> Completion:
         kwargs: dict[str, Any] = {}
         if tools:
@@ -101,6 +103,8 @@ class OpenAIProvider:
                 }
                 for t in tools
             ]
+        if on_text is not None:
+            return await self._stream(model, messages, timeout, max_tokens, kwargs, on_text)
         try:
             response = await self._client.chat.completions.create(
                 model=model,
@@ -127,6 +131,57 @@ class OpenAIProvider:
             )
         except (IndexError, AttributeError, ValueError, TypeError) as exc:
             raise ProviderBadResponse(f"openai: unusable response ({type(exc).__name__})") from None
+
+    async def _stream(
+        self,
+        model: str,
+        messages: list[Message],
+        timeout: float,
+        max_tokens: int,
+        kwargs: dict[str, Any],
+        on_text: TextSink,
+    ) -> Completion:
+        """The same call streamed: text deltas to ``on_text``, tool calls assembled from their pieces,
+        the usage from the last chunk (``stream_options.include_usage``)."""
+        text: list[str] = []
+        calls: dict[int, list[str]] = {}  # index -> [id, name, arguments so far]
+        input_tokens = output_tokens = 0
+        try:
+            stream = await self._client.chat.completions.create(
+                model=model,
+                messages=cast(Any, [_to_openai(m) for m in messages]),
+                timeout=timeout,
+                max_tokens=max_tokens,
+                stream=True,
+                stream_options={"include_usage": True},
+                **kwargs,
+            )
+            async with stream:
+                async for chunk in stream:
+                    if chunk.usage is not None:
+                        input_tokens = chunk.usage.prompt_tokens
+                        output_tokens = chunk.usage.completion_tokens
+                    for choice in chunk.choices:
+                        delta = choice.delta
+                        if delta.content:
+                            text.append(delta.content)
+                            await on_text(delta.content)
+                        for call in delta.tool_calls or []:
+                            parts = calls.setdefault(call.index, ["", "", ""])
+                            parts[0] = call.id or parts[0]
+                            if call.function is not None:
+                                parts[1] = call.function.name or parts[1]
+                                parts[2] += call.function.arguments or ""
+        except (openai.OpenAIError, ValueError) as exc:
+            raise classify(exc, self.name) from None
+        try:
+            tool_calls = tuple(
+                ToolCall(call_id, name, json.loads(arguments or "{}"))
+                for call_id, name, arguments in (calls[i] for i in sorted(calls))
+            )
+        except (ValueError, TypeError) as exc:
+            raise ProviderBadResponse(f"openai: unusable tool call ({type(exc).__name__})") from None
+        return Completion("".join(text) or None, tool_calls, input_tokens, output_tokens)
 
     async def close(self) -> None:
         await self._client.close()

@@ -23,6 +23,7 @@ from agentic_backend.llm.base import (
     ProviderRateLimited,
     ProviderServerError,
     ProviderTimeout,
+    TextSink,
     ToolCall,
     ToolSpec,
 )
@@ -66,6 +67,11 @@ def count_tokens(text: str) -> int:
     return max(1, (len(text) + 3) // 4)
 
 
+def token_pieces(text: str) -> list[str]:
+    """``text`` in the pieces a streaming model sends: about a token (4 characters) each."""
+    return [text[i : i + 4] for i in range(0, len(text), 4)]
+
+
 def _digest(*parts: str) -> int:
     return int.from_bytes(hashlib.sha256("\x00".join(parts).encode()).digest()[:8], "big")
 
@@ -74,11 +80,17 @@ class SimProvider:
     name = "sim"
 
     def __init__(
-        self, *, latency_ms: float = 0.0, failure_rate: float = 0.0, tool_calls: bool = True
+        self,
+        *,
+        latency_ms: float = 0.0,
+        failure_rate: float = 0.0,
+        tool_calls: bool = True,
+        tokens_per_second: float = 0.0,
     ) -> None:
         self.latency = latency_ms / 1000
         self.failure_rate = failure_rate
         self.tool_calls = tool_calls
+        self.token_interval = 1 / tokens_per_second if tokens_per_second else 0.0  # 0: as fast as it can
 
     async def complete(
         self,
@@ -88,6 +100,7 @@ class SimProvider:
         *,
         timeout: float,
         max_tokens: int = DEFAULT_MAX_TOKENS,
+        on_text: TextSink | None = None,
     ) -> Completion:
         user_text = next((m.content for m in reversed(messages) if m.role == "user"), "")
         forced = _FAIL.search(user_text)
@@ -115,7 +128,18 @@ class SimProvider:
         answer = self._answer(model, user_text, last)
         if count_tokens(answer) > max_tokens:  # a model stops at max_tokens
             answer = answer[: max_tokens * 4]
+        if on_text is not None:
+            await self._stream(answer, on_text)
         return Completion(answer, (), input_tokens, count_tokens(answer))
+
+    async def _stream(self, answer: str, on_text: TextSink) -> None:
+        """Hand ``answer`` over a token at a time, at AGENTIC_SIM_TOKENS_PER_SECOND."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for n, piece in enumerate(token_pieces(answer)):
+            if self.token_interval:
+                await asyncio.sleep(max(0.0, start + n * self.token_interval - loop.time()))
+            await on_text(piece)
 
     @staticmethod
     def _tool_call(last: Message, tools: list[ToolSpec], conversation: str) -> ToolCall | None:

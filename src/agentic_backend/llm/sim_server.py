@@ -1,9 +1,11 @@
 """``agentic-backend sim-llm``: the ``sim`` provider served over HTTP in OpenAI's and Anthropic's wire
 formats, so the real SDK adapters can be tested (and load-tested) without a network or keys.
 
-POST /v1/chat/completions (OpenAI) and POST /v1/messages (Anthropic). A ``#fail:<kind>`` directive in the
-last user message makes it answer as a failing provider would: 429, 401, 500, a garbled body, or no answer
-in time.
+POST /v1/chat/completions (OpenAI) and POST /v1/messages (Anthropic), each also streamed (``"stream":
+true``: OpenAI's ``chat.completion.chunk`` events ending in ``[DONE]``, with the usage chunk when
+``stream_options.include_usage`` asks; Anthropic's ``message_start`` … ``message_stop`` events), a token per
+event at the sim's token rate. A ``#fail:<kind>`` directive in the last user message makes it answer as a
+failing provider would: 429, 401, 500, a garbled body, or no answer in time.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from agentic_backend.llm.base import (
     DEFAULT_MAX_TOKENS,
@@ -25,7 +28,7 @@ from agentic_backend.llm.base import (
     ToolSpec,
 )
 from agentic_backend.llm.openai_provider import openai_tool_calls
-from agentic_backend.llm.sim import SimProvider
+from agentic_backend.llm.sim import SimProvider, token_pieces
 
 _STATUS = {"rate_limit": 429, "auth": 401, "server": 500}
 
@@ -81,6 +84,88 @@ def _anthropic_messages(system: Any, raw: list[dict[str, Any]]) -> list[Message]
     return messages
 
 
+def _sse(data: object, event: str | None = None) -> bytes:
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+async def _paced(pieces: list[str], interval: float) -> AsyncIterator[str]:
+    for n, piece in enumerate(pieces):
+        if interval and n:
+            await asyncio.sleep(interval)
+        yield piece
+
+
+async def _openai_stream(
+    result: Completion, model: str, include_usage: bool, interval: float
+) -> AsyncIterator[bytes]:
+    base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk", "created": 0}
+    base["model"] = model
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return _sse({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+
+    yield chunk({"role": "assistant", "content": ""})
+    async for piece in _paced(token_pieces(result.text or ""), interval):
+        yield chunk({"content": piece})
+    for index, call in enumerate(openai_tool_calls(result.tool_calls)):
+        arguments = call["function"]["arguments"]
+        head = {**call, "function": {"name": call["function"]["name"], "arguments": ""}}
+        yield chunk({"tool_calls": [{"index": index, **head}]})
+        for piece in token_pieces(arguments):
+            yield chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+    yield chunk({}, "tool_calls" if result.tool_calls else "stop")
+    if include_usage:
+        usage = {
+            "prompt_tokens": result.input_tokens,
+            "completion_tokens": result.output_tokens,
+            "total_tokens": result.input_tokens + result.output_tokens,
+        }
+        yield _sse({**base, "choices": [], "usage": usage})
+    yield b"data: [DONE]\n\n"
+
+
+async def _anthropic_stream(result: Completion, model: str, interval: float) -> AsyncIterator[bytes]:
+    message: dict[str, Any] = {
+        "id": f"msg_{uuid.uuid4().hex}",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {"input_tokens": result.input_tokens, "output_tokens": 1},
+    }
+    yield _sse({"type": "message_start", "message": message}, "message_start")
+    index = 0
+    if result.text:
+        block = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+        yield _sse(block, "content_block_start")
+        async for piece in _paced(token_pieces(result.text), interval):
+            delta = {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": piece},
+            }
+            yield _sse(delta, "content_block_delta")
+        yield _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+        index = 1
+    for call in result.tool_calls:
+        start = {"type": "tool_use", "id": call.id, "name": call.name, "input": {}}
+        yield _sse(
+            {"type": "content_block_start", "index": index, "content_block": start}, "content_block_start"
+        )
+        for piece in token_pieces(json.dumps(call.arguments)):
+            delta = {"type": "input_json_delta", "partial_json": piece}
+            yield _sse({"type": "content_block_delta", "index": index, "delta": delta}, "content_block_delta")
+        yield _sse({"type": "content_block_stop", "index": index}, "content_block_stop")
+        index += 1
+    stop = {"stop_reason": "tool_use" if result.tool_calls else "end_turn", "stop_sequence": None}
+    usage = {"output_tokens": result.output_tokens}
+    yield _sse({"type": "message_delta", "delta": stop, "usage": usage}, "message_delta")
+    yield _sse({"type": "message_stop"}, "message_stop")
+
+
 def create_sim_server(provider: SimProvider | None = None) -> FastAPI:
     sim = provider or SimProvider()
     app = FastAPI(title="sim LLM", docs_url=None, redoc_url=None)
@@ -118,6 +203,10 @@ def create_sim_server(provider: SimProvider | None = None) -> FastAPI:
             result = await complete(body["model"], _openai_messages(body["messages"]), tools, max_tokens)
         except ProviderError as exc:
             return _error(exc, "openai")
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            events = _openai_stream(result, body["model"], include_usage, sim.token_interval)
+            return StreamingResponse(events, media_type="text/event-stream")
         message: dict[str, Any] = {"role": "assistant", "content": result.text}
         if result.tool_calls:
             message["tool_calls"] = openai_tool_calls(result.tool_calls)
@@ -159,6 +248,9 @@ def create_sim_server(provider: SimProvider | None = None) -> FastAPI:
             )
         except ProviderError as exc:
             return _error(exc, "anthropic")
+        if body.get("stream"):
+            events = _anthropic_stream(result, body["model"], sim.token_interval)
+            return StreamingResponse(events, media_type="text/event-stream")
         content: list[dict[str, Any]] = [{"type": "text", "text": result.text}] if result.text else []
         content += [
             {"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments} for c in result.tool_calls

@@ -43,7 +43,8 @@ HTTP_DURATION = MetricSpec(
 AGENT_QUERIES = MetricSpec(
     "agent_queries_total",
     MetricType.COUNTER,
-    "Agent queries by agent type and outcome: success, error, or rejected (budget, rate limit).",
+    "Agent queries by agent type and outcome: success, error, rejected (budget, rate limit), or cancelled "
+    "(the client of a streamed answer went away).",
     ("agent_type", "status"),
 )
 AGENT_DURATION = MetricSpec(
@@ -94,6 +95,41 @@ LLM_ERRORS = MetricSpec(
     MetricType.COUNTER,
     "Failed model calls by provider, model and kind: timeout, rate_limit, auth, server, bad_response.",
     ("provider", "model", "kind"),
+)
+# Streaming: the GenAI semantic conventions' boundaries (gen_ai.server.time_to_first_token and
+# gen_ai.server.time_per_output_token), so these read like OpenTelemetry's: a first token in 1 ms (a
+# cache, a local model) to 10 s (a long prompt on a busy provider); 10 ms to 2.5 s per further token.
+TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+TPOT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
+
+AGENT_TTFT = MetricSpec(
+    "agent_time_to_first_token_seconds",
+    MetricType.HISTOGRAM,
+    "Streamed agent queries: time from the request to the first token of the answer sent to the client, "
+    "tool steps included.",
+    ("agent_type",),
+    TTFT_BUCKETS,
+)
+AGENT_TPOT = MetricSpec(
+    "agent_time_per_output_token_seconds",
+    MetricType.HISTOGRAM,
+    "Streamed agent queries: time per answer token after the first, as the client receives them.",
+    ("agent_type",),
+    TPOT_BUCKETS,
+)
+LLM_TTFT = MetricSpec(
+    "llm_time_to_first_token_seconds",
+    MetricType.HISTOGRAM,
+    "Streamed model calls: time from the call to its first token, by provider and model.",
+    ("provider", "model"),
+    TTFT_BUCKETS,
+)
+LLM_TPOT = MetricSpec(
+    "llm_time_per_output_token_seconds",
+    MetricType.HISTOGRAM,
+    "Streamed model calls: time per output token after the first, by provider and model.",
+    ("provider", "model"),
+    TPOT_BUCKETS,
 )
 API_UNPRICED_CALLS = MetricSpec(
     "api_unpriced_calls_total",
@@ -201,6 +237,10 @@ CATALOGUE: tuple[MetricSpec, ...] = (
     API_UNPRICED_CALLS,
     CACHE_SAVED,
     WORKER_EXITS,
+    AGENT_TTFT,
+    AGENT_TPOT,
+    LLM_TTFT,
+    LLM_TPOT,
 )
 
 
@@ -229,6 +269,10 @@ class BuiltinMetrics:
     api_unpriced_calls: Family
     cache_saved: Family
     worker_exits: Family
+    agent_ttft: Family
+    agent_tpot: Family
+    llm_ttft: Family
+    llm_tpot: Family
 
     @classmethod
     def register(cls, registry: Registry) -> BuiltinMetrics:

@@ -48,6 +48,10 @@ def test_catalogue_declares_exactly_the_seed_metrics_with_their_types_and_labels
         "api_unpriced_calls_total",
         "cache_saved_dollars_total",
         "agentic_backend_worker_exits_total",
+        "agent_time_to_first_token_seconds",
+        "agent_time_per_output_token_seconds",
+        "llm_time_to_first_token_seconds",
+        "llm_time_per_output_token_seconds",
     }
 
 
