@@ -418,6 +418,49 @@ def agent_panels() -> list[stat.Panel | timeseries.Panel]:
     ]
 
 
+def streaming_panels() -> list[stat.Panel | timeseries.Panel]:
+    """Streamed answers: how soon the first token comes, and how fast the rest follow."""
+    return [
+        graph(
+            "Time to First Token (p95)",
+            "95th percentile time from a streamed query to the first answer token its client receives, by "
+            "agent type, and from a streamed model call to its first token, by model. The alert "
+            "SlowTimeToFirstToken watches the first.",
+            "s",
+            queries(
+                (
+                    "histogram_quantile(0.95, sum by (agent_type, le) "
+                    f"(rate(agent_time_to_first_token_seconds_bucket{selector()}[{WINDOW}])))",
+                    "answer {{agent_type}}",
+                ),
+                (
+                    "histogram_quantile(0.95, sum by (model, le) "
+                    f"(rate(llm_time_to_first_token_seconds_bucket{selector()}[{WINDOW}])))",
+                    "model {{model}}",
+                ),
+            ),
+        ),
+        graph(
+            "Time per Output Token (p50)",
+            "Median time per token after the first: the pace at which answers appear, by agent type, and "
+            "the models' own pace.",
+            "s",
+            queries(
+                (
+                    "histogram_quantile(0.5, sum by (agent_type, le) "
+                    f"(rate(agent_time_per_output_token_seconds_bucket{selector()}[{WINDOW}])))",
+                    "answer {{agent_type}}",
+                ),
+                (
+                    "histogram_quantile(0.5, sum by (model, le) "
+                    f"(rate(llm_time_per_output_token_seconds_bucket{selector()}[{WINDOW}])))",
+                    "model {{model}}",
+                ),
+            ),
+        ),
+    ]
+
+
 def variables() -> list[dashboard.DatasourceVariable | dashboard.QueryVariable]:
     def label_values(name: str, expr: str) -> dashboard.QueryVariable:
         return (
@@ -462,6 +505,9 @@ def build() -> model.Dashboard:
         board = board.with_panel(panel)
     board = board.with_row(dashboard.Row("Agents, models and cache"))
     for panel in agent_panels():
+        board = board.with_panel(panel)
+    board = board.with_row(dashboard.Row("Streaming"))
+    for panel in streaming_panels():
         board = board.with_panel(panel)
     return board.build()
 
