@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from agentic_backend import __version__
+from agentic_backend.agents.openai_api import router as openai_router
 from agentic_backend.agents.registry import load_agent_types
 from agentic_backend.agents.router import router as agents_router
 from agentic_backend.agents.service import AgentService, Limits
@@ -26,6 +27,7 @@ from agentic_backend.billing.ratelimit import DatabaseWindows, RedisWindows, Win
 from agentic_backend.billing.router import router as usage_router
 from agentic_backend.cache.backends import CacheBackend, MemoryCache, RedisCache
 from agentic_backend.cache.service import ResponseCache
+from agentic_backend.core.bodylimit import BodyLimitMiddleware
 from agentic_backend.core.clock import Clock, SystemClock
 from agentic_backend.core.config import Settings
 from agentic_backend.core.db import Database, upgrade_async
@@ -56,8 +58,9 @@ def _refine_openapi(schema: dict[str, Any], settings: Settings, agent_types: lis
     for path in schema["paths"].values():
         for operation in path.values():
             for parameter in operation.get("parameters", []):
-                if parameter["name"] == "agent_type" and parameter["in"] == "path":
+                if parameter["name"] in ("agent_type", "model") and parameter["in"] == "path":
                     parameter["schema"]["enum"] = agent_types
+    schema["components"]["schemas"]["ChatCompletionRequest"]["properties"]["model"]["enum"] = agent_types
 
 
 def _database_check(database: Database) -> HealthCheck:
@@ -219,6 +222,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.include_router(keys_router)
     app.include_router(sessions_router)
     app.include_router(agents_router)
+    app.include_router(openai_router)
     app.include_router(usage_router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)  # inside the metrics'
     app.add_middleware(HttpMetricsMiddleware, metrics=telemetry.metrics)
     return app

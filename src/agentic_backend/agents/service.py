@@ -113,9 +113,11 @@ class AgentService:
         agent_type: str,
         request: QueryRequest,
         events: QueryEvents | None = None,
+        conversation: list[Message] | None = None,
     ) -> QueryResponse:
         """Answer ``request``; with ``events``, streamed: ``events.start`` once the query is admitted (so
-        a refusal is still an HTTP error), then its text and steps as they come."""
+        a refusal is still an HTTP error), then its text and steps as they come. ``conversation`` is the
+        history a caller sends along (the OpenAI-compatible face), in place of a session's."""
         agent = self.agent(agent_type)
         provider = self._providers.get(agent.provider)
         if provider is None:
@@ -135,8 +137,10 @@ class AgentService:
             await account.check()
             session_id = str(request.session_id) if request.session_id else None
             history = await self._sessions.history(principal, session_id) if session_id else []
+            history += conversation or []
             scope = str(principal.key_id) if self._limits.cache_per_key else ""
-            key = cache_key(agent.name, agent.model, request.query, scope) if session_id is None else None
+            stateless = session_id is None and not conversation  # the answer depends on the query alone
+            key = cache_key(agent.name, agent.model, request.query, scope) if stateless else None
             if key is not None:
                 hit = await self._cache.get(key)
                 if hit is not None:

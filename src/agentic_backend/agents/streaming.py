@@ -38,12 +38,13 @@ from agentic_backend.agents.schemas import QueryRequest
 from agentic_backend.agents.service import AgentService
 from agentic_backend.core.errors import AppError
 from agentic_backend.identity.schemas import Principal
-from agentic_backend.llm.base import estimate_tokens
+from agentic_backend.llm.base import Message, estimate_tokens
 from agentic_backend.monitoring.catalogue import BuiltinMetrics
 
 logger = logging.getLogger(__name__)
 
 MEDIA_TYPE = "text/event-stream"
+KEEPALIVE = b": keep-alive\n\n"  # an SSE comment: every client ignores it, proxies see traffic
 _BUFFER = 256  # events held for a slow client before the model's stream waits for it
 _CANCEL_SECONDS = 10.0  # how long a cancelled query may take to settle and write its ledger row
 
@@ -66,6 +67,7 @@ class QueryStream:
         request: QueryRequest,
         *,
         keepalive_seconds: float,
+        conversation: list[Message] | None = None,
     ) -> None:
         self._metrics = metrics
         self._keepalive = keepalive_seconds
@@ -79,14 +81,21 @@ class QueryStream:
         self._text: list[str] = []
         self._error: BaseException | None = None
         self._request_id = ""
-        self._task = asyncio.create_task(self._run(service, principal, agent_type, request))
+        self._task = asyncio.create_task(self._run(service, principal, agent_type, request, conversation))
 
     async def _run(
-        self, service: AgentService, principal: Principal, agent_type: str, request: QueryRequest
+        self,
+        service: AgentService,
+        principal: Principal,
+        agent_type: str,
+        request: QueryRequest,
+        conversation: list[Message] | None,
     ) -> None:
         async with self._send:
             try:
-                response = await service.query(principal, agent_type, request, events=self)
+                response = await service.query(
+                    principal, agent_type, request, events=self, conversation=conversation
+                )
             except Exception as exc:
                 self._error = exc
                 if isinstance(exc, AppError):
@@ -157,10 +166,11 @@ class QueryStream:
             raise self._error
         return event
 
-    async def frames(self, first: Event) -> AsyncIterator[bytes]:
-        """The SSE frames, starting with ``first``; cancels the query if the client goes away."""
+    async def items(self, first: Event) -> AsyncIterator[Event | None]:
+        """The events, starting with ``first``, and None for each keep-alive; cancels the query if the
+        client goes away (the response stops iterating)."""
         try:
-            yield sse(*first)
+            yield first
             while True:
                 with anyio.move_on_after(self._keepalive) as waited:
                     try:
@@ -168,11 +178,16 @@ class QueryStream:
                     except anyio.EndOfStream:
                         return
                 if waited.cancelled_caught:
-                    yield b": keep-alive\n\n"
+                    yield None
                     continue
-                yield sse(*event)
+                yield event
         finally:
             await self.close()
+
+    async def frames(self, first: Event) -> AsyncIterator[bytes]:
+        """The native API's SSE frames."""
+        async for event in self.items(first):
+            yield sse(*event) if event is not None else KEEPALIVE
 
     async def close(self) -> None:
         """Stop the query if it still runs, and wait (shielded) until it has settled and written its row."""

@@ -99,6 +99,8 @@ class Settings(BaseSettings):
     # A streamed answer sends a comment after this long without an event (a long tool step), so that
     # proxies (nginx: 60 s by default) do not close it as idle.
     stream_keepalive_seconds: float = Field(default=15.0, gt=0, le=300)
+    # Every request body (a chat completion's whole conversation included); /record has its own, smaller.
+    max_body_bytes: int = Field(default=4 * 1_048_576, ge=1_024, le=256 * 1_048_576)
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = Field(
         default=None, description="Any OpenAI-compatible API (vLLM, Ollama, LiteLLM)."

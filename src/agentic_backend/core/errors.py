@@ -134,21 +134,64 @@ def error_body(name: str, detail: Any) -> dict[str, Any]:
     return {"error": name, "detail": detail}
 
 
-async def _app_error_handler(_: Request, exc: Exception) -> JSONResponse:
+# The OpenAI-compatible face (/v1/...) answers errors as OpenAI does, so that its SDKs and the tools
+# built on them read them: {"error": {"message", "type", "param", "code"}}, and 400 for an invalid body.
+OPENAI_PREFIX = "/v1/"
+_OPENAI_TYPES = {
+    401: "authentication_error",
+    402: "insufficient_quota",
+    403: "permission_error",
+    429: "rate_limit_error",
+}
+_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+def openai_error(name: str, detail: str, status: int, param: str | None = None) -> dict[str, Any]:
+    kind = _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    code = _CAMEL.sub("_", name).lower()
+    return {"error": {"message": detail, "type": kind, "param": param, "code": code}}
+
+
+def error_response(
+    request: Request,
+    name: str,
+    detail: str,
+    status: int,
+    headers: Mapping[str, str] | None = None,
+    *,
+    request_id: str | None = None,
+    param: str | None = None,
+) -> JSONResponse:
+    """The one error body of every route: ``{"error", "detail"}`` (and the request id of a server
+    failure), or OpenAI's shape under /v1/."""
+    if request.url.path.startswith(OPENAI_PREFIX):
+        if status == 422:
+            status = 400  # OpenAI: an invalid request is a 400
+        body = openai_error(name, detail, status, param)
+        if request_id is not None:
+            body["error"]["request_id"] = request_id
+    else:
+        body = error_body(name, detail)
+        if request_id is not None:
+            body["request_id"] = request_id
+    return JSONResponse(body, status_code=status, headers=dict(headers) if headers else None)
+
+
+async def _app_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
-    return JSONResponse(
-        error_body(type(exc).__name__, exc.detail), status_code=exc.status_code, headers=exc.headers
-    )
+    return error_response(request, type(exc).__name__, exc.detail, exc.status_code, exc.headers)
 
 
-async def _validation_error_handler(_: Request, exc: Exception) -> JSONResponse:
+async def _validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     problems = []
     for err in exc.errors():
         location = ".".join(str(part) for part in err.get("loc", ()))
         problems.append(f"{location}: {err.get('msg', 'invalid')}")
     detail = "The request is invalid: " + "; ".join(problems) if problems else "The request is invalid."
-    return JSONResponse(error_body("ValidationError", detail), status_code=422)
+    first = exc.errors()[0].get("loc", ()) if exc.errors() else ()
+    param = ".".join(str(part) for part in first[1:]) or None  # without "body"
+    return error_response(request, "ValidationError", detail, 422, param=param)
 
 
 def _allowed_methods(request: Request) -> list[str]:
@@ -174,7 +217,7 @@ async def _http_error_handler(request: Request, exc: Exception) -> JSONResponse:
         allowed = _allowed_methods(request)
         headers["Allow"] = ", ".join(allowed)
         detail = f"This path answers {', '.join(allowed)}."
-    return JSONResponse(error_body(name, detail), status_code=exc.status_code, headers=headers or None)
+    return error_response(request, name, str(detail), exc.status_code, headers)
 
 
 # SQLAlchemy errors that mean "the database is unavailable right now" rather than "this statement is wrong":
@@ -260,14 +303,16 @@ def request_id_of(request: Request) -> str:
 
 
 def _server_error(
-    request_id: str, name: str, detail: str, status: int, headers: dict[str, str] | None = None
+    request: Request,
+    request_id: str,
+    name: str,
+    detail: str,
+    status: int,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     """A failure on our side: the error body plus the request id it was logged under."""
-    return JSONResponse(
-        {**error_body(name, detail), "request_id": request_id},
-        status_code=status,
-        headers={**(headers or {}), REQUEST_ID_HEADER: request_id},
-    )
+    headers = {**(headers or {}), REQUEST_ID_HEADER: request_id}
+    return error_response(request, name, detail, status, headers, request_id=request_id)
 
 
 async def _storage_error_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -277,6 +322,7 @@ async def _storage_error_handler(request: Request, exc: Exception) -> JSONRespon
     request_id = request_id_of(request)
     logger.warning("request %s: storage unavailable: %s (%s)", request_id, reason, type(exc).__name__)
     return _server_error(
+        request,
         request_id,
         StorageUnavailable.__name__,
         f"{reason}; the request was not completed. Retry in {STORAGE_RETRY_AFTER_SECONDS} s.",
@@ -302,6 +348,7 @@ async def _internal_error_handler(request: Request, exc: Exception) -> JSONRespo
     request_id = request_id_of(request)
     logger.error("request %s failed", request_id, exc_info=(type(exc), exc, exc.__traceback__))
     return _server_error(
+        request,
         request_id,
         "InternalServerError",
         f"the server failed to answer this request; quote request id {request_id} to its operator.",

@@ -51,6 +51,23 @@ class Error(BaseModel):
     )
 
 
+class OpenAIErrorDetail(BaseModel):
+    message: str
+    type: str = Field(description="invalid_request_error, authentication_error, permission_error, ...")
+    param: str | None = None
+    code: str | None = Field(description="The error's kind in snake_case, e.g. rate_limited.")
+    request_id: str | None = Field(default=None, description="On 5xx: the id the server logged it under.")
+
+
+class OpenAIError(BaseModel):
+    """Every error of the OpenAI-compatible face (/v1), in OpenAI's shape."""
+
+    error: OpenAIErrorDetail
+
+
+OPENAI_ERROR_REF = "#/components/schemas/OpenAIError"
+
+
 def _add_components(schema: dict[str, Any], extra: dict[str, Any]) -> None:
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     for name, model in extra.items():
@@ -72,7 +89,7 @@ def contract_openapi(
         description=app.description,
         routes=app.routes,
     )
-    _add_components(schema, {"Error": Error, **extra_schemas})
+    _add_components(schema, {"Error": Error, "OpenAIError": OpenAIError, **extra_schemas})
     components = schema["components"]["schemas"]
     components.pop("HTTPValidationError", None)
     components.pop("ValidationError", None)
@@ -103,10 +120,13 @@ def _complete(path: str, method: str, operation: dict[str, Any]) -> None:
     elif path.endswith("/metrics"):
         statuses.add(401)
         operation["security"] = [{}, {"metricsToken": []}]
+    openai = path.startswith("/v1/")  # the OpenAI-compatible face: OpenAI's error shape, 400 not 422
     if operation.get("parameters") or "requestBody" in operation:
-        statuses.add(422)
+        statuses.add(400 if openai else 422)
     if "requestBody" in operation:
         statuses |= {400, 413}  # a body that is not UTF-8 or not JSON; past the body limit
+    if openai:
+        responses.pop("422", None)
     for code in statuses:
         responses.setdefault(str(code), {})
     for status, response in responses.items():
@@ -119,7 +139,7 @@ def _complete(path: str, method: str, operation: dict[str, Any]) -> None:
         content = response.setdefault("content", {}).setdefault("application/json", {})
         existing = content.get("schema", {}).get("$ref", "")
         if not existing or existing.endswith("/HTTPValidationError"):
-            content["schema"] = {"$ref": ERROR_REF}
+            content["schema"] = {"$ref": OPENAI_ERROR_REF if openai else ERROR_REF}
 
 
 # OpenAPI links: what a created resource's id opens (schemathesis' stateful phase follows them).
