@@ -458,6 +458,37 @@ def streaming_panels() -> list[stat.Panel | timeseries.Panel]:
                 ),
             ),
         ),
+        graph(
+            "GenAI Operation Duration (p95)",
+            "The OpenTelemetry GenAI conventions' gen_ai.client.operation.duration (each model call) and "
+            "gen_ai.server.request.duration (each agent query), 95th percentile by model: what Grafana's "
+            "and OpenLIT's GenAI dashboards read.",
+            "s",
+            queries(
+                (
+                    "histogram_quantile(0.95, sum by (gen_ai_request_model, le) "
+                    f"(rate(gen_ai_client_operation_duration_seconds_bucket{selector()}[{WINDOW}])))",
+                    "call {{gen_ai_request_model}}",
+                ),
+                (
+                    "histogram_quantile(0.95, sum by (gen_ai_request_model, le) "
+                    f"(rate(gen_ai_server_request_duration_seconds_bucket{selector()}[{WINDOW}])))",
+                    "query {{gen_ai_request_model}}",
+                ),
+            ),
+        ),
+        graph(
+            "GenAI Tokens per Call (p50)",
+            "gen_ai.client.token.usage: the median tokens of one model call, by model and token type.",
+            "short",
+            [
+                query(
+                    "histogram_quantile(0.5, sum by (gen_ai_request_model, gen_ai_token_type, le) "
+                    f"(rate(gen_ai_client_token_usage_bucket{selector()}[{WINDOW}])))",
+                    "{{gen_ai_request_model}} {{gen_ai_token_type}}",
+                )
+            ],
+        ),
     ]
 
 
@@ -506,7 +537,7 @@ def build() -> model.Dashboard:
     board = board.with_row(dashboard.Row("Agents, models and cache"))
     for panel in agent_panels():
         board = board.with_panel(panel)
-    board = board.with_row(dashboard.Row("Streaming"))
+    board = board.with_row(dashboard.Row("Streaming and the GenAI conventions"))
     for panel in streaming_panels():
         board = board.with_panel(panel)
     return board.build()

@@ -98,7 +98,11 @@ async def test_a_tool_loop_round_trips_through_the_wire_format(sim_llm: SimLLM, 
             return True
 
         async def close(
-            self, completion: Completion | None, seconds: float, first_token: float | None = None
+            self,
+            completion: Completion | None,
+            seconds: float,
+            first_token: float | None = None,
+            error: BaseException | None = None,
         ) -> None:
             assert completion is not None
             used.append(completion)

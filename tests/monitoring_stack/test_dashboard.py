@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from agentic_backend.monitoring.catalogue import CATALOGUE
+from agentic_backend.monitoring.catalogue import CATALOGUE, GENAI_CATALOGUE
 from agentic_backend.monitoring.metrics import Aggregation, MetricType
 from agentic_backend.monitoring.registry import SERIES_OVERFLOW
 
@@ -63,7 +63,7 @@ def exprs() -> list[tuple[str, str]]:
 
 def metric_names() -> set[str]:
     names = {SERIES_OVERFLOW.name}
-    for spec in CATALOGUE:
+    for spec in (*CATALOGUE, *GENAI_CATALOGUE):
         names.add(spec.name)
         if spec.type is MetricType.HISTOGRAM:
             names |= {f"{spec.name}_bucket", f"{spec.name}_sum", f"{spec.name}_count"}
@@ -129,7 +129,7 @@ def test_query_is_scoped_windowed_and_aggregated(title: str, expr: str) -> None:
         before = expr[: match.start()]
         assert re.search(r"sum(?: by \([^)]*\))? \($|sum\($", before), f"{match.group(1)} is not summed"
     # Gauges: max() for those every replica reports alike, sum() for those each replica has its own of.
-    for spec in CATALOGUE:
+    for spec in (*CATALOGUE, *GENAI_CATALOGUE):
         if spec.type is not MetricType.GAUGE or spec.name + "{" not in expr:
             continue
         aggregation = "max" if spec.aggregation is Aggregation.SHARED else "sum"

@@ -49,10 +49,14 @@ class CallAccount(Protocol):
         ...
 
     async def close(
-        self, completion: Completion | None, seconds: float, first_token: float | None = None
+        self,
+        completion: Completion | None,
+        seconds: float,
+        first_token: float | None = None,
+        error: BaseException | None = None,
     ) -> None:
-        """After it: what it used (None if it failed), how long it took and, when streamed, after how
-        long its first token came."""
+        """After it: what it used (None if it failed), how long it took, when streamed after how long its
+        first token came, and what ended it if it did not return."""
         ...
 
 
@@ -133,7 +137,7 @@ async def run_agent(
             cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
             partial = stream.partial(messages) if stream is not None and cancelled else None
             with anyio.CancelScope(shield=True):  # a cancelled query still settles its reservation
-                await account.close(partial, time.monotonic() - started, _first_token(stream))
+                await account.close(partial, time.monotonic() - started, _first_token(stream), exc)
             raise
         await account.close(completion, time.monotonic() - started, _first_token(stream))
         step = Step(

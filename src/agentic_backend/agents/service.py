@@ -26,7 +26,7 @@ from agentic_backend.core.db import Write
 from agentic_backend.core.errors import AppError, ServiceUnavailable
 from agentic_backend.identity.schemas import Principal
 from agentic_backend.llm.base import Completion, Message, Provider, ProviderError, ToolSpec
-from agentic_backend.monitoring.catalogue import BuiltinMetrics
+from agentic_backend.monitoring.catalogue import GENAI_OTHER, BuiltinMetrics, GenAIMetrics
 from agentic_backend.sessions.service import SessionService
 
 
@@ -86,6 +86,7 @@ class AgentService:
         self._metrics = metrics
         self._limits = limits
         self._clock = clock
+        self._models = frozenset(agent.model for agent in agents.values())
         for agent in agents.values():  # dashboards see every agent type from start-up
             for status in ("success", "error", "rejected", "cancelled"):
                 metrics.agent_queries.labels(agent.name, status)
@@ -100,6 +101,40 @@ class AgentService:
                     metrics.api_tokens.labels(provider.name, agent.model, kind)
                 metrics.llm_ttft.labels(provider.name, agent.model)
                 metrics.llm_tpot.labels(provider.name, agent.model)
+                if metrics.genai is not None:
+                    call = ("chat", provider.name, agent.model, agent.model)
+                    metrics.genai.client_duration.labels(*call, "")
+                    for kind in ("input", "output"):
+                        metrics.genai.client_tokens.labels(*call, kind)
+                    query = ("invoke_agent", provider.name, agent.name, agent.model)
+                    metrics.genai.server_duration.labels(*query, "")
+
+    def _genai_call(
+        self,
+        genai: GenAIMetrics,
+        agent: AgentType,
+        provider: str,
+        completion: Completion | None,
+        seconds: float,
+        error: BaseException | None,
+    ) -> None:
+        """One model call in the GenAI semantic conventions' metrics."""
+        answered_by = completion.model if completion is not None else None
+        if answered_by is None:
+            answered_by = agent.model
+        elif answered_by not in self._models:  # the provider's string: bounded to the configured models
+            answered_by = GENAI_OTHER
+        labels = ("chat", provider, agent.model, answered_by)
+        if isinstance(error, ProviderError):
+            error_type = error.kind
+        elif error is not None:
+            error_type = "cancelled" if isinstance(error, anyio.get_cancelled_exc_class()) else GENAI_OTHER
+        else:
+            error_type = ""
+        genai.client_duration.labels(*labels, error_type).observe(seconds)  # type: ignore[attr-defined]
+        if completion is not None:
+            genai.client_tokens.labels(*labels, "input").observe(float(completion.input_tokens))  # type: ignore[attr-defined]
+            genai.client_tokens.labels(*labels, "output").observe(float(completion.output_tokens))  # type: ignore[attr-defined]
 
     def agent(self, name: str) -> AgentType:
         agent = self.agents.get(name)
@@ -183,6 +218,10 @@ class AgentService:
         finally:
             seconds = time.perf_counter() - started
             self._metrics.agent_queries.labels(agent.name, status).inc()
+            genai = self._metrics.genai
+            if genai is not None and status != "rejected":
+                labels = ("invoke_agent", agent.provider, agent.name, agent.model)
+                genai.server_duration.labels(*labels, error_kind or "").observe(seconds)  # type: ignore[attr-defined]
             if status != "rejected":
                 self._metrics.agent_duration.labels(agent.name).observe(seconds)  # type: ignore[attr-defined]
                 self._metrics.agent_steps.labels(agent.name).observe(float(usage.calls))  # type: ignore[attr-defined]
@@ -389,10 +428,16 @@ class _Account:
             await self._service._limiter.settle(self._tokens_window, handle, used)
 
     async def close(
-        self, completion: Completion | None, seconds: float, first_token: float | None = None
+        self,
+        completion: Completion | None,
+        seconds: float,
+        first_token: float | None = None,
+        error: BaseException | None = None,
     ) -> None:
         usage, agent, metrics = self._usage, self._agent, self._service._metrics
         provider = self._provider.name
+        if metrics.genai is not None:
+            self._service._genai_call(metrics.genai, agent, provider, completion, seconds, error)
         cost = 0
         if completion is not None and first_token is not None:
             metrics.llm_ttft.labels(provider, agent.model).observe(first_token)  # type: ignore[attr-defined]

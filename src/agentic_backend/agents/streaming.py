@@ -141,12 +141,18 @@ class QueryStream:
     def _observe_answer(self) -> None:
         if self._agent is None or self._first_text is None:
             return
-        name = self._agent.name
-        self._metrics.agent_ttft.labels(name).observe(self._first_text - self._started_at)  # type: ignore[attr-defined]
+        agent, genai = self._agent, self._metrics.genai
+        first = self._first_text - self._started_at
+        self._metrics.agent_ttft.labels(agent.name).observe(first)  # type: ignore[attr-defined]
+        labels = ("invoke_agent", agent.provider, agent.name, agent.model)
+        if genai is not None:
+            genai.server_ttft.labels(*labels).observe(first)  # type: ignore[attr-defined]
         tokens = estimate_tokens("".join(self._text))
         if tokens > 1:
             per_token = (self._last_text - self._first_text) / (tokens - 1)
-            self._metrics.agent_tpot.labels(name).observe(per_token)  # type: ignore[attr-defined]
+            self._metrics.agent_tpot.labels(agent.name).observe(per_token)  # type: ignore[attr-defined]
+            if genai is not None:
+                genai.server_tpot.labels(*labels).observe(per_token)  # type: ignore[attr-defined]
 
     # -- the route's side -------------------------------------------------------------------------
 

@@ -96,7 +96,8 @@ class AnthropicProvider:
                 for b in response.content
                 if b.type == "tool_use"
             )
-            return Completion(text, calls, response.usage.input_tokens, response.usage.output_tokens)
+            usage = response.usage
+            return Completion(text, calls, usage.input_tokens, usage.output_tokens, response.model)
         except (AttributeError, TypeError, ValueError) as exc:
             raise ProviderBadResponse(f"anthropic: unusable response ({type(exc).__name__})") from None
 

@@ -52,6 +52,7 @@ class Completion:
     tool_calls: tuple[ToolCall, ...] = field(default=())
     input_tokens: int = 0
     output_tokens: int = 0
+    model: str | None = None  # the model that answered, as the provider names it (if it says)
 
 
 def estimate_tokens(text: str) -> int:

@@ -128,6 +128,7 @@ class OpenAIProvider:
                 calls,
                 usage.prompt_tokens if usage else 0,
                 usage.completion_tokens if usage else 0,
+                response.model,
             )
         except (IndexError, AttributeError, ValueError, TypeError) as exc:
             raise ProviderBadResponse(f"openai: unusable response ({type(exc).__name__})") from None
@@ -146,6 +147,7 @@ class OpenAIProvider:
         text: list[str] = []
         calls: dict[int, list[str]] = {}  # index -> [id, name, arguments so far]
         input_tokens = output_tokens = 0
+        answered_by: str | None = None
         try:
             stream = await self._client.chat.completions.create(
                 model=model,
@@ -158,6 +160,7 @@ class OpenAIProvider:
             )
             async with stream:
                 async for chunk in stream:
+                    answered_by = chunk.model or answered_by
                     if chunk.usage is not None:
                         input_tokens = chunk.usage.prompt_tokens
                         output_tokens = chunk.usage.completion_tokens
@@ -181,7 +184,7 @@ class OpenAIProvider:
             )
         except (ValueError, TypeError) as exc:
             raise ProviderBadResponse(f"openai: unusable tool call ({type(exc).__name__})") from None
-        return Completion("".join(text) or None, tool_calls, input_tokens, output_tokens)
+        return Completion("".join(text) or None, tool_calls, input_tokens, output_tokens, answered_by)
 
     async def close(self) -> None:
         await self._client.close()

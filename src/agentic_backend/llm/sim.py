@@ -124,13 +124,14 @@ class SimProvider:
         last = messages[-1]
         call = self._tool_call(last, tools, conversation) if self.tool_calls else None
         if call is not None:
-            return Completion(None, (call,), input_tokens, count_tokens(json.dumps(call.arguments)) + 8)
+            output = count_tokens(json.dumps(call.arguments)) + 8
+            return Completion(None, (call,), input_tokens, output, model)
         answer = self._answer(model, user_text, last)
         if count_tokens(answer) > max_tokens:  # a model stops at max_tokens
             answer = answer[: max_tokens * 4]
         if on_text is not None:
             await self._stream(answer, on_text)
-        return Completion(answer, (), input_tokens, count_tokens(answer))
+        return Completion(answer, (), input_tokens, count_tokens(answer), model)
 
     async def _stream(self, answer: str, on_text: TextSink) -> None:
         """Hand ``answer`` over a token at a time, at AGENTIC_SIM_TOKENS_PER_SECOND."""

@@ -8,7 +8,7 @@ Names follow Prometheus conventions: base units, a unit suffix (``_seconds``, ``
 from __future__ import annotations
 
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from agentic_backend import __version__
 from agentic_backend.monitoring.metrics import Aggregation, Family, MetricSpec, MetricType
@@ -215,6 +215,89 @@ WORKER_EXITS = MetricSpec(
     aggregation=Aggregation.SHARED,  # read from the shared archive by the answering worker
 )
 
+# OpenTelemetry's GenAI semantic conventions (v1.41), in the Prometheus form an OpenTelemetry exporter
+# gives them (dots to underscores, the unit as a suffix), next to the seed's names, so that Grafana's and
+# OpenLIT's GenAI dashboards read this service as they read any instrumented one. Their bucket boundaries
+# are the conventions' own. Labels are the attributes: gen_ai.operation.name ("chat" for a model call,
+# "invoke_agent" for a query), gen_ai.provider.name, gen_ai.request.model, gen_ai.response.model (a model
+# name no agent type configures is "_OTHER": providers choose those strings), gen_ai.token.type, and
+# error.type (empty, so absent in PromQL, when the operation succeeded). AGENTIC_GENAI_METRICS=false
+# leaves them out.
+GENAI_DURATION_BUCKETS = (
+    0.01,
+    0.02,
+    0.04,
+    0.08,
+    0.16,
+    0.32,
+    0.64,
+    1.28,
+    2.56,
+    5.12,
+    10.24,
+    20.48,
+    40.96,
+    81.92,
+)
+GENAI_TOKEN_BUCKETS = (
+    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
+    16777216.0, 67108864.0,
+)  # fmt: skip
+GENAI_OTHER = "_OTHER"
+_GENAI_CALL = (
+    "gen_ai_operation_name",
+    "gen_ai_provider_name",
+    "gen_ai_request_model",
+    "gen_ai_response_model",
+)
+
+GENAI_CLIENT_DURATION = MetricSpec(
+    "gen_ai_client_operation_duration_seconds",
+    MetricType.HISTOGRAM,
+    "GenAI semantic conventions' gen_ai.client.operation.duration: one model call, as this service (the "
+    "client) saw it.",
+    (*_GENAI_CALL, "error_type"),
+    GENAI_DURATION_BUCKETS,
+)
+GENAI_CLIENT_TOKENS = MetricSpec(
+    "gen_ai_client_token_usage",
+    MetricType.HISTOGRAM,
+    "GenAI semantic conventions' gen_ai.client.token.usage: tokens of one model call, by type (input, "
+    "output).",
+    (*_GENAI_CALL, "gen_ai_token_type"),
+    GENAI_TOKEN_BUCKETS,
+)
+GENAI_SERVER_DURATION = MetricSpec(
+    "gen_ai_server_request_duration_seconds",
+    MetricType.HISTOGRAM,
+    "GenAI semantic conventions' gen_ai.server.request.duration: one agent query answered by this "
+    "service (the request model is the agent type).",
+    (*_GENAI_CALL, "error_type"),
+    GENAI_DURATION_BUCKETS,
+)
+GENAI_SERVER_TTFT = MetricSpec(
+    "gen_ai_server_time_to_first_token_seconds",
+    MetricType.HISTOGRAM,
+    "GenAI semantic conventions' gen_ai.server.time_to_first_token: a streamed answer's first token.",
+    _GENAI_CALL,
+    TTFT_BUCKETS,
+)
+GENAI_SERVER_TPOT = MetricSpec(
+    "gen_ai_server_time_per_output_token_seconds",
+    MetricType.HISTOGRAM,
+    "GenAI semantic conventions' gen_ai.server.time_per_output_token: a streamed answer's pace after its "
+    "first token.",
+    _GENAI_CALL,
+    TPOT_BUCKETS,
+)
+GENAI_CATALOGUE: tuple[MetricSpec, ...] = (
+    GENAI_CLIENT_DURATION,
+    GENAI_CLIENT_TOKENS,
+    GENAI_SERVER_DURATION,
+    GENAI_SERVER_TTFT,
+    GENAI_SERVER_TPOT,
+)
+
 CATALOGUE: tuple[MetricSpec, ...] = (
     HTTP_REQUESTS,
     HTTP_DURATION,
@@ -242,6 +325,21 @@ CATALOGUE: tuple[MetricSpec, ...] = (
     LLM_TTFT,
     LLM_TPOT,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class GenAIMetrics:
+    """Handles on the GenAI semantic conventions' families."""
+
+    client_duration: Family
+    client_tokens: Family
+    server_duration: Family
+    server_ttft: Family
+    server_tpot: Family
+
+    @classmethod
+    def register(cls, registry: Registry) -> GenAIMetrics:
+        return cls(*(registry.register(spec) for spec in GENAI_CATALOGUE))
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,10 +371,12 @@ class BuiltinMetrics:
     agent_tpot: Family
     llm_ttft: Family
     llm_tpot: Family
+    genai: GenAIMetrics | None = None  # AGENTIC_GENAI_METRICS
 
     @classmethod
-    def register(cls, registry: Registry) -> BuiltinMetrics:
+    def register(cls, registry: Registry, *, genai: bool = True) -> BuiltinMetrics:
         families = [registry.register(spec) for spec in CATALOGUE]
-        metrics = cls(*families)
+        handles = dict(zip([f.name for f in fields(cls) if f.name != "genai"], families, strict=True))
+        metrics = cls(**handles, genai=GenAIMetrics.register(registry) if genai else None)
         metrics.build_info.labels(__version__, platform.python_version()).set(1.0)
         return metrics

@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from agentic_backend.core.config import Settings
-from agentic_backend.monitoring.catalogue import CATALOGUE, BuiltinMetrics
+from agentic_backend.monitoring.catalogue import CATALOGUE, GENAI_CATALOGUE, BuiltinMetrics
 from agentic_backend.monitoring.custom import CustomMetrics
 from agentic_backend.monitoring.multiprocess import WorkerSet, worker_journal, worker_name
 from agentic_backend.monitoring.registry import SERIES_OVERFLOW, Registry, Snapshot
@@ -40,8 +40,9 @@ class Telemetry:
         self.registry = Registry(
             store, max_series_per_metric=settings.metrics_max_series_per_metric, on_allocate=on_allocate
         )
-        self.metrics = BuiltinMetrics.register(self.registry)
-        self.custom = CustomMetrics(settings, (*CATALOGUE, SERIES_OVERFLOW), folder)
+        self.metrics = BuiltinMetrics.register(self.registry, genai=settings.genai_metrics)
+        # The GenAI names stay reserved when they are off: a custom metric cannot take them.
+        self.custom = CustomMetrics(settings, (*CATALOGUE, *GENAI_CATALOGUE, SERIES_OVERFLOW), folder)
         if folder is not None:
             exits = self.metrics.worker_exits.labels()
             self.workers = WorkerSet(folder, self.registry, worker, lambda n: exits.set(float(n)))
