@@ -33,6 +33,7 @@ from agentic_backend.core.config import Settings
 from agentic_backend.core.db import Database, upgrade_async
 from agentic_backend.core.errors import install_error_handlers
 from agentic_backend.core.openapi import contract_openapi
+from agentic_backend.core.tracing import TraceIdMiddleware, Tracing
 from agentic_backend.identity.auth import ApiKeyAuthorizer
 from agentic_backend.identity.guard import BruteForceGuard
 from agentic_backend.identity.router import router as keys_router
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     ledger = Ledger(database)
     budgets = Budgets(database)
     providers = build_providers(settings)
+    tracing = Tracing()
     agents = AgentService(
         load_agent_types(settings.agents_file),
         providers,
@@ -124,6 +126,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             cache_per_key=settings.cache_scope == "key",
         ),
         clock=clock,
+        tracer=tracing.tracer,
     )
 
     async def cache_size() -> None:
@@ -170,6 +173,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                     await purger
             for provider in providers.values():
                 await provider.close()
+            tracing.shutdown()  # exports the spans still queued
             await backend.close()
             await windows.close()
             await keys.generation.close()
@@ -225,5 +229,12 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.include_router(openai_router)
     app.include_router(usage_router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)  # inside the metrics'
+    if tracing.enabled:  # core/tracing.py: only then is anything of tracing on the request path
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        app.add_middleware(TraceIdMiddleware)
+        FastAPIInstrumentor.instrument_app(
+            app, tracer_provider=tracing.provider, exclude_spans=["send", "receive"]
+        )
     app.add_middleware(HttpMetricsMiddleware, metrics=telemetry.metrics)
     return app

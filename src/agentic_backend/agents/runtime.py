@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import anyio
+from opentelemetry.trace import NoOpTracer, StatusCode, Tracer
 
 from agentic_backend.agents.registry import AgentType
 from agentic_backend.agents.tools import TOOLS, ToolError
@@ -94,6 +95,9 @@ class _Stream:
 ToolHook = Callable[[str, bool], None]
 
 
+_NO_TRACER = NoOpTracer()
+
+
 def _first_token(stream: _Stream | None) -> float | None:
     return stream.first_token if stream is not None else None
 
@@ -108,6 +112,7 @@ async def run_agent(
     account: CallAccount,
     on_tool: ToolHook,
     events: RunEvents | None = None,
+    tracer: Tracer | None = None,
 ) -> RunResult:
     """``deadline`` is a ``time.monotonic()`` value. With ``events`` the model calls are streamed."""
     messages = [Message("system", agent.system_prompt), *history, Message("user", query)]
@@ -157,13 +162,24 @@ async def run_agent(
         messages.append(Message("assistant", completion.text or "", completion.tool_calls))
         for call in completion.tool_calls:
             tool = TOOLS.get(call.name) if call.name in agent.tools else None
-            try:
-                if tool is None:
-                    raise ToolError(f"no tool {call.name!r} for this agent")
-                output = await tool.run(call.arguments)
-                ok = True
-            except ToolError as exc:
-                output, ok = f"error: {exc}", False
+            name = call.name if tool is not None else "unknown"  # span names stay few
+            with (tracer or _NO_TRACER).start_as_current_span(
+                f"execute_tool {name}",
+                attributes={
+                    "gen_ai.operation.name": "execute_tool",
+                    "gen_ai.tool.name": name,
+                    "gen_ai.tool.call.id": call.id,
+                },
+            ) as span:
+                try:
+                    if tool is None:
+                        raise ToolError(f"no tool {call.name!r} for this agent")
+                    output = await tool.run(call.arguments)
+                    ok = True
+                except ToolError as exc:
+                    output, ok = f"error: {exc}", False
+                    span.set_attribute("error.type", "tool_error")
+                    span.set_status(StatusCode.ERROR, "tool_error")
             on_tool(call.name if tool is not None else "unknown", ok)
             result.tool_calls += 1
             step = Step("tool", call.name, json.dumps(call.arguments)[:200] + " -> " + output[:200])

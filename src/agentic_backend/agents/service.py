@@ -11,6 +11,9 @@ from datetime import timedelta
 from typing import Protocol
 
 import anyio
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import NoOpTracer, Span, SpanKind, StatusCode, Tracer
 
 from agentic_backend.agents.errors import BudgetExceeded, RateLimited, UnknownAgentType
 from agentic_backend.agents.registry import AgentType
@@ -74,6 +77,7 @@ class AgentService:
         metrics: BuiltinMetrics,
         limits: Limits,
         clock: Clock,
+        tracer: Tracer | None = None,
     ) -> None:
         self.agents = agents
         self._providers = providers
@@ -86,6 +90,7 @@ class AgentService:
         self._metrics = metrics
         self._limits = limits
         self._clock = clock
+        self._tracer: Tracer = tracer or NoOpTracer()
         self._models = frozenset(agent.model for agent in agents.values())
         for agent in agents.values():  # dashboards see every agent type from start-up
             for status in ("success", "error", "rejected", "cancelled"):
@@ -108,6 +113,25 @@ class AgentService:
                         metrics.genai.client_tokens.labels(*call, kind)
                     query = ("invoke_agent", provider.name, agent.name, agent.model)
                     metrics.genai.server_duration.labels(*query, "")
+
+    @staticmethod
+    def _end_span(
+        span: Span, token: object, status: str, error_kind: str | None, usage: _Usage, cached: bool
+    ) -> None:
+        span.set_attributes(
+            {
+                "gen_ai.usage.input_tokens": usage.input_tokens,
+                "gen_ai.usage.output_tokens": usage.output_tokens,
+                "agentic_backend.cost_usd": nanos_to_dollars(usage.nanos),
+                "agentic_backend.cached": cached,
+                "agentic_backend.status": status,
+            }
+        )
+        if error_kind is not None:
+            span.set_attribute("error.type", error_kind)
+            span.set_status(StatusCode.ERROR, error_kind)
+        span.end()
+        otel_context.detach(token)  # type: ignore[arg-type]
 
     def _genai_call(
         self,
@@ -166,6 +190,18 @@ class AgentService:
         usage = _Usage()
         status, error_kind, cached = "success", None, False
         session_writes: list[Write] = []
+        # The GenAI conventions' agent span (named after a known agent type only: span names stay few).
+        span = self._tracer.start_span(
+            f"invoke_agent {agent.name}",
+            attributes={
+                "gen_ai.operation.name": "invoke_agent",
+                "gen_ai.agent.name": agent.name,
+                "gen_ai.provider.name": agent.provider,
+                "gen_ai.request.model": agent.model,
+                "agentic_backend.request_id": request_id,
+            },
+        )
+        span_token = otel_context.attach(trace.set_span_in_context(span))
         try:
             await self._check_rate(principal)
             account = _Account(self, agent, provider, principal, request_id, usage)
@@ -240,6 +276,7 @@ class AgentService:
                 duration_seconds=seconds,
                 created_at=self._clock.now(),
             )
+            self._end_span(span, span_token, status, error_kind, usage, cached)
             await self._ledger.record(entry, also=session_writes)
             # Counted once the ledger has the row, so that the metrics equal the ledger even when its
             # commit fails (the spend row has the cost: the provider was paid).
@@ -291,6 +328,7 @@ class AgentService:
                 account=account,
                 on_tool=on_tool,
                 events=events,
+                tracer=self._tracer,
             )
         except ProviderError as exc:
             metrics.llm_errors.labels(provider.name, agent.model, exc.kind).inc()
@@ -366,6 +404,7 @@ class _Account:
         self._tpm = principal.tpm_limit or service._limits.default_tpm_limit
         self._tokens_window = f"tpm:{principal.key_id}"
         self._tokens_held: str | None = None  # the handle of this call's tokens in the key's window
+        self._span: Span | None = None  # the model call's span, from open to close
 
     async def check(self) -> None:
         """Refuse the query at once if its key's budget is already spent."""
@@ -382,6 +421,23 @@ class _Account:
         )
 
     async def open(self, messages: list[Message], tools: list[ToolSpec]) -> bool:
+        if not await self._admit(messages, tools):
+            return False
+        agent = self._agent
+        self._span = self._service._tracer.start_span(
+            f"chat {agent.model}",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": self._provider.name,
+                "gen_ai.request.model": agent.model,
+                "gen_ai.request.max_tokens": agent.max_output_tokens,
+            },
+        )
+        return True
+
+    async def _admit(self, messages: list[Message], tools: list[ToolSpec]) -> bool:
+        """Hold the call's tokens and reserve its most cost; whether it may run."""
         service, agent = self._service, self._agent
         tokens = input_token_bound(messages, tools)
         if self._tpm is not None and not await self._hold_tokens(tokens + agent.max_output_tokens):
@@ -436,6 +492,9 @@ class _Account:
     ) -> None:
         usage, agent, metrics = self._usage, self._agent, self._service._metrics
         provider = self._provider.name
+        span, self._span = self._span, None
+        if span is not None:
+            _end_call_span(span, self._service._pricer, agent.model, completion, error)
         if metrics.genai is not None:
             self._service._genai_call(metrics.genai, agent, provider, completion, seconds, error)
         cost = 0
@@ -461,3 +520,26 @@ class _Account:
         reservation, self._reservation = self._reservation, None
         if reservation is not None:
             await self._service._budgets.settle(reservation, cost)
+
+
+def _end_call_span(
+    span: Span, pricer: Pricer, model: str, completion: Completion | None, error: BaseException | None
+) -> None:
+    """The GenAI conventions' attributes of a model call's span: usage, finish reason, cost, error."""
+    if completion is not None:
+        span.set_attributes(
+            {
+                "gen_ai.response.model": completion.model or model,
+                "gen_ai.usage.input_tokens": completion.input_tokens,
+                "gen_ai.usage.output_tokens": completion.output_tokens,
+                "gen_ai.response.finish_reasons": ["tool_calls" if completion.tool_calls else "stop"],
+                "agentic_backend.cost_usd": nanos_to_dollars(
+                    pricer.price(model, completion.input_tokens, completion.output_tokens).nanodollars
+                ),
+            }
+        )
+    if error is not None:
+        kind = error.kind if isinstance(error, ProviderError) else type(error).__name__
+        span.set_attribute("error.type", kind)
+        span.set_status(StatusCode.ERROR, kind)
+    span.end()
