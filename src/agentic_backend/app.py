@@ -32,6 +32,7 @@ from agentic_backend.core.clock import Clock, SystemClock
 from agentic_backend.core.config import Settings
 from agentic_backend.core.db import Database, upgrade_async
 from agentic_backend.core.errors import install_error_handlers
+from agentic_backend.core.logs import RequestLogMiddleware
 from agentic_backend.core.openapi import contract_openapi
 from agentic_backend.core.tracing import TraceIdMiddleware, Tracing
 from agentic_backend.identity.auth import ApiKeyAuthorizer
@@ -229,6 +230,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.include_router(openai_router)
     app.include_router(usage_router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)  # inside the metrics'
+    if settings.log_format == "json":
+        app.add_middleware(RequestLogMiddleware)
     if tracing.enabled:  # core/tracing.py: only then is anything of tracing on the request path
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 

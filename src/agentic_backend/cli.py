@@ -17,6 +17,7 @@ from agentic_backend.core.clock import SystemClock
 from agentic_backend.core.config import Settings
 from agentic_backend.core.db import Database, upgrade
 from agentic_backend.core.errors import AppError
+from agentic_backend.core.logs import uvicorn_log_config
 from agentic_backend.identity.service import KeyService
 
 app = typer.Typer(
@@ -102,13 +103,15 @@ def serve(
         folder = claim_run_folder(Path(configured) if configured else None)
         os.environ["AGENTIC_METRICS_MULTIPROCESS_DIR"] = str(folder)
     try:
+        json_logs = settings.log_format == "json"  # the app logs each request itself (core/logs.py)
         uvicorn.run(
             "agentic_backend.app:create_app",
             factory=True,
             host=host,
             port=port,
             workers=workers,
-            access_log=access_log,
+            access_log=access_log and not json_logs,
+            log_config=uvicorn_log_config(json_logs) or uvicorn.config.LOGGING_CONFIG,
             log_level=log_level,
             proxy_headers=proxy_headers,
             forwarded_allow_ips=forwarded_allow_ips,

@@ -26,6 +26,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentic_backend.agents.deps import AgentServiceDep, AgentsQuerier
+from agentic_backend.agents.router import log_usage
 from agentic_backend.agents.schemas import QueryRequest, QueryResponse
 from agentic_backend.agents.streaming import KEEPALIVE, MEDIA_TYPE, Event, QueryStream
 from agentic_backend.core.deps import SettingsDep
@@ -166,6 +167,7 @@ async def chat_completions(
     created = int(time.time())
     if not body.stream:
         response = await agents.query(principal, body.model, query, conversation=history)
+        log_usage(request, response)
         return Response(
             content=ChatCompletion.of(response, body.model, created).model_dump_json(),
             media_type="application/json",
@@ -178,6 +180,7 @@ async def chat_completions(
         query,
         keepalive_seconds=settings.stream_keepalive_seconds,
         conversation=history,
+        on_done=lambda response: log_usage(request, response),
     )
     first = await stream.first()  # a refusal raises here: an OpenAI-shaped error with its status
     include_usage = body.stream_options is not None and body.stream_options.include_usage

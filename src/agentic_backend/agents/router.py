@@ -11,6 +11,7 @@ from agentic_backend.agents.deps import AgentServiceDep, AgentsQuerier
 from agentic_backend.agents.schemas import AgentTypePublic, QueryRequest, QueryResponse
 from agentic_backend.agents.streaming import MEDIA_TYPE, QueryStream
 from agentic_backend.core.deps import SettingsDep
+from agentic_backend.core.logs import note_usage
 
 router = APIRouter(prefix="/api/v1/agents", tags=["agents"])
 
@@ -50,6 +51,18 @@ _STREAMED: dict[int | str, dict[str, Any]] = {
 }
 
 
+def log_usage(request: Request, response: QueryResponse) -> None:
+    """What the query used, for its request's log line (core/logs.py)."""
+    tokens = response.tokens
+    note_usage(
+        request.state,
+        request_id=response.request_id,
+        input_tokens=tokens.input,
+        output_tokens=tokens.output,
+        cost=response.cost_dollars,
+    )
+
+
 def wants_stream(request: Request, body: QueryRequest) -> bool:
     return body.stream or MEDIA_TYPE in request.headers.get("accept", "")
 
@@ -66,7 +79,9 @@ async def query_agent(
     """Run the agent: model calls and tool calls until it answers, within its step limit and deadline
     and the key's budget. Stateless queries (no session) may be answered from the cache at no cost."""
     if not wants_stream(request, body):
-        return await agents.query(principal, agent_type, body)
+        response = await agents.query(principal, agent_type, body)
+        log_usage(request, response)
+        return response
     stream = QueryStream(
         agents,
         request.app.state.telemetry.metrics,
@@ -74,6 +89,7 @@ async def query_agent(
         agent_type,
         body,
         keepalive_seconds=settings.stream_keepalive_seconds,
+        on_done=lambda response: log_usage(request, response),
     )
     first = await stream.first()  # a refusal raises here: a plain JSON error with its status
     return StreamingResponse(

@@ -26,7 +26,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -34,7 +34,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from agentic_backend.agents.registry import AgentType
 from agentic_backend.agents.runtime import Step
-from agentic_backend.agents.schemas import QueryRequest
+from agentic_backend.agents.schemas import QueryRequest, QueryResponse
 from agentic_backend.agents.service import AgentService
 from agentic_backend.core.errors import AppError
 from agentic_backend.identity.schemas import Principal
@@ -68,7 +68,9 @@ class QueryStream:
         *,
         keepalive_seconds: float,
         conversation: list[Message] | None = None,
+        on_done: Callable[[QueryResponse], None] | None = None,
     ) -> None:
+        self._on_done = on_done
         self._metrics = metrics
         self._keepalive = keepalive_seconds
         self._send: MemoryObjectSendStream[Event]
@@ -111,6 +113,8 @@ class QueryStream:
                     await self._send.send(("error", body))
                 return
             self._observe_answer()
+            if self._on_done is not None:
+                self._on_done(response)
             await self._send.send(("done", response.model_dump(mode="json")))
 
     # -- the service's QueryEvents ------------------------------------------------------------------

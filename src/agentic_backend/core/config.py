@@ -100,6 +100,8 @@ class Settings(BaseSettings):
     # proxies (nginx: 60 s by default) do not close it as idle.
     stream_keepalive_seconds: float = Field(default=15.0, gt=0, le=300)
     # Every request body (a chat completion's whole conversation included); /record has its own, smaller.
+    # text: uvicorn's lines; json: one JSON object per log record and a line per request (core/logs.py).
+    log_format: Literal["text", "json"] = "text"
     # The OpenTelemetry GenAI semantic conventions' metrics beside the seed's (monitoring/catalogue.py).
     genai_metrics: bool = True
     max_body_bytes: int = Field(default=4 * 1_048_576, ge=1_024, le=256 * 1_048_576)

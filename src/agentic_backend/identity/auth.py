@@ -78,6 +78,7 @@ class ApiKeyAuthorizer:
 
     async def authorize(self, request: Request, permission: str) -> Principal:
         principal = await self.authenticate(request)
+        request.state.key_id = principal.key_id  # for the request's log line (core/logs.py)
         if not allows(principal.role, permission):
             self._checks.labels(permission, "denied").inc()
             raise PermissionDenied(
