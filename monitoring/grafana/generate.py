@@ -47,8 +47,19 @@ def selector(*matchers: str) -> str:
     return "{" + ", ".join((SELECTOR, *matchers)) + "}"
 
 
+# Histograms whose buckets carry exemplars (a recent trace id each) when the service traces: their panels
+# show them as points, and the Prometheus data source links a point's trace_id to the traces data source
+# (monitoring/grafana/datasources/prometheus.yml).
+EXEMPLARS = (
+    "http_request_duration_seconds_bucket",
+    "agent_query_duration_seconds_bucket",
+    "llm_request_duration_seconds_bucket",
+)
+
+
 def query(expr: str, legend: str = "__auto", ref: str = "A") -> prometheus.Dataquery:
-    return prometheus.Dataquery().expr(expr).legend_format(legend).ref_id(ref).datasource(DATASOURCE)
+    built = prometheus.Dataquery().expr(expr).legend_format(legend).ref_id(ref).datasource(DATASOURCE)
+    return built.exemplar(True) if any(name in expr for name in EXEMPLARS) else built
 
 
 def queries(*pairs: tuple[str, str]) -> list[prometheus.Dataquery]:
@@ -508,6 +519,8 @@ def variables() -> list[dashboard.DatasourceVariable | dashboard.QueryVariable]:
 
     return [
         dashboard.DatasourceVariable("datasource").label("Data source").type("prometheus"),
+        # Where exemplars' traces are (Tempo; Jaeger works alike): the trace of a slow bucket's query.
+        dashboard.DatasourceVariable("traces").label("Traces").type("tempo"),
         label_values("job", "label_values(http_requests_total, job)"),
         label_values("instance", 'label_values(http_requests_total{job=~"$job"}, instance)'),
     ]

@@ -40,6 +40,8 @@ from agentic_backend.identity.guard import BruteForceGuard
 from agentic_backend.identity.router import router as keys_router
 from agentic_backend.identity.service import KeyService
 from agentic_backend.llm.factory import build_providers
+from agentic_backend.monitoring import catalogue as cat
+from agentic_backend.monitoring.exemplars import Exemplars
 from agentic_backend.monitoring.health import HealthCheck, metrics_checks
 from agentic_backend.monitoring.middleware import HttpMetricsMiddleware
 from agentic_backend.monitoring.router import router as monitoring_router
@@ -108,6 +110,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     budgets = Budgets(database)
     providers = build_providers(settings)
     tracing = Tracing()
+    if tracing.enabled:  # each latency bucket and the cost counter keep a recent trace (exemplars.py)
+        names = (cat.HTTP_DURATION.name, cat.AGENT_DURATION.name, cat.LLM_DURATION.name, cat.API_COST.name)
+        telemetry.exemplars = Exemplars(frozenset(names))
     agents = AgentService(
         load_agent_types(settings.agents_file),
         providers,
@@ -128,6 +133,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         ),
         clock=clock,
         tracer=tracing.tracer,
+        exemplars=telemetry.exemplars,
     )
 
     async def cache_size() -> None:
@@ -239,5 +245,5 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         FastAPIInstrumentor.instrument_app(
             app, tracer_provider=tracing.provider, exclude_spans=["send", "receive"]
         )
-    app.add_middleware(HttpMetricsMiddleware, metrics=telemetry.metrics)
+    app.add_middleware(HttpMetricsMiddleware, metrics=telemetry.metrics, exemplars=telemetry.exemplars)
     return app

@@ -1,14 +1,16 @@
 """``agentic-backend loadgen``: realistic traffic, so that every dashboard panel has data within a minute.
 
 The mix: stateless agent queries over every agent type (some repeated, so the cache hits, some new, so it
-misses), conversations in sessions, provider errors forced through ``sim`` directives, requests with a bad
-key (authentication failures), requests a viewer key may not make (permission denials), summary reads,
-health checks and custom metrics. With an admin key it creates the user and viewer keys it needs.
+misses, some streamed as Server-Sent Events), chat completions through the OpenAI-compatible face,
+conversations in sessions, provider errors forced through ``sim`` directives, requests with a bad key
+(authentication failures), requests a viewer key may not make (permission denials), summary reads, health
+checks and custom metrics. With an admin key it creates the user and viewer keys it needs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import statistics
 import time
@@ -97,6 +99,21 @@ def _actions(
             await client.post(f"/api/v1/agents/{agent}/query", json=body, headers=auth(keys.user))
         ).status_code
 
+    streamed_agents = itertools.cycle(agent_types)  # every agent type streams: its panels have data
+
+    async def streamed_query(client: httpx.AsyncClient) -> int:
+        body = {"query": f"{rng.choice(QUESTIONS)} (streamed {uuid.uuid4().hex[:6]})", "stream": True}
+        url = f"/api/v1/agents/{next(streamed_agents)}/query"
+        async with client.stream("POST", url, json=body, headers=auth(keys.user)) as response:
+            async for _ in response.aiter_bytes():
+                pass
+        return response.status_code
+
+    async def openai_face(client: httpx.AsyncClient) -> int:
+        question = f"{rng.choice(QUESTIONS)} (openai {uuid.uuid4().hex[:6]})"
+        body = {"model": rng.choice(agent_types), "messages": [{"role": "user", "content": question}]}
+        return (await client.post("/v1/chat/completions", json=body, headers=auth(keys.user))).status_code
+
     async def conversation(client: httpx.AsyncClient) -> int:
         created = await client.post("/api/v1/sessions", headers=auth(keys.user))
         if created.status_code != 201:
@@ -161,6 +178,8 @@ def _actions(
         (30.0, "query (repeated)", cached_query),
         (15.0, "query (new)", new_query),
         (10.0, "conversation", conversation),
+        (10.0, "query (streamed)", streamed_query),
+        (4.0, "chat completion (OpenAI face)", openai_face),
         (6.0, "provider error", provider_error),
         (8.0, "bad key", bad_key),
         (8.0, "summary", summary),

@@ -5,13 +5,15 @@ trace id. Without the variables, nothing is exported and no trace id is sent."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from tests.integration.harness import Service, wait_until
+from tests.integration.harness import Prometheus, Service, scrape_config, wait_until
 from tests.integration.otlp import OtlpReceiver, ReceivedSpan
 
 pytestmark = pytest.mark.integration
@@ -127,3 +129,65 @@ def test_an_unsupported_protocol_is_refused_at_start_up(tmp_path: Path, receiver
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}
     with pytest.raises(AssertionError, match="http/protobuf"):
         Service(tmp_path, env=env)
+
+
+def test_latency_buckets_and_cost_carry_exemplars_that_prometheus_stores(
+    tmp_path: Path, receiver: OtlpReceiver
+) -> None:
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "100"}
+    service = Service(tmp_path / "service", env=env)
+    prometheus = Prometheus(
+        tmp_path / "prometheus",
+        scrape_config(service.url.removeprefix("http://")),
+        extra_args=["--enable-feature=exemplar-storage"],
+    )
+    try:
+        traces = set()
+        for n in range(3):
+            answer = httpx.post(
+                f"{service.url}/api/v1/agents/calculator/query",
+                json={"query": f"what is {n}*7?"},
+                headers=service.headers,
+                timeout=30,
+            )
+            assert answer.status_code == 200
+            traces.add(answer.headers["x-trace-id"])
+        # OpenMetrics: the exemplars after their samples, valid for the strict parser.
+        text = httpx.get(
+            f"{service.url}/api/v1/monitoring/metrics",
+            headers={"accept": "application/openmetrics-text"},
+            timeout=10,
+        ).text
+        found: dict[str, set[str]] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.exemplar is not None:
+                    found.setdefault(sample.name, set()).add(sample.exemplar.labels["trace_id"])
+        for name in (
+            "http_request_duration_seconds_bucket",
+            "agent_query_duration_seconds_bucket",
+            "llm_request_duration_seconds_bucket",
+            "api_cost_dollars_total",
+        ):
+            assert found.get(name, set()) & traces, (name, found)
+        plain = httpx.get(f"{service.url}/api/v1/monitoring/metrics", timeout=10).text
+        assert "trace_id" not in plain  # the text format has no exemplars
+
+        # A real Prometheus with exemplar storage returns them.
+        def stored() -> list[dict[str, object]] | None:
+            now = time.time()
+            response = httpx.get(
+                f"{prometheus.url}/api/v1/query_exemplars",
+                params={"query": "agent_query_duration_seconds_bucket", "start": now - 300, "end": now},
+                timeout=10,
+            ).json()
+            data: list[dict[str, object]] = response.get("data") or []
+            return data if any(e for series in data for e in series["exemplars"]) else None  # type: ignore[union-attr]
+
+        data = wait_until(stored, timeout=30, what="exemplars in Prometheus")
+        ids = {e["labels"]["trace_id"] for series in data for e in series["exemplars"]}  # type: ignore[index, union-attr]
+        print(f"Prometheus holds exemplars of traces {sorted(ids)}")
+        assert ids & traces
+    finally:
+        prometheus.stop()
+        service.stop()

@@ -163,3 +163,21 @@ def test_provisioning_points_grafana_at_the_dashboard_and_prometheus() -> None:
     providers = yaml.safe_load((GRAFANA / "dashboards" / "dashboards.yml").read_text())["providers"]
     assert providers[0]["type"] == "file"
     assert providers[0]["options"]["path"] == "/etc/grafana/provisioning/dashboards"
+
+
+def test_latency_panels_show_exemplars_linked_to_a_traces_data_source() -> None:
+    variables = {variable["name"]: variable for variable in board()["templating"]["list"]}
+    assert variables["traces"]["type"] == "datasource"
+    with_exemplars = {
+        title
+        for title, expr in exprs()
+        if "http_request_duration_seconds_bucket" in expr or "agent_query" in expr
+    }
+    for panel in panels():
+        for target in panel["targets"]:
+            if any(name in target["expr"] for name in ("_duration_seconds_bucket",)) and (
+                panel["title"] in with_exemplars
+            ):
+                assert target.get("exemplar") is True, panel["title"]
+    datasource = (Path(__file__).parents[2] / "monitoring/grafana/datasources/prometheus.yml").read_text()
+    assert "exemplarTraceIdDestinations" in datasource

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Protocol
@@ -29,7 +30,15 @@ from agentic_backend.core.db import Write
 from agentic_backend.core.errors import AppError, ServiceUnavailable
 from agentic_backend.identity.schemas import Principal
 from agentic_backend.llm.base import Completion, Message, Provider, ProviderError, ToolSpec
-from agentic_backend.monitoring.catalogue import GENAI_OTHER, BuiltinMetrics, GenAIMetrics
+from agentic_backend.monitoring.catalogue import (
+    AGENT_DURATION,
+    API_COST,
+    GENAI_OTHER,
+    LLM_DURATION,
+    BuiltinMetrics,
+    GenAIMetrics,
+)
+from agentic_backend.monitoring.exemplars import Exemplars
 from agentic_backend.sessions.service import SessionService
 
 
@@ -78,6 +87,7 @@ class AgentService:
         limits: Limits,
         clock: Clock,
         tracer: Tracer | None = None,
+        exemplars: Exemplars | None = None,
     ) -> None:
         self.agents = agents
         self._providers = providers
@@ -91,6 +101,7 @@ class AgentService:
         self._limits = limits
         self._clock = clock
         self._tracer: Tracer = tracer or NoOpTracer()
+        self._exemplars = exemplars
         self._models = frozenset(agent.model for agent in agents.values())
         for agent in agents.values():  # dashboards see every agent type from start-up
             for status in ("success", "error", "rejected", "cancelled"):
@@ -260,6 +271,9 @@ class AgentService:
                 genai.server_duration.labels(*labels, error_kind or "").observe(seconds)  # type: ignore[attr-defined]
             if status != "rejected":
                 self._metrics.agent_duration.labels(agent.name).observe(seconds)  # type: ignore[attr-defined]
+                if self._exemplars is not None:
+                    bucket = bisect_left(AGENT_DURATION.buckets, seconds)
+                    self._exemplars.record(AGENT_DURATION.name, (agent.name,), bucket, seconds)
                 self._metrics.agent_steps.labels(agent.name).observe(float(usage.calls))  # type: ignore[attr-defined]
             entry = LedgerEntry(
                 request_id=request_id,
@@ -285,6 +299,9 @@ class AgentService:
                 metrics.api_tokens.labels(provider.name, agent.model, "input").inc(usage.input_tokens)
                 metrics.api_tokens.labels(provider.name, agent.model, "output").inc(usage.output_tokens)
                 metrics.api_cost.labels(provider.name, agent.model).inc(nanos_to_dollars(usage.nanos))
+                if self._exemplars is not None:
+                    cost = nanos_to_dollars(usage.nanos)
+                    self._exemplars.record(API_COST.name, (provider.name, agent.model), 0, cost)
 
     async def _check_rate(self, principal: Principal) -> None:
         limit = principal.rpm_limit or self._limits.default_rpm_limit
@@ -513,6 +530,10 @@ class _Account:
             usage.output_tokens += completion.output_tokens
             usage.nanos += cost
             metrics.llm_duration.labels(provider, agent.model).observe(seconds)  # type: ignore[attr-defined]
+            exemplars = self._service._exemplars
+            if exemplars is not None:
+                bucket = bisect_left(LLM_DURATION.buckets, seconds)
+                exemplars.record(LLM_DURATION.name, (provider, agent.model), bucket, seconds)
             if not price.priced:
                 metrics.api_unpriced_calls.labels(provider, agent.model).inc()
         used = completion.input_tokens + completion.output_tokens if completion is not None else 0

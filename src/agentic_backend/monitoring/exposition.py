@@ -14,6 +14,7 @@ import zlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+from agentic_backend.monitoring.exemplars import Exemplar, Exemplars
 from agentic_backend.monitoring.metrics import MetricType, format_float
 from agentic_backend.monitoring.registry import FamilySnapshot, Snapshot
 from agentic_backend.monitoring.timeslice import TimeSlice
@@ -87,11 +88,36 @@ def _family_lines(family: FamilySnapshot, start: int, stop: int, out: list[str])
         out.append(text)
 
 
-def _histogram_text(lines: tuple[str, ...], values: list[float], buckets: int) -> str:
+def _exemplar_lines(
+    family: FamilySnapshot, start: int, stop: int, out: list[str], exemplars: Exemplars
+) -> None:
+    """A family that carries exemplars (OpenMetrics only): series with one are formatted afresh, with
+    their exemplars after the samples; the others as usual."""
+    name = family.spec.name
+    for i in range(start, stop):
+        sample = family.series[i]
+        found = exemplars.of(name, sample.labels)
+        if found is None:
+            _family_lines(family, i, i + 1, out)
+            continue
+        values = family.values(sample)
+        if family.spec.type is MetricType.HISTOGRAM:
+            out.append(_histogram_text(sample.lines, values, len(family.spec.buckets) + 1, found))
+        else:
+            suffix = found[0].suffix() if 0 in found else ""
+            out.append(f"{sample.lines[0]}{_fmt(values[0])}{suffix}\n")
+
+
+def _histogram_text(
+    lines: tuple[str, ...], values: list[float], buckets: int, exemplars: dict[int, Exemplar] | None = None
+) -> str:
     parts = []
     cumulative = 0.0
     for k in range(buckets):
         cumulative += values[k]
+        if exemplars is not None and k in exemplars:
+            parts.append(f"{lines[k]}{_fmt(cumulative)}{exemplars[k].suffix()}\n")
+            continue
         parts.append(f"{lines[k]}{_fmt(cumulative)}\n")
     parts.append(f"{lines[buckets]}{_fmt(values[buckets])}\n")
     parts.append(f"{lines[buckets + 1]}{_fmt(cumulative)}\n")
@@ -99,11 +125,17 @@ def _histogram_text(lines: tuple[str, ...], values: list[float], buckets: int) -
 
 
 def iter_exposition(
-    snapshot: Snapshot, *, openmetrics: bool = False, chunk: int = CHUNK_SERIES
+    snapshot: Snapshot,
+    *,
+    openmetrics: bool = False,
+    chunk: int = CHUNK_SERIES,
+    exemplars: Exemplars | None = None,
 ) -> Iterator[str]:
-    """The exposition as text chunks of at most ``chunk`` series and about ``CHUNK_BYTES`` each."""
+    """The exposition as text chunks of at most ``chunk`` series and about ``CHUNK_BYTES`` each; with
+    ``exemplars`` (OpenMetrics only), theirs after the samples they belong to."""
     out: list[str] = []
     budget = chunk
+    with_exemplars = exemplars.families if exemplars is not None and openmetrics else frozenset()
     for family in snapshot:
         out.append(_header(family, openmetrics=openmetrics))
         start, total = 0, len(family.series)
@@ -114,7 +146,11 @@ def iter_exposition(
         budget = min(budget, limit)
         while start < total:
             stop = min(total, start + budget)
-            _family_lines(family, start, stop, out)
+            if family.spec.name in with_exemplars:
+                assert exemplars is not None
+                _exemplar_lines(family, start, stop, out, exemplars)
+            else:
+                _family_lines(family, start, stop, out)
             budget -= stop - start
             start = stop
             if budget == 0:
@@ -131,7 +167,9 @@ def render(snapshot: Snapshot, *, openmetrics: bool = False) -> str:
     return "".join(iter_exposition(snapshot, openmetrics=openmetrics))
 
 
-async def stream_exposition(snapshot: Snapshot, *, openmetrics: bool, gzip: bool) -> AsyncIterator[bytes]:
+async def stream_exposition(
+    snapshot: Snapshot, *, openmetrics: bool, gzip: bool, exemplars: Exemplars | None = None
+) -> AsyncIterator[bytes]:
     """The exposition as bytes, gzip-compressed if asked, in pieces of about ``SEND_BYTES`` (text) or
     ``COMPRESS_BYTES`` (before compression), yielding to the event loop between slices of work."""
     # Level 1: ~12x smaller than plain text (series lines repeat), 12 % less CPU than level 3 for 0.2 % more
@@ -141,7 +179,7 @@ async def stream_exposition(snapshot: Snapshot, *, openmetrics: bool, gzip: bool
     pause = TimeSlice()
     pending: list[bytes] = []
     size = 0
-    for text in iter_exposition(snapshot, openmetrics=openmetrics):
+    for text in iter_exposition(snapshot, openmetrics=openmetrics, exemplars=exemplars):
         data = text.encode()
         pending.append(data)
         size += len(data)

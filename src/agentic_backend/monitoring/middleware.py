@@ -34,6 +34,7 @@ from agentic_backend.monitoring.catalogue import (
     UNMATCHED_ENDPOINT,
     BuiltinMetrics,
 )
+from agentic_backend.monitoring.exemplars import Exemplars
 from agentic_backend.monitoring.metrics import HistogramSeries
 from agentic_backend.monitoring.storage import FloatView
 
@@ -71,7 +72,7 @@ def failure_status(exc: BaseException, *, client_gone: bool) -> int:
 
 # Where one label set's values live: the counter's page and slot, the histogram's page, first bucket slot,
 # bucket edges and sum slot. The hot path updates them in place (see ``HttpMetricsMiddleware``).
-_Slots = tuple[FloatView, int, FloatView, int, tuple[float, ...], int]
+_Slots = tuple[FloatView, int, FloatView, int, tuple[float, ...], int, tuple[str, str]]
 
 
 class HttpMetricsMiddleware:
@@ -87,8 +88,9 @@ class HttpMetricsMiddleware:
     # client can invent without end: label sets with those are cached only while the cache is this small.
     CACHE_LIMIT = 10_000
 
-    def __init__(self, app: ASGIApp, metrics: BuiltinMetrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: BuiltinMetrics, exemplars: Exemplars | None = None) -> None:
         self.app = app
+        self._exemplars = exemplars  # with tracing on: the request's trace as its bucket's exemplar
         self._requests = metrics.http_requests
         self._durations = metrics.http_duration
         self._active, self._active_slot = metrics.active_requests.labels().location()
@@ -149,7 +151,7 @@ class HttpMetricsMiddleware:
                 slots = self._slots[status][scope["route"].path_format][scope["method"]]
             except (KeyError, AttributeError):  # a new label set, or no matched route with a template
                 slots = self._slots_for(scope, status)
-            counter, counter_slot, histogram, first_bucket, edges, sum_slot = slots
+            counter, counter_slot, histogram, first_bucket, edges, sum_slot, labels = slots
             seconds = end - start
             counter[counter_slot] += 1.0
             # The first edge >= the duration (le = "less or equal"). Most requests end in the first
@@ -163,6 +165,8 @@ class HttpMetricsMiddleware:
                     bucket += 1
             histogram[bucket] += 1.0
             histogram[sum_slot] += seconds
+            if self._exemplars is not None:
+                self._exemplars.record(self._durations.spec.name, labels, bucket - first_bucket, seconds)
 
     def _slots_for(self, scope: Scope, status: int) -> _Slots:
         """The slots of a request's label set, found the slow way, and cached for the hot path."""
@@ -176,7 +180,8 @@ class HttpMetricsMiddleware:
             label = method if method in KNOWN_METHODS else OTHER_METHOD
             histogram = self._durations.labels(label, endpoint)
             assert isinstance(histogram, HistogramSeries)
-            slots = (*self._requests.labels(label, endpoint, str(status)).location(), *histogram.layout())
+            location = self._requests.labels(label, endpoint, str(status)).location()
+            slots = (*location, *histogram.layout(), (label, endpoint))
             if len(self._by_key) < self.CACHE_LIMIT or label != OTHER_METHOD:
                 self._by_key[key] = slots
                 if template:

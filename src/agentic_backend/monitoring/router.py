@@ -69,7 +69,12 @@ async def metrics(request: Request, telemetry: TelemetryDep, settings: SettingsD
         headers["Content-Encoding"] = "gzip"
     await telemetry.refresh()
     return StreamingResponse(
-        stream_exposition(await telemetry.snapshot_async(), openmetrics=openmetrics, gzip=gzip),
+        stream_exposition(
+            await telemetry.snapshot_async(),
+            openmetrics=openmetrics,
+            gzip=gzip,
+            exemplars=telemetry.exemplars,
+        ),
         media_type=CONTENT_TYPE_OPENMETRICS if openmetrics else CONTENT_TYPE_TEXT,
         headers=headers,
     )

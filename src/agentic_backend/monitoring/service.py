@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from agentic_backend.core.config import Settings
 from agentic_backend.monitoring.catalogue import CATALOGUE, GENAI_CATALOGUE, BuiltinMetrics
 from agentic_backend.monitoring.custom import CustomMetrics
+from agentic_backend.monitoring.exemplars import Exemplars
 from agentic_backend.monitoring.multiprocess import WorkerSet, worker_journal, worker_name
 from agentic_backend.monitoring.registry import SERIES_OVERFLOW, Registry, Snapshot
 from agentic_backend.monitoring.storage import LocalPages, MmapPages, PageStore
@@ -50,6 +51,7 @@ class Telemetry:
         self._refreshers: list[Callable[[], Awaitable[None]]] = []
         self.started_at = clock()
         self.multiprocess = folder is not None
+        self.exemplars: Exemplars | None = None  # set when tracing is on (core/tracing.py)
 
     def share_between_workers(self, name: str) -> None:
         """Read ``name`` from the answering worker only: in this configuration it measures one shared

@@ -145,7 +145,7 @@ def _merged_histogram(family: FamilySnapshot | None, keep: int | None = None) ->
 
 def build_summary(snapshot: Snapshot, *, uptime_seconds: float, multiprocess: bool) -> MonitoringSummary:
     by_name = {f.spec.name: f for f in snapshot}
-    builtin = {spec.name for spec in cat.CATALOGUE}
+    builtin = {spec.name for spec in (*cat.CATALOGUE, *cat.GENAI_CATALOGUE)}
 
     status_classes: dict[str, float] = defaultdict(float)
     for labels, (value,) in _rows(by_name.get(cat.HTTP_REQUESTS.name)):
