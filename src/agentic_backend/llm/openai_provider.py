@@ -103,16 +103,16 @@ class OpenAIProvider:
                 }
                 for t in tools
             ]
+        kwargs.update(
+            model=model,
+            messages=cast(Any, [_to_openai(m) for m in messages]),
+            timeout=timeout,
+            max_tokens=max_tokens,
+        )
         if on_text is not None:
-            return await self._stream(model, messages, timeout, max_tokens, kwargs, on_text)
+            return await self._stream(kwargs, on_text)
         try:
-            response = await self._client.chat.completions.create(
-                model=model,
-                messages=cast(Any, [_to_openai(m) for m in messages]),
-                timeout=timeout,
-                max_tokens=max_tokens,
-                **kwargs,
-            )
+            response = await self._client.chat.completions.create(**kwargs)
         except (openai.OpenAIError, ValueError) as exc:  # ValueError: a body that is not JSON
             raise classify(exc, self.name) from None
         try:
@@ -133,15 +133,7 @@ class OpenAIProvider:
         except (IndexError, AttributeError, ValueError, TypeError) as exc:
             raise ProviderBadResponse(f"openai: unusable response ({type(exc).__name__})") from None
 
-    async def _stream(
-        self,
-        model: str,
-        messages: list[Message],
-        timeout: float,
-        max_tokens: int,
-        kwargs: dict[str, Any],
-        on_text: TextSink,
-    ) -> Completion:
+    async def _stream(self, kwargs: dict[str, Any], on_text: TextSink) -> Completion:
         """The same call streamed: text deltas to ``on_text``, tool calls assembled from their pieces,
         the usage from the last chunk (``stream_options.include_usage``)."""
         text: list[str] = []
@@ -150,13 +142,7 @@ class OpenAIProvider:
         answered_by: str | None = None
         try:
             stream = await self._client.chat.completions.create(
-                model=model,
-                messages=cast(Any, [_to_openai(m) for m in messages]),
-                timeout=timeout,
-                max_tokens=max_tokens,
-                stream=True,
-                stream_options={"include_usage": True},
-                **kwargs,
+                **kwargs, stream=True, stream_options={"include_usage": True}
             )
             async with stream:
                 async for chunk in stream:
