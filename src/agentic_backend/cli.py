@@ -91,6 +91,12 @@ def serve(
 ) -> None:
     """Run the API server (settings come from AGENTIC_* environment variables)."""
     settings = _settings()
+    from agentic_backend.core.tracing import TracingConfigError, check_tracing_config
+
+    try:
+        check_tracing_config()
+    except TracingConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
     # Migrate and create the first admin key once, here, rather than racing in every worker.
     admin = settings.admin_api_key.get_secret_value() if settings.admin_api_key else None
     _with_keys(lambda keys: keys.ensure_admin(admin))

@@ -5,6 +5,9 @@ trace id. Without the variables, nothing is exported and no trace id is sent."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +16,7 @@ import httpx
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from tests.integration.harness import Prometheus, Service, scrape_config, wait_until
+from tests.integration.harness import Prometheus, Service, free_port, scrape_config, wait_until
 from tests.integration.otlp import OtlpReceiver, ReceivedSpan
 
 pytestmark = pytest.mark.integration
@@ -126,9 +129,23 @@ def test_without_the_variables_nothing_is_exported(tmp_path: Path, receiver: Otl
 
 
 def test_an_unsupported_protocol_is_refused_at_start_up(tmp_path: Path, receiver: OtlpReceiver) -> None:
-    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}
-    with pytest.raises(AssertionError, match="http/protobuf"):
-        Service(tmp_path, env=env)
+    env = {
+        **os.environ,
+        "AGENTIC_DATA_DIR": str(tmp_path / "data"),
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+    }
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "agentic_backend", "serve", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "http/protobuf" in result.stderr
+    assert time.monotonic() - started < 20  # before any worker starts
 
 
 def test_latency_buckets_and_cost_carry_exemplars_that_prometheus_stores(

@@ -236,28 +236,31 @@ async def _chunks(
         }
         return b"data: " + _json(data) + b"\n\n"
 
-    async for event in stream.items(first):
-        if event is None:
-            yield KEEPALIVE
-            continue
-        kind, data = event
-        if kind == "start":
-            chunk_id = f"chatcmpl-{data['request_id']}"
-            yield chunk({"role": "assistant", "content": ""})
-        elif kind == "delta":
-            yield chunk({"content": data["text"]})
-        elif kind == "done":
-            response = QueryResponse.model_validate(data)
-            yield chunk({}, _FINISH.get(response.stop_reason, "stop"))
-            if include_usage:
-                usage = {"id": chunk_id, "object": "chat.completion.chunk", "created": created}
-                usage |= {"model": model, "choices": [], "usage": _usage(response)}
-                yield b"data: " + _json(usage) + b"\n\n"
-        elif kind == "error":  # after the start: OpenAI streams an error object, then ends
-            status = 500 if data["error"] == "InternalServerError" else 502
-            body = openai_error(data["error"], data["detail"], status)
-            body["error"]["request_id"] = data["request_id"]
-            yield b"data: " + _json(body) + b"\n\n"
+    try:
+        async for event in stream.items(first):
+            if event is None:
+                yield KEEPALIVE
+                continue
+            kind, data = event
+            if kind == "start":
+                chunk_id = f"chatcmpl-{data['request_id']}"
+                yield chunk({"role": "assistant", "content": ""})
+            elif kind == "delta":
+                yield chunk({"content": data["text"]})
+            elif kind == "done":
+                response = QueryResponse.model_validate(data)
+                yield chunk({}, _FINISH.get(response.stop_reason, "stop"))
+                if include_usage:
+                    usage = {"id": chunk_id, "object": "chat.completion.chunk", "created": created}
+                    usage |= {"model": model, "choices": [], "usage": _usage(response)}
+                    yield b"data: " + _json(usage) + b"\n\n"
+            elif kind == "error":  # after the start: OpenAI streams an error object, then ends
+                status = 500 if data["error"] == "InternalServerError" else 502
+                body = openai_error(data["error"], data["detail"], status)
+                body["error"]["request_id"] = data["request_id"]
+                yield b"data: " + _json(body) + b"\n\n"
+    finally:
+        await stream.close()  # the client left while this generator was between events
     yield b"data: [DONE]\n\n"
 
 

@@ -196,8 +196,11 @@ class QueryStream:
 
     async def frames(self, first: Event) -> AsyncIterator[bytes]:
         """The native API's SSE frames."""
-        async for event in self.items(first):
-            yield sse(*event) if event is not None else KEEPALIVE
+        try:
+            async for event in self.items(first):
+                yield sse(*event) if event is not None else KEEPALIVE
+        finally:
+            await self.close()  # also when the client left while this generator was between events
 
     async def close(self) -> None:
         """Stop the query if it still runs, and wait (shielded) until it has settled and written its row."""

@@ -41,6 +41,20 @@ def tracing_requested(environ: Mapping[str, str] = os.environ) -> bool:
     )
 
 
+def check_tracing_config(environ: Mapping[str, str] = os.environ) -> None:
+    """Refuse what cannot be exported (``serve`` checks it before starting any worker)."""
+    if not tracing_requested(environ):
+        return
+    protocol = (
+        environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or ""
+    ).strip() or "http/protobuf"
+    if protocol != "http/protobuf":
+        raise TracingConfigError(
+            f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r}: this service exports traces over OTLP/HTTP with "
+            "protobuf only; set it to 'http/protobuf' (collectors, Tempo and Jaeger take it on port 4318)."
+        )
+
+
 class Tracing:
     """The tracer provider of one app (not the global one: tests build many apps in one process)."""
 
@@ -49,17 +63,7 @@ class Tracing:
         self.tracer: Tracer = NoOpTracer()
         if not tracing_requested(environ):
             return
-        protocol = (
-            environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-            or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-            or "http/protobuf"
-        ).strip()
-        if protocol != "http/protobuf":
-            raise TracingConfigError(
-                f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r}: this service exports traces over OTLP/HTTP "
-                "with protobuf only; set it to 'http/protobuf' (collectors, Tempo and Jaeger take it on "
-                "port 4318)."
-            )
+        check_tracing_config(environ)
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
