@@ -192,7 +192,10 @@ def sim_llm(
 
     sim = SimProvider(latency_ms=latency_ms, failure_rate=failure_rate, tokens_per_second=tokens_per_second)
     server = create_sim_server(sim)
-    uvicorn.run(server, host=host, port=port, access_log=False, log_level="warning")
+    # A test double: stopping it does not wait for the requests it holds on purpose (#fail:timeout).
+    uvicorn.run(
+        server, host=host, port=port, access_log=False, log_level="warning", timeout_graceful_shutdown=1
+    )
 
 
 @app.command()
