@@ -7,7 +7,7 @@ Alertmanager, and the service stops and the target-down alert reaches it.
 
 The stack runs in its test mode (``fast``): scrape and evaluate every second, alerts fire without waiting
 out their ``for`` and Alertmanager does not batch. The rule expressions are the committed ones; their
-``for`` durations are covered by promtool's unit tests (tests/monitoring_stack/alerts_test.yml).
+``for`` durations are covered by promtool's unit tests (tests/monitoring_stack/alerts_test.yml and alerts_slow_test.yml).
 """
 
 from __future__ import annotations
