@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Protocol
@@ -272,8 +271,7 @@ class AgentService:
             if status != "rejected":
                 self._metrics.agent_duration.labels(agent.name).observe(seconds)  # type: ignore[attr-defined]
                 if self._exemplars is not None:
-                    bucket = bisect_left(AGENT_DURATION.buckets, seconds)
-                    self._exemplars.record(AGENT_DURATION.name, (agent.name,), bucket, seconds)
+                    self._exemplars.observe(AGENT_DURATION, (agent.name,), seconds)
                 self._metrics.agent_steps.labels(agent.name).observe(float(usage.calls))  # type: ignore[attr-defined]
             entry = LedgerEntry(
                 request_id=request_id,
@@ -300,8 +298,9 @@ class AgentService:
                 metrics.api_tokens.labels(provider.name, agent.model, "output").inc(usage.output_tokens)
                 metrics.api_cost.labels(provider.name, agent.model).inc(nanos_to_dollars(usage.nanos))
                 if self._exemplars is not None:
-                    cost = nanos_to_dollars(usage.nanos)
-                    self._exemplars.record(API_COST.name, (provider.name, agent.model), 0, cost)
+                    self._exemplars.observe(
+                        API_COST, (provider.name, agent.model), nanos_to_dollars(usage.nanos)
+                    )
 
     async def _check_rate(self, principal: Principal) -> None:
         limit = principal.rpm_limit or self._limits.default_rpm_limit
@@ -509,31 +508,30 @@ class _Account:
     ) -> None:
         usage, agent, metrics = self._usage, self._agent, self._service._metrics
         provider = self._provider.name
+        price = (
+            self._service._pricer.price(agent.model, completion.input_tokens, completion.output_tokens)
+            if completion is not None
+            else None
+        )
+        cost = price.nanodollars if price is not None else 0
         span, self._span = self._span, None
         if span is not None:
-            _end_call_span(span, self._service._pricer, agent.model, completion, error)
+            _end_call_span(span, agent.model, completion, cost, error)
         if metrics.genai is not None:
             self._service._genai_call(metrics.genai, agent, provider, completion, seconds, error)
-        cost = 0
         if completion is not None and first_token is not None:
             metrics.llm_ttft.labels(provider, agent.model).observe(first_token)  # type: ignore[attr-defined]
             if completion.output_tokens > 1:
                 per_token = (seconds - first_token) / (completion.output_tokens - 1)
                 metrics.llm_tpot.labels(provider, agent.model).observe(per_token)  # type: ignore[attr-defined]
-        if completion is not None:
-            price = self._service._pricer.price(
-                agent.model, completion.input_tokens, completion.output_tokens
-            )
-            cost = price.nanodollars
+        if completion is not None and price is not None:
             usage.calls += 1
             usage.input_tokens += completion.input_tokens
             usage.output_tokens += completion.output_tokens
             usage.nanos += cost
             metrics.llm_duration.labels(provider, agent.model).observe(seconds)  # type: ignore[attr-defined]
-            exemplars = self._service._exemplars
-            if exemplars is not None:
-                bucket = bisect_left(LLM_DURATION.buckets, seconds)
-                exemplars.record(LLM_DURATION.name, (provider, agent.model), bucket, seconds)
+            if self._service._exemplars is not None:
+                self._service._exemplars.observe(LLM_DURATION, (provider, agent.model), seconds)
             if not price.priced:
                 metrics.api_unpriced_calls.labels(provider, agent.model).inc()
         used = completion.input_tokens + completion.output_tokens if completion is not None else 0
@@ -544,7 +542,7 @@ class _Account:
 
 
 def _end_call_span(
-    span: Span, pricer: Pricer, model: str, completion: Completion | None, error: BaseException | None
+    span: Span, model: str, completion: Completion | None, cost: int, error: BaseException | None
 ) -> None:
     """The GenAI conventions' attributes of a model call's span: usage, finish reason, cost, error."""
     if completion is not None:
@@ -554,9 +552,7 @@ def _end_call_span(
                 "gen_ai.usage.input_tokens": completion.input_tokens,
                 "gen_ai.usage.output_tokens": completion.output_tokens,
                 "gen_ai.response.finish_reasons": ["tool_calls" if completion.tool_calls else "stop"],
-                "agentic_backend.cost_usd": nanos_to_dollars(
-                    pricer.price(model, completion.input_tokens, completion.output_tokens).nanodollars
-                ),
+                "agentic_backend.cost_usd": nanos_to_dollars(cost),
             }
         )
     if error is not None:

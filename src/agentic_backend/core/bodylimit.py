@@ -28,12 +28,13 @@ class BodyLimitMiddleware:
             return
         limit = self.max_bytes
         declared = next((v for k, v in scope["headers"] if k == b"content-length"), b"")
+        declared_too_large = declared.isdigit() and int(declared) > limit
         too_large = f"the body is larger than {limit} bytes (AGENTIC_MAX_BODY_BYTES); send a smaller request."
         seen = 0
 
         async def limited() -> Message:
             nonlocal seen
-            if declared.isdigit() and int(declared) > limit:
+            if declared_too_large:
                 raise HTTPException(413, too_large)
             message = await receive()
             if message["type"] == "http.request":

@@ -11,11 +11,12 @@ Memory is bounded: one exemplar per bucket of series that exist, and series are 
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from dataclasses import dataclass
 
 from opentelemetry import trace
 
-from agentic_backend.monitoring.metrics import format_float
+from agentic_backend.monitoring.metrics import MetricSpec, MetricType, format_float
 
 Key = tuple[str, tuple[str, ...]]  # (family name, label values)
 
@@ -45,6 +46,12 @@ class Exemplars:
             return
         exemplar = Exemplar(format(context.trace_id, "032x"), value, time.time())
         self._by_series.setdefault((name, labels), {})[bucket] = exemplar
+
+    def observe(self, spec: MetricSpec, labels: tuple[str, ...], value: float) -> None:
+        """``value`` observed in ``spec``'s series ``labels``: its bucket's exemplar (a histogram's, found
+        as the histogram finds it) or the counter's."""
+        bucket = bisect_left(spec.buckets, value) if spec.type is MetricType.HISTOGRAM else 0
+        self.record(spec.name, labels, bucket, value)
 
     def of(self, name: str, labels: tuple[str, ...]) -> dict[int, Exemplar] | None:
         return self._by_series.get((name, labels))
