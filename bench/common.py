@@ -11,6 +11,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -112,11 +113,22 @@ def _ms(text: str) -> float:
     return float(number) * _UNITS[unit]
 
 
-def start_wrk(url: str, *, seconds: int, connections: int = 16) -> subprocess.Popen[str]:
+_PACE_SCRIPTS = Path(tempfile.gettempdir())
+
+
+def start_wrk(
+    url: str, *, seconds: int, connections: int = 16, think_ms: int | None = None
+) -> subprocess.Popen[str]:
+    """wrk on the client core; with ``think_ms``, each connection waits that long after an answer before
+    its next request (wrk's ``delay()`` hook), a paced load instead of back-to-back requests."""
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: run scripts/bootstrap.sh (Debian package wrk)")
-    args = ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    args = ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if think_ms is not None:
+        script = _PACE_SCRIPTS / f"agentic-bench-think-{think_ms}ms.lua"
+        script.write_text(f"function delay()\n  return {think_ms}\nend\n")
+        args += ["-s", str(script)]
+    return subprocess.Popen([*args, url], stdout=subprocess.PIPE, text=True)
 
 
 def wrk_result(process: subprocess.Popen[str]) -> WrkResult:
@@ -130,8 +142,8 @@ def wrk_result(process: subprocess.Popen[str]) -> WrkResult:
     return WrkResult(rps, p50, p99, requests)
 
 
-def wrk(url: str, *, seconds: int, connections: int = 16) -> WrkResult:
-    return wrk_result(start_wrk(url, seconds=seconds, connections=connections))
+def wrk(url: str, *, seconds: int, connections: int = 16, think_ms: int | None = None) -> WrkResult:
+    return wrk_result(start_wrk(url, seconds=seconds, connections=connections, think_ms=think_ms))
 
 
 async def _keep_alive_requests(host: str, port: int, path: str, count: int) -> None:

@@ -36,7 +36,7 @@ ARCHIVE = "archive.json"
 WORKER_PREFIX = "w-"  # worker files are w-<pid>-<start time>.*; custom.* is the shared custom store
 _JOURNAL_SUFFIX = ".journal"
 _ARCHIVE_LOCK = ".archive.lock"
-_STEP = 2_000  # journal lines taken in between two yields of a scrape's merge
+_STEP = 200  # journal lines taken in between two yields of a scrape's merge (see merge._STEP)
 
 
 @contextlib.contextmanager
