@@ -117,7 +117,7 @@ def serve(
             port=port,
             workers=workers,
             access_log=access_log and not json_logs,
-            log_config=uvicorn_log_config(json_logs) or uvicorn.config.LOGGING_CONFIG,
+            log_config=uvicorn_log_config(json_logs, access_log=access_log) or uvicorn.config.LOGGING_CONFIG,
             log_level=log_level,
             proxy_headers=proxy_headers,
             forwarded_allow_ips=forwarded_allow_ips,

@@ -105,6 +105,7 @@ class Service(Process):
         env: dict[str, str] | None = None,
         port: int | None = None,
         admin_key: str | None = None,
+        access_log: bool = False,
     ) -> None:
         self.port = port or free_port()
         self.url = f"http://{LOOPBACK}:{self.port}"
@@ -118,7 +119,9 @@ class Service(Process):
             "--port",
             str(self.port),
         ]
-        args += ["--workers", str(workers), "--no-access-log", "--log-level", "warning"]
+        args += ["--workers", str(workers), "--log-level", "warning"]
+        if not access_log:
+            args.append("--no-access-log")
         self.admin_key = admin_key or "integration-admin-key-" + os.urandom(16).hex()
         self.headers = {"authorization": f"Bearer {self.admin_key}"}
         base_env = {"AGENTIC_DATA_DIR": str(workdir / "data"), "AGENTIC_ADMIN_API_KEY": self.admin_key}

@@ -30,7 +30,7 @@ def records(service: Service) -> list[dict[str, Any]]:
 def test_one_json_line_per_request_with_what_an_operator_searches_by(tmp_path: Path) -> None:
     receiver = OtlpReceiver()
     env = {"AGENTIC_LOG_FORMAT": "json", "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url}
-    service = Service(tmp_path, env=env)
+    service = Service(tmp_path, env=env, access_log=True)
     try:
         answer = httpx.post(
             f"{service.url}/api/v1/agents/calculator/query",
@@ -70,3 +70,18 @@ def test_one_json_line_per_request_with_what_an_operator_searches_by(tmp_path: P
     finally:
         service.stop()
         receiver.stop()
+
+
+def test_no_access_log_leaves_the_request_lines_out(tmp_path: Path) -> None:
+    service = Service(tmp_path, env={"AGENTIC_LOG_FORMAT": "json"})  # the harness passes --no-access-log
+    try:
+        for path in ("/health", "/api/v1/monitoring/metrics", "/nowhere"):
+            httpx.get(f"{service.url}{path}", timeout=10)
+        warned = httpx.get(
+            f"{service.url}/api/v1/keys", headers={"authorization": "Bearer wrong"}, timeout=10
+        )
+        assert warned.status_code == 401
+        service.stop()  # every line written
+        assert [r for r in records(service) if r.get("logger") == "agentic_backend.access"] == []
+    finally:
+        service.stop()

@@ -31,8 +31,9 @@ def json_formatter() -> logging.Formatter:
     return JsonFormatter(_FORMAT, rename_fields=_RENAMED, timestamp=False)
 
 
-def uvicorn_log_config(json_format: bool) -> dict[str, Any] | None:
-    """uvicorn's ``log_config``: its own default for text, the JSON formatter for every logger else."""
+def uvicorn_log_config(json_format: bool, *, access_log: bool = True) -> dict[str, Any] | None:
+    """uvicorn's ``log_config``: its own default for text, the JSON formatter for every logger else; without
+    ``access_log`` (``serve --no-access-log``) the request lines are left out, as uvicorn's would be."""
     if not json_format:
         return None
     handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
@@ -52,6 +53,7 @@ def uvicorn_log_config(json_format: bool) -> dict[str, Any] | None:
             "uvicorn": {"handlers": [], "level": "INFO", "propagate": True},
             "uvicorn.error": {"handlers": [], "level": "INFO", "propagate": True},
             "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": True},
+            ACCESS_LOGGER: {"handlers": [], "level": "INFO" if access_log else "WARNING", "propagate": True},
         },
     }
 
