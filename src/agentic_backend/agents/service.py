@@ -159,12 +159,7 @@ class AgentService:
         elif answered_by not in self._models:  # the provider's string: bounded to the configured models
             answered_by = GENAI_OTHER
         labels = ("chat", provider, agent.model, answered_by)
-        if isinstance(error, ProviderError):
-            error_type = error.kind
-        elif error is not None:
-            error_type = "cancelled" if isinstance(error, anyio.get_cancelled_exc_class()) else GENAI_OTHER
-        else:
-            error_type = ""
+        error_type = call_error_type(error) if error is not None else ""
         genai.client_duration.labels(*labels, error_type).observe(seconds)  # type: ignore[attr-defined]
         if completion is not None:
             genai.client_tokens.labels(*labels, "input").observe(float(completion.input_tokens))  # type: ignore[attr-defined]
@@ -541,6 +536,14 @@ class _Account:
             await self._service._budgets.settle(reservation, cost)
 
 
+def call_error_type(error: BaseException) -> str:
+    """A failed model call's ``error.type``, the same on its span and its GenAI metric (low-cardinality, as
+    the conventions ask): the provider's error kind, ``cancelled``, or ``_OTHER`` for anything else."""
+    if isinstance(error, ProviderError):
+        return error.kind
+    return "cancelled" if isinstance(error, anyio.get_cancelled_exc_class()) else GENAI_OTHER
+
+
 def _end_call_span(
     span: Span, model: str, completion: Completion | None, cost: int, error: BaseException | None
 ) -> None:
@@ -556,7 +559,9 @@ def _end_call_span(
             }
         )
     if error is not None:
-        kind = error.kind if isinstance(error, ProviderError) else type(error).__name__
-        span.set_attribute("error.type", kind)
+        kind = call_error_type(error)
+        span.set_attribute("error.type", kind)  # as the call's metric has it, so exemplars match
+        if not isinstance(error, ProviderError):
+            span.record_exception(error)  # what it was: exception.type, message and stack, on the span only
         span.set_status(StatusCode.ERROR, kind)
     span.end()
