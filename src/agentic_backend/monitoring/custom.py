@@ -32,6 +32,7 @@ from agentic_backend.monitoring.metrics import (
     HistogramSeries,
     MetricSpec,
     MetricType,
+    Series,
     sample_lines,
 )
 from agentic_backend.monitoring.multiprocess import file_lock
@@ -171,6 +172,7 @@ class CustomMetrics:
         new_per_metric: Counter[str] = Counter()
         total = self.registry.series_count()
         new_bytes = 0
+        projected: dict[tuple[str, tuple[str, ...]], float] = {}  # each series' value (a histogram's sum)
         plans = []
         for index, record in enumerate(records):
             where = f"record {index} ({record.name!r}): " if len(records) > 1 else f"{record.name!r}: "
@@ -183,6 +185,18 @@ class CustomMetrics:
             family = self.registry.get(spec.name)
             key = (spec.name, labels)
             exists = family is not None and family.has(labels)
+            before = projected.get(key)
+            if before is None:
+                before = _current(family.labels(*labels)) if family is not None and exists else 0.0
+            after = _after(record, before)
+            if not math.isfinite(after):  # a float overflow: the series would stay infinite for good
+                # 409, not 422: the record is valid on its own; it conflicts with the series' value.
+                what = "sum" if isinstance(record, HistogramRecord) else "value"
+                raise MetricConflict(
+                    f"{where}this would make the series' {what} infinite ({before!r} and {record.value!r} "
+                    "overflow a 64-bit float); nothing was recorded."
+                )
+            projected[key] = after
             if not exists and key not in new_series:
                 in_family = (len(family) if family is not None else 0) + new_per_metric[spec.name]
                 if in_family >= self._max_per_metric:
@@ -326,6 +340,19 @@ class CustomMetrics:
             series.set(record.value)
         result.value = series.get()
         return result
+
+
+def _current(series: Series) -> float:
+    return series.sum() if isinstance(series, HistogramSeries) else series.get()
+
+
+def _after(record: CustomMetricRecord, before: float) -> float:
+    """The series' value (a histogram's sum) once ``record`` is applied to ``before``."""
+    if isinstance(record, GaugeRecord) and record.operation is GaugeOperation.SET:
+        return record.value
+    if isinstance(record, GaugeRecord) and record.operation is GaugeOperation.DEC:
+        return before - record.value
+    return before + record.value
 
 
 def _check_value(record: CustomMetricRecord) -> None:

@@ -194,7 +194,10 @@ def _parse_records(data: object, max_batch: int) -> list[CustomMetricRecord]:
         }
     },
     responses={
-        409: {"description": "The record conflicts with an existing or reserved metric."},
+        409: {
+            "description": "The record conflicts with an existing or reserved metric, or would make its "
+            "series infinite."
+        },
         413: {"description": "The body is too large."},
         415: {"description": "The body is not JSON."},
         422: {"description": "A record is invalid, or would pass a series cap."},

@@ -144,6 +144,45 @@ async def test_nan_and_infinities_are_refused(client: httpx.AsyncClient, literal
     assert "finite" in response.json()["detail"]
 
 
+BIG = 1.5e308  # finite; twice it is not
+
+
+@pytest.mark.parametrize(
+    ("first", "then", "shown", "expected"),
+    [
+        ({"metric_type": "counter", "name": "big_total", "value": BIG}, {}, "big_total", BIG),
+        ({"metric_type": "gauge", "name": "big", "value": BIG, "operation": "inc"}, {}, "big", BIG),
+        ({"metric_type": "gauge", "name": "big", "value": BIG, "operation": "dec"}, {}, "big", -BIG),
+        (
+            {"metric_type": "gauge", "name": "big", "value": -BIG, "operation": "set"},
+            {"operation": "dec", "value": BIG},
+            "big",
+            -BIG,
+        ),
+        ({"metric_type": "histogram", "name": "big_seconds", "value": BIG}, {}, "big_seconds_sum", BIG),
+    ],
+)
+async def test_a_record_that_would_overflow_to_infinity_is_refused(
+    client: httpx.AsyncClient, first: dict[str, Any], then: dict[str, Any], shown: str, expected: float
+) -> None:
+    """Finite values whose sum is not: the series would stay infinite for good (a counter's rate NaN from
+    then on), so the record is refused and the series keeps its value; in a batch, nothing is applied."""
+    assert (await client.post(RECORD, json=first)).status_code == 200
+    again = {**first, **then}
+    refused = await client.post(RECORD, json=again)
+    assert refused.status_code == 409, refused.text  # valid alone; it conflicts with the stored value
+    assert "infinite" in refused.json()["detail"]
+    in_batch = await client.post(RECORD, json=[SEED_EXAMPLE, again])
+    assert in_batch.status_code == 409
+    assert in_batch.json()["detail"].startswith("record 1 ")
+    text = await metrics_text(client)
+    assert value(text, shown) == expected
+    assert value(text, "custom_events_total", event_type="signup") is None  # the batch applied nothing
+    parse_openmetrics(
+        (await client.get(f"{MONITORING}/metrics", headers={"accept": "application/openmetrics-text"})).text
+    )
+
+
 async def test_conflicting_type_labels_and_buckets_are_refused(client: httpx.AsyncClient) -> None:
     assert (await client.post(RECORD, json=SEED_EXAMPLE)).status_code == 200
     as_gauge = await client.post(
