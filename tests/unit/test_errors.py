@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sqlite3
 
 import pytest
@@ -51,6 +52,8 @@ def _postgres(sqlstate: str) -> sa_exc.DBAPIError:
         (_postgres("40P01"), "deadlocked"),
         (redis_exc.ConnectionError("Error 111 connecting"), "Redis is unavailable"),
         (redis_exc.TimeoutError("Timeout reading"), "Redis is unavailable"),
+        (OSError(errno.ENOSPC, "No space left on device"), "disk is full"),  # the metrics folder's
+        (OSError(errno.EDQUOT, "Disk quota exceeded"), "disk is full"),
     ],
 )
 def test_storage_failures_are_named(error: BaseException, reason: str) -> None:
@@ -68,6 +71,7 @@ def test_storage_failures_are_named(error: BaseException, reason: str) -> None:
         _postgres("42703"),  # undefined column
         ConnectionRefusedError(111, "refused"),  # raised outside any storage code: not the database's
         TimeoutError(),
+        OSError(errno.ENOENT, "No such file or directory"),
         RuntimeError("bug"),
     ],
 )

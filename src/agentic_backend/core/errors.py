@@ -50,6 +50,7 @@ client received (503 or 500), never a client disconnect (499).
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
 import sqlite3
@@ -228,6 +229,7 @@ _UNAVAILABLE_SA = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.Timeou
 # (ConnectionRefusedError, a DNS failure, TimeoutError), and sqlite3's OperationalError outside a statement.
 _UNAVAILABLE_RAW = (ConnectionError, TimeoutError, sqlite3.OperationalError)
 _UNAVAILABLE_REDIS = (redis_exc.ConnectionError, redis_exc.TimeoutError)
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})  # the metrics folder's, say
 _DATABASE_MODULES = ("sqlalchemy", "asyncpg", "sqlite3", "aiosqlite", "agentic_backend.core.db")
 
 
@@ -289,6 +291,8 @@ def storage_failure(exc: BaseException) -> str | None:
         return "the database is unavailable"
     if isinstance(exc, _UNAVAILABLE_REDIS):
         return "Redis is unavailable"
+    if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+        return "the disk is full"
     if isinstance(exc, _UNAVAILABLE_RAW):
         store = _store_raising(exc.__traceback__)
         if store is not None:

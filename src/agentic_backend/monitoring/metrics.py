@@ -12,6 +12,7 @@ instead (custom metrics) pass ``strict=True`` and get ``SeriesLimitReached``.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from bisect import bisect_left
@@ -20,6 +21,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from agentic_backend.monitoring.storage import FloatView, PageStore, Slot
+
+logger = logging.getLogger(__name__)
 
 OVERFLOW_LABEL_VALUE = "__overflow__"
 
@@ -192,6 +195,7 @@ class Family:
         self._series: dict[tuple[str, ...], Series] = {}
         self._lock = threading.Lock()
         self._overflow: Series | None = None
+        self._storage_failures = 0
         self._kind = HistogramSeries if spec.type is MetricType.HISTOGRAM else Series
         if eager:
             if not spec.labelnames:
@@ -237,11 +241,26 @@ class Family:
             return found
 
     def _create(self, labels: tuple[str, ...]) -> Series:
-        slot = self._store.allocate(self.spec.width)
-        series = self._kind(self.spec, labels, self._store.view(slot.page), slot)
+        try:
+            slot = self._store.allocate(self.spec.width)
+            series = self._kind(self.spec, labels, self._store.view(slot.page), slot)
+            if self._on_allocate is not None:
+                self._on_allocate(self.spec, labels, slot)
+        except OSError as exc:  # the metrics folder's disk is full, say
+            if self._strict:  # a custom record: refused (core.errors maps a full disk to 503)
+                raise
+            # A built-in metric never fails the request it measures: this series goes uncounted (a page
+            # of its own, not exported) until storage works again; the next use tries again.
+            self._storage_failures += 1
+            if self._storage_failures == 1 or self._storage_failures % 1000 == 0:
+                logger.warning(
+                    "metric %s: could not store a new series (%s; %d times): it is not counted",
+                    self.spec.name,
+                    exc,
+                    self._storage_failures,
+                )
+            return self._kind(self.spec, labels, [0.0] * self.spec.width, Slot(0, 0))
         self._series[labels] = series
-        if self._on_allocate is not None:
-            self._on_allocate(self.spec, labels, slot)
         return series
 
     def _fold(self) -> Series:
@@ -249,7 +268,10 @@ class Family:
             raise SeriesLimitReached(self.spec.name)
         if self._on_overflow is not None:
             self._on_overflow(self.spec.name)
-        if self._overflow is None:
-            key = (OVERFLOW_LABEL_VALUE,) * len(self.spec.labelnames)
-            self._overflow = self._series.get(key) or self._create(key)
-        return self._overflow
+        if self._overflow is not None:
+            return self._overflow
+        key = (OVERFLOW_LABEL_VALUE,) * len(self.spec.labelnames)
+        overflow = self._series.get(key) or self._create(key)
+        if key in self._series:  # not a series storage could not take (see _create)
+            self._overflow = overflow
+        return overflow

@@ -29,7 +29,7 @@ from typing import Any
 from agentic_backend.monitoring.merge import MergePlan, build_plan
 from agentic_backend.monitoring.metrics import Aggregation, MetricSpec
 from agentic_backend.monitoring.registry import Registry, Snapshot
-from agentic_backend.monitoring.storage import Journal, MmapPages, Slot, process_identity
+from agentic_backend.monitoring.storage import Journal, MmapPages, Slot, parse_line, process_identity
 from agentic_backend.monitoring.timeslice import TimeSlice
 
 ARCHIVE = "archive.json"
@@ -66,7 +66,9 @@ class _WorkerFiles:
         self._pending.extend(self.journal.read_new_lines())
         count = len(self._pending) if limit is None else min(limit, len(self._pending))
         for line in self._pending[:count]:
-            record = json.loads(line)
+            record = parse_line(line)
+            if record is None:
+                continue
             self.entries.append(
                 (str(record["m"]), tuple(record["l"]), Slot(int(record["p"]), int(record["o"])))
             )

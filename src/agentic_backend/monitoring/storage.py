@@ -25,13 +25,15 @@ between processes.
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import mmap
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, cast, overload
+from typing import Any, Protocol, cast, overload
 
 PAGE_SLOTS = 4096
 _SLOT_BYTES = 8
@@ -98,16 +100,38 @@ class LocalPages:
         return [page.copy() for page in self._pages]
 
 
+logger = logging.getLogger(__name__)
+# Filesystems that cannot reserve blocks ahead: their pages are sparse, as ftruncate leaves them.
+_NO_FALLOCATE = frozenset({errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS})
+
+
 def _map_page(path: Path, *, create: bool) -> MappedView:
     flags = os.O_RDWR | (os.O_CREAT if create else 0)
     fd = os.open(path, flags, 0o600)
     try:
         if create:
-            os.ftruncate(fd, PAGE_SLOTS * _SLOT_BYTES)
+            try:
+                os.ftruncate(fd, PAGE_SLOTS * _SLOT_BYTES)
+                _reserve(fd)
+            except OSError:
+                os.unlink(path)  # nobody maps it: it was never journaled
+                raise
         mapped = mmap.mmap(fd, PAGE_SLOTS * _SLOT_BYTES)
     finally:
         os.close(fd)
     return cast(MappedView, memoryview(mapped).cast("d"))
+
+
+def _reserve(fd: int) -> None:
+    """Take the page's blocks now: on a full disk (or tmpfs) a sparse page fails at its first write through
+    the mapping, and that failure is a SIGBUS that kills the worker; this is an OSError to handle instead."""
+    if not hasattr(os, "posix_fallocate"):  # macOS
+        return
+    try:
+        os.posix_fallocate(fd, 0, PAGE_SLOTS * _SLOT_BYTES)
+    except OSError as exc:
+        if exc.errno not in _NO_FALLOCATE:
+            raise
 
 
 class MmapPages:
@@ -166,15 +190,23 @@ class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._offset = 0
+        self._torn = False  # the last append wrote only part of its line
 
     def append(self, record: dict[str, object]) -> None:
         line = json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n"
+        # A write the disk cut short left a line without its end: end it first, so that only that line is
+        # lost (readers skip it) and not the next one glued to it.
+        data = (b"\n" if self._torn else b"") + line.encode()
         # One write() of an O_APPEND file: readers see the whole line or none of it.
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            os.write(fd, line.encode())
+            written = os.write(fd, data)  # raising, it wrote nothing: the state stays as it was
         finally:
             os.close(fd)
+        if written != len(data):
+            self._torn = True
+            raise OSError(errno.ENOSPC, f"{self.path.name}: the disk is full (a line cut short)")
+        self._torn = False
 
     def read_new_lines(self) -> list[bytes]:
         """The complete lines appended since the last read, unparsed."""
@@ -190,7 +222,22 @@ class Journal:
 
     def read_new(self) -> Iterator[dict[str, object]]:
         for line in self.read_new_lines():
-            yield json.loads(line)
+            record = parse_line(line)
+            if record is not None:
+                yield record
+
+
+def parse_line(line: bytes) -> dict[str, Any] | None:
+    """A journal line's record; None, logged, for a line a full disk cut short (see ``Journal.append``)."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        record = None
+    if isinstance(record, dict):
+        return record
+    if line.strip():
+        logger.warning("skipped a journal line that is not a whole record (%d bytes)", len(line))
+    return None
 
 
 def process_identity(pid: int) -> str | None:

@@ -1,0 +1,71 @@
+"""The metrics folder's disk full, for real: a worker process whose files may not grow (RLIMIT_FSIZE, the
+kernel's EFBIG, what ENOSPC does on a full disk or tmpfs) keeps answering. A new series that cannot be
+stored goes uncounted instead of failing the request it measures (or, as a sparse page would, killing the
+worker with SIGBUS at its first write); a journal line the disk cut short is skipped by every reader, and
+once the disk has room again new series are journaled and scraped as before."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+WORKER = textwrap.dedent(
+    """
+    import json, resource, sys
+    from pathlib import Path
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+    from agentic_backend.core.config import Settings
+    from agentic_backend.monitoring.exposition import render
+    from agentic_backend.monitoring.service import Telemetry
+
+    folder = Path(sys.argv[1])
+    telemetry = Telemetry(Settings(metrics_multiprocess_dir=folder, metrics_max_series_per_metric=100_000))
+    requests = telemetry.metrics.http_requests
+    requests.labels("GET", "/before", "200").inc(3)
+    (journal,) = folder.glob("*.journal")
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    # Room for a few more journal lines, then a line cut short; no room for a new 32 KiB page.
+    resource.setrlimit(resource.RLIMIT_FSIZE, (journal.stat().st_size + 300, hard))
+    raised = None
+    try:
+        for i in range(6000):  # more series than the first page holds
+            requests.labels("GET", f"/during/{i}", "200").inc()
+    except Exception as exc:
+        raised = repr(exc)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    for i in range(10):
+        requests.labels("GET", f"/after/{i}", "200").inc(7)
+    text = render(telemetry.snapshot(), openmetrics=True)
+    list(text_string_to_metric_families(text))  # strict: the exposition stays valid
+    lines = [line for line in text.splitlines() if line.startswith("http_requests_total{")]
+    lines = journal.read_bytes().split(b"\\n")
+    print(json.dumps({
+        "raised": raised,
+        "before": 'endpoint="/before",status="200"} 3.0' in text,
+        "after": sum(f'endpoint="/after/{i}",status="200"}} 7.0' in text for i in range(10)),
+        "during": sum('endpoint="/during/' in line for line in text.splitlines()),
+        "unparsable_journal_lines": sum(1 for line in lines if line and not line.startswith(b"{")
+                                        or (line.startswith(b"{") and not line.endswith(b"}"))),
+    }))
+    """
+)
+
+
+def test_a_full_disk_neither_fails_requests_nor_corrupts_the_journal(tmp_path: Path) -> None:
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-c", WORKER, str(folder)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    print(result)
+    assert result["raised"] is None  # no request would have failed
+    assert result["before"]
+    assert result["unparsable_journal_lines"] == 1  # the line the disk cut short, skipped
+    assert 0 < result["during"] < 6000  # those journaled before the disk filled are counted
+    assert result["after"] == 10  # with room again, new series are stored and scraped
+    assert "could not store a new series" in done.stderr
