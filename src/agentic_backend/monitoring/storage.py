@@ -110,11 +110,13 @@ def _map_page(path: Path, *, create: bool) -> MappedView:
     fd = os.open(path, flags, 0o600)
     try:
         if create:
+            made = os.fstat(fd).st_size == 0  # not a page another process made (custom metrics adopt them)
             try:
                 os.ftruncate(fd, PAGE_SLOTS * _SLOT_BYTES)
                 _reserve(fd)
             except OSError:
-                os.unlink(path)  # nobody maps it: it was never journaled
+                if made:
+                    os.unlink(path)  # nobody maps it: no journal line names it yet
                 raise
         mapped = mmap.mmap(fd, PAGE_SLOTS * _SLOT_BYTES)
     finally:
