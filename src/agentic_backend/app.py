@@ -84,7 +84,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     telemetry = Telemetry(settings)
     if settings.database_url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    database = Database(settings.resolved_database_url)
+    database = Database(settings.resolved_database_url, timeout=settings.database_timeout_seconds)
     keys = KeyService(database, clock, cache_seconds=settings.key_cache_seconds)
     sessions = SessionService(database, clock, timedelta(seconds=settings.session_idle_ttl_seconds))
     # Rate limits and the brute-force guard: shared by every worker and replica (billing/ratelimit.py).

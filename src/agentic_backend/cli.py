@@ -46,7 +46,7 @@ def _with_keys(action: Callable[[KeyService], Awaitable[T]]) -> T:
     upgrade(settings.resolved_database_url)
 
     async def run() -> T:
-        database = Database(settings.resolved_database_url)
+        database = Database(settings.resolved_database_url, timeout=settings.database_timeout_seconds)
         try:
             return await action(KeyService(database, SystemClock()))
         finally:

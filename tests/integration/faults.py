@@ -9,6 +9,7 @@ import contextlib
 import glob
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -47,6 +48,7 @@ class PostgresCluster:
         self.data = self.folder / "data"
         self.log = self.folder / "server.log"
         self._as_user: list[str] = []
+        self._frozen: list[int] = []
         if os.geteuid() == 0:
             shutil.chown(self.folder, "postgres", "postgres")
             self._as_user = ["runuser", "-u", "postgres", "--"]
@@ -67,7 +69,31 @@ class PostgresCluster:
     def stop(self) -> None:
         self._run(self.bin / "pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
 
+    def _processes(self) -> list[int]:
+        """The postmaster and its children (the backends holding the service's connections)."""
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        found = [postmaster]
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                    found.append(int(stat.parent.name))
+        return found
+
+    def freeze(self) -> None:
+        """Hang the server: every process stopped (SIGSTOP), its sockets still open, as a server that hangs
+        or a network that drops packets leaves them. The kernel still accepts connections for it."""
+        self._frozen = self._processes()
+        for pid in self._frozen:
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        for pid in self._frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        self._frozen = []
+
     def destroy(self) -> None:
+        self.thaw()
         with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
             self.stop()
         shutil.rmtree(self.folder, ignore_errors=True)

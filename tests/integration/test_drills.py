@@ -20,6 +20,7 @@ import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +185,58 @@ def test_postgresql_stopped_and_restarted(
         stack.down(options.run_dir)
 
 
+def test_postgresql_hung_answers_503_within_the_timeout(tmp_path: Path, postgres: PostgresCluster) -> None:
+    """A server that hangs keeps its sockets open: no error ever comes by itself. Every statement, connection
+    attempt and wait for a pooled connection has AGENTIC_DATABASE_TIMEOUT_SECONDS, so the clients get a
+    JSON 503 in that time rather than waiting for good, and the service is back when the server is."""
+    timeout = 2.0
+    env = {"AGENTIC_DATABASE_URL": postgres.url, "AGENTIC_DATABASE_TIMEOUT_SECONDS": str(timeout)}
+    service = Service(tmp_path / "service", env=env)
+    url = f"{service.url}/api/v1/agents/calculator/query"
+
+    def ask(n: int) -> tuple[int, float, httpx.Response]:
+        started = time.monotonic()
+        answer = httpx.post(url, json={"query": f"what is {n}+1?"}, headers=service.headers, timeout=60)
+        return answer.status_code, time.monotonic() - started, answer
+
+    try:
+        assert ask(0)[0] == 200
+        postgres.freeze()
+        try:
+            with ThreadPoolExecutor(4) as pool:  # more at once than a single connection serves
+                hung = list(pool.map(ask, range(1, 5)))
+            health = httpx.get(f"{service.url}/api/v1/monitoring/health", timeout=30)
+        finally:
+            postgres.thaw()
+        thawed = time.monotonic()
+        wait_until(lambda: ask(9)[0] == 200, timeout=30, what="answers once the server runs again")
+        back_after = time.monotonic() - thawed
+        counts = http_counts(service)
+        statuses = [status for status, _, _ in hung]
+        assert statuses == [503] * 4, [r.text for _, _, r in hung]
+        assert all(
+            r.headers["content-type"] == "application/json" and r.headers.get("retry-after")
+            for _, _, r in hung
+        )
+        assert {r.json()["error"] for _, _, r in hung} == {"StorageUnavailable"}
+        slowest = max(seconds for _, seconds, _ in hung)
+        assert slowest < 4 * timeout, slowest  # a statement's timeout, and a reconnection's at most
+        assert health.status_code == 503
+        assert health.json()["components"]["database"]["status"] == "down"
+        assert counts.get("503") == 4, counts  # counted as the clients got them: never 499 or 500
+        report(
+            "PostgreSQL hung (SIGSTOP) and resumed",
+            {
+                "AGENTIC_DATABASE_TIMEOUT_SECONDS": timeout,
+                "answers while hung": statuses,
+                "slowest 503 (s)": f"{slowest:.1f}",
+                "first 200 after it resumed (s)": f"{back_after:.1f}",
+            },
+        )
+    finally:
+        service.stop()
+
+
 def test_redis_stopped_and_restarted(tmp_path: Path, webhook: Webhook) -> None:
     redis = RedisServer(tmp_path / "redis")
     service = Service(tmp_path / "service", env={"AGENTIC_REDIS_URL": redis.url})
@@ -345,21 +398,26 @@ def worker_answering(local_port: int, workers: list[int]) -> int:
 
 
 def kill_a_worker_mid_scrape(service: Service) -> bool:
-    """Send a scrape and SIGKILL the worker that accepted it while it answers (the merge and render of
-    a large registry take tens of milliseconds). True if the scrape was cut."""
-    with socket.create_connection((LOOPBACK, service.port), timeout=10) as sock:
+    """Send a scrape and SIGKILL the worker answering it while it sends the body. True if the scrape was
+    cut. The worker is known before the request is sent (the one that accepted the connection), and the
+    kill follows the answer's first byte at once: the merge is done and the ~1 MB body is being rendered
+    and streamed. The client reads nothing more until then, through a small receive buffer."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+        sock.settimeout(10)
+        sock.connect((LOOPBACK, service.port))
+        victim = wait_until(
+            lambda: worker_answering(sock.getsockname()[1], children(service.popen.pid)),
+            timeout=5,
+            what="the worker that accepted the connection",
+            interval=0.001,
+        )
         sock.sendall(
             b"GET /api/v1/monitoring/metrics HTTP/1.1\r\nHost: drill\r\n"
             b"Accept: application/openmetrics-text\r\n\r\n"
         )
-        victim = wait_until(
-            lambda: worker_answering(sock.getsockname()[1], children(service.popen.pid)),
-            timeout=5,
-            what="the worker that accepted the scrape",
-            interval=0.001,
-        )
+        received = sock.recv(1)
         os.kill(victim, signal.SIGKILL)
-        received = b""
         try:
             while chunk := sock.recv(65536):
                 received += chunk

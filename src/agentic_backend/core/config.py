@@ -34,6 +34,14 @@ class Settings(BaseSettings):
         description="SQLAlchemy async URL; unset means SQLite at <data_dir>/agentic.db. "
         "PostgreSQL: postgresql+asyncpg://user:password@host:5432/dbname",
     )
+    database_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="PostgreSQL: the longest a connection attempt or a statement may take, and a wait for a "
+        "free pooled connection, before the request gets a 503 with Retry-After (a hung or black-holed "
+        "server would otherwise hold requests for good).",
+    )
     migrate_on_start: bool = Field(default=True, description="Apply database migrations at start-up.")
     admin_api_key: SecretStr | None = Field(
         default=None,

@@ -134,7 +134,7 @@ class GroupCommit:
 class Database:
     """An engine and its session factory. ``open()`` in the lifespan, ``close()`` at shutdown."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
         self.url = url
         if url.startswith("sqlite"):
             # One connection per process: SQLite allows one writer at a time, and its busy handler makes a
@@ -151,7 +151,16 @@ class Database:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         else:
             # No pre-ping (a round trip per checkout): connections are recycled before servers drop them.
-            self.engine = create_async_engine(url, pool_size=10, max_overflow=20, pool_recycle=1800)
+            # ``timeout`` bounds asyncpg's connection attempt and each statement (a server that hangs keeps
+            # its sockets open: without it, requests would wait for good) and the wait for a free connection.
+            self.engine = create_async_engine(
+                url,
+                pool_size=10,
+                max_overflow=20,
+                pool_recycle=1800,
+                pool_timeout=timeout,
+                connect_args={"timeout": timeout, "command_timeout": timeout},
+            )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.group = GroupCommit(self.engine)
 
