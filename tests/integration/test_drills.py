@@ -220,7 +220,7 @@ def test_postgresql_hung_answers_503_within_the_timeout(tmp_path: Path, postgres
         )
         assert {r.json()["error"] for _, _, r in hung} == {"StorageUnavailable"}
         slowest = max(seconds for _, seconds, _ in hung)
-        assert slowest < 4 * timeout, slowest  # a statement's timeout, and a reconnection's at most
+        assert slowest < 6 * timeout, slowest  # a timeout per database step the failing query takes
         assert health.status_code == 503
         assert health.json()["components"]["database"]["status"] == "down"
         assert counts.get("503") == 4, counts  # counted as the clients got them: never 499 or 500
