@@ -162,7 +162,10 @@ class CustomMetrics:
         """Check every record, then apply them all; raise (applying none) on the first bad one."""
         with self._locked():
             plans = self._check(records)
-            return [self._apply(plan) for plan in plans]
+            # Every series is stored before any value moves: storage that fails (a full disk) raises
+            # here, and the batch has changed nothing (at most a new series shows its zero).
+            stored = [self._series_for(plan) for plan in plans]
+            return [self._apply(plan, series) for plan, series in zip(plans, stored, strict=True)]
 
     # -- checking ------------------------------------------------------------------------------------
 
@@ -316,15 +319,19 @@ class CustomMetrics:
 
     # -- applying ------------------------------------------------------------------------------------
 
-    def _apply(self, plan: _Plan) -> RecordedMetric:
+    def _series_for(self, plan: _Plan) -> Series:
         family = self.registry.get(plan.spec.name)
         if family is None:
-            family = self._register(plan.spec)
-            if self._journal is not None:
+            if self._journal is not None:  # journaled first: a family the journal lacks exists nowhere
                 self._journal.append({"family": _spec_to_json(plan.spec)})
-        if not family.has(plan.labels):
-            self.bytes_used += series_cost(plan.spec, plan.labels)
+            family = self._register(plan.spec)
+        new = not family.has(plan.labels)
         series = family.labels(*plan.labels)
+        if new:
+            self.bytes_used += series_cost(plan.spec, plan.labels)
+        return series
+
+    def _apply(self, plan: _Plan, series: Series) -> RecordedMetric:
         record = plan.record
         result = RecordedMetric(name=record.name, metric_type=record.metric_type, labels=dict(record.labels))
         if isinstance(series, HistogramSeries):

@@ -6,6 +6,7 @@ once the disk has room again new series are journaled and scraped as before."""
 
 from __future__ import annotations
 
+import errno
 import json
 import subprocess
 import sys
@@ -42,11 +43,33 @@ WORKER = textwrap.dedent(
     list(text_string_to_metric_families(text))  # strict: the exposition stays valid
     lines = [line for line in text.splitlines() if line.startswith("http_requests_total{")]
     lines = journal.read_bytes().split(b"\\n")
+
+    # A custom batch on a full disk: refused whole (the service answers 503), no value moved.
+    from agentic_backend.monitoring.schemas import parse_record
+    telemetry.custom.record([parse_record({"metric_type": "counter", "name": "jobs_total", "value": 1})])
+    batch = [
+        parse_record({"metric_type": "counter", "name": "jobs_total", "value": 5}),
+        parse_record({"metric_type": "gauge", "name": "depth", "value": 3, "labels": {"q": "a"}}),
+    ]
+    custom_journal = folder / "custom.journal"
+    resource.setrlimit(resource.RLIMIT_FSIZE, (custom_journal.stat().st_size, hard))
+    try:
+        telemetry.custom.record(batch)
+        custom_refused = None
+    except OSError as exc:
+        custom_refused = exc.errno
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    during_full = render(telemetry.snapshot())
+    telemetry.custom.record(batch)
+    after_room = render(telemetry.snapshot())
     print(json.dumps({
         "raised": raised,
         "before": 'endpoint="/before",status="200"} 3.0' in text,
         "after": sum(f'endpoint="/after/{i}",status="200"}} 7.0' in text for i in range(10)),
         "during": sum('endpoint="/during/' in line for line in text.splitlines()),
+        "custom_refused": custom_refused,
+        "custom_during": ["jobs_total 1.0" in during_full, "depth{" in during_full],
+        "custom_after": ["jobs_total 6.0" in after_room, 'depth{q="a"} 3.0' in after_room],
         "unparsable_journal_lines": sum(1 for line in lines if line and not line.startswith(b"{")
                                         or (line.startswith(b"{") and not line.endswith(b"}"))),
     }))
@@ -69,3 +92,6 @@ def test_a_full_disk_neither_fails_requests_nor_corrupts_the_journal(tmp_path: P
     assert 0 < result["during"] < 6000  # those journaled before the disk filled are counted
     assert result["after"] == 10  # with room again, new series are stored and scraped
     assert "could not store a new series" in done.stderr
+    assert result["custom_refused"] == errno.EFBIG  # a storage failure: the service's 503
+    assert result["custom_during"] == [True, False]  # the batch moved nothing, not even its first record
+    assert result["custom_after"] == [True, True]
