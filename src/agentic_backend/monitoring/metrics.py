@@ -25,6 +25,8 @@ from agentic_backend.monitoring.storage import FloatView, PageStore, Slot
 logger = logging.getLogger(__name__)
 
 OVERFLOW_LABEL_VALUE = "__overflow__"
+# The slot of a series storage could not take (Family._create): on no page; it has a list of its own.
+UNSTORED = Slot(-1, 0)
 
 
 class MetricType(StrEnum):
@@ -117,6 +119,12 @@ class Series:
 
     def get(self) -> float:
         return float(self._view[self._offset])
+
+    @property
+    def stored(self) -> bool:
+        """False for a series storage could not take (see ``Family._create``): keep no reference to it,
+        the family's next ``labels()`` tries again."""
+        return self.slot.page >= 0
 
     def location(self) -> tuple[FloatView, int]:
         """The page and slot of this series' value, for a hot path that updates it in place."""
@@ -259,7 +267,7 @@ class Family:
                     exc,
                     self._storage_failures,
                 )
-            return self._kind(self.spec, labels, [0.0] * self.spec.width, Slot(0, 0))
+            return self._kind(self.spec, labels, [0.0] * self.spec.width, UNSTORED)
         self._series[labels] = series
         return series
 
@@ -272,6 +280,6 @@ class Family:
             return self._overflow
         key = (OVERFLOW_LABEL_VALUE,) * len(self.spec.labelnames)
         overflow = self._series.get(key) or self._create(key)
-        if key in self._series:  # not a series storage could not take (see _create)
+        if overflow.stored:
             self._overflow = overflow
         return overflow

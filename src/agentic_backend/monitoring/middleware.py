@@ -180,9 +180,10 @@ class HttpMetricsMiddleware:
             label = method if method in KNOWN_METHODS else OTHER_METHOD
             histogram = self._durations.labels(label, endpoint)
             assert isinstance(histogram, HistogramSeries)
-            location = self._requests.labels(label, endpoint, str(status)).location()
-            slots = (*location, *histogram.layout(), (label, endpoint))
-            if len(self._by_key) < self.CACHE_LIMIT or label != OTHER_METHOD:
+            counter = self._requests.labels(label, endpoint, str(status))
+            slots = (*counter.location(), *histogram.layout(), (label, endpoint))
+            cacheable = counter.stored and histogram.stored  # else the next request tries storage again
+            if cacheable and (len(self._by_key) < self.CACHE_LIMIT or label != OTHER_METHOD):
                 self._by_key[key] = slots
                 if template:
                     self._slots.setdefault(status, {}).setdefault(template, {})[method] = slots

@@ -15,15 +15,30 @@ from pathlib import Path
 
 WORKER = textwrap.dedent(
     """
-    import json, resource, sys
+    import asyncio, json, resource, sys
     from pathlib import Path
+    from types import SimpleNamespace
     from prometheus_client.openmetrics.parser import text_string_to_metric_families
     from agentic_backend.core.config import Settings
     from agentic_backend.monitoring.exposition import render
+    from agentic_backend.monitoring.middleware import HttpMetricsMiddleware
     from agentic_backend.monitoring.service import Telemetry
 
     folder = Path(sys.argv[1])
     telemetry = Telemetry(Settings(metrics_multiprocess_dir=folder, metrics_max_series_per_metric=100_000))
+
+    async def answer(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def sent(message):
+        pass
+
+    middleware = HttpMetricsMiddleware(answer, telemetry.metrics)  # its hot path caches series' slots
+
+    def serve(template):
+        scope = {"type": "http", "method": "GET", "route": SimpleNamespace(path_format=template)}
+        asyncio.run(middleware(scope, None, sent))
     requests = telemetry.metrics.http_requests
     requests.labels("GET", "/before", "200").inc(3)
     (journal,) = folder.glob("*.journal")
@@ -34,14 +49,15 @@ WORKER = textwrap.dedent(
     try:
         for i in range(6000):  # more series than the first page holds
             requests.labels("GET", f"/during/{i}", "200").inc()
+        serve("/served")  # a request whose label set storage cannot take now
     except Exception as exc:
         raised = repr(exc)
     resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    serve("/served")  # with room again: stored and counted, not left uncounted by a cache
     for i in range(10):
         requests.labels("GET", f"/after/{i}", "200").inc(7)
     text = render(telemetry.snapshot(), openmetrics=True)
     list(text_string_to_metric_families(text))  # strict: the exposition stays valid
-    lines = [line for line in text.splitlines() if line.startswith("http_requests_total{")]
     lines = journal.read_bytes().split(b"\\n")
 
     # A custom batch on a full disk: refused whole (the service answers 503), no value moved.
@@ -67,6 +83,7 @@ WORKER = textwrap.dedent(
         "before": 'endpoint="/before",status="200"} 3.0' in text,
         "after": sum(f'endpoint="/after/{i}",status="200"}} 7.0' in text for i in range(10)),
         "during": sum('endpoint="/during/' in line for line in text.splitlines()),
+        "served": 'http_requests_total{method="GET",endpoint="/served",status="200"} 1.0' in text,
         "custom_refused": custom_refused,
         "custom_during": ["jobs_total 1.0" in during_full, "depth{" in during_full],
         "custom_after": ["jobs_total 6.0" in after_room, 'depth{q="a"} 3.0' in after_room],
@@ -91,6 +108,7 @@ def test_a_full_disk_neither_fails_requests_nor_corrupts_the_journal(tmp_path: P
     assert result["unparsable_journal_lines"] == 1  # the line the disk cut short, skipped
     assert 0 < result["during"] < 6000  # those journaled before the disk filled are counted
     assert result["after"] == 10  # with room again, new series are stored and scraped
+    assert result["served"]  # through the HTTP middleware too: the request after, not the one during
     assert "could not store a new series" in done.stderr
     assert result["custom_refused"] == errno.EFBIG  # a storage failure: the service's 503
     assert result["custom_during"] == [True, False]  # the batch moved nothing, not even its first record
