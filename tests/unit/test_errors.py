@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import errno
+import logging
 import sqlite3
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from redis import exceptions as redis_exc
 from sqlalchemy import exc as sa_exc
 
-from agentic_backend.core.errors import storage_failure
+from agentic_backend.core.errors import install_error_handlers, storage_failure
+from agentic_backend.core.logs import ACCESS_LOGGER, RequestLogMiddleware
 
 
 def _operational(message: str) -> sa_exc.OperationalError:
@@ -77,3 +81,37 @@ def test_storage_failures_are_named(error: BaseException, reason: str) -> None:
 )
 def test_everything_else_is_not_a_storage_failure(error: BaseException) -> None:
     assert storage_failure(error) is None
+
+
+@pytest.mark.parametrize(
+    ("header", "quoted"),
+    [(None, None), ("req-42", "req-42"), ("a b\r\nSet-Cookie: x", None), ("x" * 129, None)],
+)
+async def test_a_server_error_and_its_log_line_name_one_request_id(
+    caplog: pytest.LogCaptureFixture, header: str | None, quoted: str | None
+) -> None:
+    """The JSON request line and the 500's body quote the same id: the caller's if it is a safe token,
+    else one new id (they used to draw one each, and the log repeated any header up to 128 characters)."""
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("a bug")
+
+    app.add_middleware(RequestLogMiddleware)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    headers = {"x-request-id": header} if header is not None else {}
+    with caplog.at_level(logging.INFO, logger=ACCESS_LOGGER):
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            answer = await client.get("/boom", headers=headers)
+    assert answer.status_code == 500
+    (line,) = [r for r in caplog.records if r.name == ACCESS_LOGGER]
+    request_id = answer.json()["request_id"]
+    assert line.request_id == request_id  # type: ignore[attr-defined]
+    assert answer.headers["x-request-id"] == request_id
+    if quoted is not None:
+        assert request_id == quoted
+    else:
+        assert request_id != header
+        assert len(request_id) == 32

@@ -300,10 +300,18 @@ def storage_failure(exc: BaseException) -> str | None:
     return None
 
 
+def caller_request_id(value: str) -> str | None:
+    """The caller's ``X-Request-ID`` if it is a safe token to repeat in answers and logs, else None."""
+    return value if _REQUEST_ID.fullmatch(value) else None
+
+
 def request_id_of(request: Request) -> str:
-    """The caller's ``X-Request-ID`` if it is a safe token, else a new one."""
-    given = request.headers.get(REQUEST_ID_HEADER, "")
-    return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    """The request's id: the one it was given already (its JSON log line's, a query's), else the caller's
+    ``X-Request-ID`` if it is a safe token, else a new one."""
+    given = getattr(request.state, "request_id", None)
+    if isinstance(given, str) and given:
+        return given
+    return caller_request_id(request.headers.get(REQUEST_ID_HEADER, "")) or uuid.uuid4().hex
 
 
 def _server_error(

@@ -2,9 +2,10 @@
 line per request with what an operator searches by.
 
 The request line (logger ``agentic_backend.access``) has ``request_id`` (the query's, else the caller's
-``X-Request-ID``, else a new one), ``trace_id`` (when tracing is on), ``key_id`` (never the secret),
-``method``, ``route`` (the template, as the metrics label it), ``status``, ``duration_seconds`` and, for
-agent queries, ``input_tokens``, ``output_tokens`` and ``cost_usd``. It replaces uvicorn's access line.
+``X-Request-ID`` if it is a safe token, else a new one: the id an error answer quotes), ``trace_id`` (when
+tracing is on), ``key_id`` (never the secret), ``method``, ``route`` (the template, as the metrics label
+it), ``status``, ``duration_seconds`` and, for agent queries, ``input_tokens``, ``output_tokens`` and
+``cost_usd``. It replaces uvicorn's access line.
 The formatting is python-json-logger's.
 """
 
@@ -18,17 +19,12 @@ from typing import Any
 from opentelemetry import trace
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agentic_backend.core.errors import caller_request_id
 from agentic_backend.monitoring.catalogue import UNMATCHED_ENDPOINT
 
 ACCESS_LOGGER = "agentic_backend.access"
 _FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 _RENAMED = {"asctime": "time", "levelname": "level", "name": "logger"}
-
-
-def json_formatter() -> logging.Formatter:
-    from pythonjsonlogger.json import JsonFormatter
-
-    return JsonFormatter(_FORMAT, rename_fields=_RENAMED, timestamp=False)
 
 
 def uvicorn_log_config(json_format: bool, *, access_log: bool = True) -> dict[str, Any] | None:
@@ -78,6 +74,11 @@ class RequestLogMiddleware:
         started = time.perf_counter()
         status = 500
         context = trace.get_current_span().get_span_context()
+        # The id is given now, so that an error answer quotes the one this line will (errors.request_id_of).
+        state = scope.setdefault("state", {})
+        if not state.get("request_id"):
+            given = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+            state["request_id"] = caller_request_id(given) or uuid.uuid4().hex
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
@@ -93,9 +94,8 @@ class RequestLogMiddleware:
     def _log(self, scope: Scope, status: int, seconds: float, context: trace.SpanContext) -> None:
         state = scope.get("state") or {}
         route = getattr(scope.get("route"), "path_format", None) or UNMATCHED_ENDPOINT
-        given = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
         fields: dict[str, Any] = {
-            "request_id": state.get("request_id") or given[:128] or uuid.uuid4().hex,
+            "request_id": state.get("request_id"),
             "method": scope.get("method"),
             "route": route,
             "status": status,
