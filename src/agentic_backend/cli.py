@@ -209,13 +209,17 @@ def loadgen(
     seed: Annotated[int, typer.Option(help="Random seed of the mix.")] = 1,
 ) -> None:
     """Send a realistic mix of traffic (see agentic_backend.loadgen) and print what came back."""
-    from agentic_backend.loadgen import generate, report
+    from agentic_backend.loadgen import LoadgenError, generate, report
 
     if not api_key:
         raise typer.BadParameter(
             "give --api-key (or AGENTIC_LOADGEN_API_KEY); an admin key exercises everything"
         )
-    stats = asyncio.run(generate(url, api_key, rate, duration, seed=seed))
+    try:
+        stats = asyncio.run(generate(url, api_key, rate, duration, seed=seed))
+    except LoadgenError as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
     report(stats, Console())
 
 

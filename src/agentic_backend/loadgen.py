@@ -10,6 +10,7 @@ checks and custom metrics. With an admin key it creates the user and viewer keys
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import random
 import statistics
@@ -37,14 +38,33 @@ QUESTIONS = (
 FAILURES = ("#fail:server", "#fail:rate_limit", "#fail:timeout", "#fail:bad_response")
 
 
+class LoadgenError(Exception):
+    """The service cannot be driven (unreachable, refusing the key): one line for the person who ran it."""
+
+
 @dataclass
 class Stats:
     outcomes: Counter[tuple[str, int]] = field(default_factory=Counter)
-    latencies: dict[str, list[float]] = field(default_factory=dict)
+    latencies: dict[tuple[str, int], list[float]] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+    cpu_seconds: float = 0.0  # this process's own CPU time while it sent the traffic
+    late_starts: int = 0  # requests sent more than 10 ms after their turn (the generator fell behind)
 
     def add(self, kind: str, status: int, seconds: float) -> None:
         self.outcomes[(kind, status)] += 1
-        self.latencies.setdefault(kind, []).append(seconds)
+        self.latencies.setdefault((kind, status), []).append(seconds)
+
+    @property
+    def cpu_share(self) -> float:
+        """The share of one core the generator used: near 1, it and not the service set the latencies."""
+        return self.cpu_seconds / self.wall_seconds if self.wall_seconds else 0.0
+
+    @property
+    def saturated(self) -> bool:
+        return self.cpu_share > _SATURATED or self.late_starts > sum(self.outcomes.values()) // 100
+
+
+_SATURATED = 0.8  # of one core: above it, requests queue inside the generator before they are sent
 
 
 @dataclass
@@ -53,6 +73,7 @@ class Keys:
     user: str
     viewer: str | None = None
     limited: str | None = None  # 5 queries a minute: the rest are rejected (429)
+    made: list[int] = field(default_factory=list)  # ids of the keys made here, revoked at the end
 
 
 async def _prepare_keys(client: httpx.AsyncClient, key: str) -> Keys:
@@ -61,6 +82,8 @@ async def _prepare_keys(client: httpx.AsyncClient, key: str) -> Keys:
     user = await client.post(
         "/api/v1/keys", json={"name": f"loadgen-user-{suffix}", "role": "user"}, headers=headers
     )
+    if user.status_code in (401, 429):
+        raise LoadgenError(f"the service refused the key ({user.status_code}): give a valid one with --api-key")
     if user.status_code != 201:  # not an admin key: use it for everything, skip denials and rejections
         return Keys(key, key)
     viewer = await client.post(
@@ -71,12 +94,44 @@ async def _prepare_keys(client: httpx.AsyncClient, key: str) -> Keys:
         json={"name": f"loadgen-limited-{suffix}", "role": "user", "rpm_limit": 5},
         headers=headers,
     )
+    made = [r.json()["id"] for r in (user, viewer, limited) if r.status_code == 201]
     return Keys(
         key,
         user.json()["key"],
         viewer.json()["key"] if viewer.status_code == 201 else None,
         limited.json()["key"] if limited.status_code == 201 else None,
+        made,
     )
+
+
+async def _revoke_keys(client: httpx.AsyncClient, keys: Keys) -> None:
+    headers = {"authorization": f"Bearer {keys.main}"}
+    for key_id in keys.made:
+        with contextlib.suppress(httpx.HTTPError):
+            await client.delete(f"/api/v1/keys/{key_id}", headers=headers)
+
+
+class _Clients:
+    """Connections spread over several small httpx pools. One pool of 64 connections spent most of the
+    generator's CPU in httpcore's pool bookkeeping (each request scans every connection of its pool: 7.6 ms
+    of CPU a request at 150 requests/s, one core saturated); pools of 4 cost a sixteenth of that."""
+
+    _PER_POOL = 4
+
+    def __init__(self, url: str, connections: int) -> None:
+        limits = httpx.Limits(max_connections=self._PER_POOL, max_keepalive_connections=self._PER_POOL)
+        self.pools = [
+            httpx.AsyncClient(base_url=url, timeout=30, limits=limits)
+            for _ in range(max(1, connections // self._PER_POOL))
+        ]
+        self._next = itertools.cycle(self.pools)
+
+    def next(self) -> httpx.AsyncClient:
+        return next(self._next)
+
+    async def aclose(self) -> None:
+        for pool in self.pools:
+            await pool.aclose()
 
 
 def _actions(
@@ -196,20 +251,27 @@ def _actions(
 async def generate(
     url: str, api_key: str, rate: float, duration: float, *, seed: int = 1, quiet: bool = False
 ) -> Stats:
+    """Send ``rate`` requests a second for ``duration`` seconds; raise LoadgenError if the service at
+    ``url`` cannot be reached or refuses ``api_key``."""
     rng = random.Random(seed)
     stats = Stats()
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     loopback = httpx.URL(url).host in ("127.0.0.1", "localhost")
     transport = httpx.AsyncHTTPTransport(local_address="127.0.0.66") if loopback else None
-    async with (
-        httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client,
-        httpx.AsyncClient(
-            base_url=url.replace("localhost", "127.0.0.1"), timeout=30, transport=transport
-        ) as other,
-    ):
-        keys = await _prepare_keys(client, api_key)
-        listed = await client.get("/api/v1/agents", headers={"authorization": f"Bearer {keys.user}"})
-        listed.raise_for_status()
+    clients = _Clients(url, connections=64)
+    async with httpx.AsyncClient(
+        base_url=url.replace("localhost", "127.0.0.1"), timeout=30, transport=transport
+    ) as other:
+        try:
+            keys = await _prepare_keys(clients.next(), api_key)
+            listed = await clients.next().get(
+                "/api/v1/agents", headers={"authorization": f"Bearer {keys.user}"}
+            )
+        except httpx.HTTPError as exc:
+            await clients.aclose()
+            raise LoadgenError(f"cannot reach the service at {url}: {exc or type(exc).__name__}") from None
+        if listed.status_code != 200:
+            await clients.aclose()
+            raise LoadgenError(f"GET {url}/api/v1/agents answered {listed.status_code}: is this the service?")
         agent_types = [a["name"] for a in listed.json() if a["provider"] == "sim"] or [
             a["name"] for a in listed.json()
         ]
@@ -223,7 +285,7 @@ async def generate(
             async with slots:
                 started = time.perf_counter()
                 try:
-                    status = await action(client)
+                    status = await action(clients.next())
                 except httpx.HTTPError:
                     status = 0
                 stats.add(kind, status, time.perf_counter() - started)
@@ -235,33 +297,54 @@ async def generate(
             TimeRemainingColumn(),
             disable=quiet,
         )
-        with progress:
-            task = progress.add_task("requests", total=total)
-            start = time.monotonic()
-            for i in range(total):
-                delay = start + i / rate - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                _, kind, action = rng.choices(actions, weights)[0]
-                job = asyncio.create_task(fire(kind, action))
-                pending.add(job)
-                job.add_done_callback(pending.discard)
-                job.add_done_callback(lambda _: progress.advance(task))
-            if pending:
-                await asyncio.gather(*pending)
+        cpu_before, start = time.process_time(), time.monotonic()
+        try:
+            with progress:
+                task = progress.add_task("requests", total=total)
+                for i in range(total):
+                    delay = start + i / rate - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    elif delay < -0.01:
+                        stats.late_starts += 1
+                    _, kind, action = rng.choices(actions, weights)[0]
+                    job = asyncio.create_task(fire(kind, action))
+                    pending.add(job)
+                    job.add_done_callback(pending.discard)
+                    job.add_done_callback(lambda _: progress.advance(task))
+                if pending:
+                    await asyncio.gather(*pending)
+        finally:
+            stats.wall_seconds = time.monotonic() - start
+            stats.cpu_seconds = time.process_time() - cpu_before
+            await _revoke_keys(clients.next(), keys)
+            await clients.aclose()
     return stats
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
 def report(stats: Stats, console: Console) -> None:
     table = Table("traffic", "status", "count", "p50 ms", "p99 ms")
     for (kind, status), count in sorted(stats.outcomes.items()):
-        latencies = sorted(stats.latencies[kind])
-        p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
+        latencies = stats.latencies[(kind, status)]
         table.add_row(
             kind,
             str(status or "failed"),
             str(count),
             f"{statistics.median(latencies) * 1000:.1f}",
-            f"{p99 * 1000:.1f}",
+            f"{percentile(latencies, 0.99) * 1000:.1f}",
         )
     console.print(table)
+    console.print(
+        f"loadgen used {stats.cpu_share:.0%} of a core over {stats.wall_seconds:.1f} s"
+        f"{f'; {stats.late_starts} requests left late' if stats.late_starts else ''}"
+    )
+    if stats.saturated:
+        console.print(
+            "[yellow]warning:[/yellow] loadgen itself was the bottleneck (its core busy, or requests sent "
+            "late): the latencies above include its own queueing. Lower --rate or run it on another core."
+        )
