@@ -115,7 +115,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     telemetry = Telemetry(settings)
     if settings.database_url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    database = Database(settings.resolved_database_url, timeout=settings.database_timeout_seconds)
+    database = Database(
+        settings.resolved_database_url,
+        timeout=settings.database_timeout_seconds,
+        on_wait=telemetry.database_wait,
+    )
     keys = KeyService(database, clock, cache_seconds=settings.key_cache_seconds)
     sessions = SessionService(database, clock, timedelta(seconds=settings.session_idle_ttl_seconds))
     # Rate limits and the brute-force guard: shared by every worker and replica (billing/ratelimit.py).
@@ -205,6 +209,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 # request for tens of milliseconds (p99 87 ms vs 27 ms, bench/agents_vs_litellm.py).
                 gc.collect()
                 gc.freeze()
+            telemetry.loop_monitor.start()  # after start-up's own long steps: they are not a held loop
             yield
         finally:
             if purger is not None:

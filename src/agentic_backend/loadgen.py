@@ -83,7 +83,9 @@ async def _prepare_keys(client: httpx.AsyncClient, key: str) -> Keys:
         "/api/v1/keys", json={"name": f"loadgen-user-{suffix}", "role": "user"}, headers=headers
     )
     if user.status_code in (401, 429):
-        raise LoadgenError(f"the service refused the key ({user.status_code}): give a valid one with --api-key")
+        raise LoadgenError(
+            f"the service refused the key ({user.status_code}): give a valid one with --api-key"
+        )
     if user.status_code != 201:  # not an admin key: use it for everything, skip denials and rejections
         return Keys(key, key)
     viewer = await client.post(

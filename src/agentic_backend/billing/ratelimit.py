@@ -197,7 +197,9 @@ class DatabaseWindows:
         """Take window ``name``'s lock for this transaction, forget its hits older than ``seconds``, and
         return the time now (read after the lock: no hit of a holder before us is later than it)."""
         if self._db.dialect == "postgresql":
+            started = time.perf_counter()
             await connection.execute(_ADVISORY_LOCK, {"id": _lock_id(name)})
+            self._db.observe_wait("lock", time.perf_counter() - started)
         now = self._now()
         # On SQLite this write comes first: it takes the database's write lock, which serialises what the
         # caller reads next with every other process's hit.

@@ -4,6 +4,7 @@ PostgreSQL (``AGENTIC_DATABASE_URL=postgresql+asyncpg://...``), and its Alembic 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,6 +15,7 @@ from alembic.config import Config
 from sqlalchemy import Executable, event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from agentic_backend.core import sqlite_inline
 from agentic_backend.core.errors import storage_failure
@@ -25,12 +27,43 @@ class Base(DeclarativeBase):
     """The declarative base of every table."""
 
 
+# What a request waited for, and how long: ("pool" or "lock", seconds). Given by the application
+# (monitoring's database_wait_seconds); core does not know the metric.
+WaitObserver = Callable[[str, float], None]
+
+
+def _ignore_wait(_: str, __: float) -> None:
+    return None
+
+
+class TimedPool(AsyncAdaptedQueuePool):
+    """SQLAlchemy's asyncio queue pool, timing each checkout: the wait for a free connection (or for a new
+    one to open) is the ``pool`` wait of ``database_wait_seconds``."""
+
+    observer: WaitObserver | None = None  # set on the instance by Database
+
+    def _do_get(self) -> Any:
+        started = time.perf_counter()
+        try:
+            return super()._do_get()
+        finally:
+            if self.observer is not None:
+                self.observer("pool", time.perf_counter() - started)
+
+    def recreate(self) -> TimedPool:
+        pool = super().recreate()
+        assert isinstance(pool, TimedPool)
+        pool.observer = self.observer
+        return pool
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
     cursor = dbapi_connection.cursor()
-    # WAL lets readers proceed during a write; busy_timeout makes concurrent writers (several workers)
-    # wait for the lock instead of failing at once; foreign keys are off by default in SQLite.
+    # WAL lets readers proceed during a write; foreign keys are off by default in SQLite. No busy timeout
+    # on these connections: a statement that finds another process holding the lock is moved to a thread
+    # which waits for it there (core/sqlite_inline.py), never on the event loop.
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA busy_timeout=0")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
@@ -134,19 +167,24 @@ class GroupCommit:
 class Database:
     """An engine and its session factory. ``open()`` in the lifespan, ``close()`` at shutdown."""
 
-    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, *, timeout: float = 10.0, on_wait: WaitObserver | None = None) -> None:
         self.url = url
+        self.observe_wait: WaitObserver = on_wait or _ignore_wait
         if url.startswith("sqlite"):
             # One connection per process: SQLite allows one writer at a time, and its busy handler makes a
             # second writer sleep in steps of up to 100 ms, which showed as p99 latencies near a second
             # under 16 concurrent clients. Queued on one connection, each write waits microseconds instead.
-            # Statements run on the event loop's thread (core/sqlite_inline.py), not aiosqlite's.
+            # Statements run on the event loop's thread (core/sqlite_inline.py), not aiosqlite's, unless
+            # they must wait for another process's lock.
             self.engine: AsyncEngine = create_async_engine(
                 url,
+                poolclass=TimedPool,
                 pool_size=1,
                 max_overflow=0,
                 pool_timeout=60,
-                async_creator=sqlite_inline.creator(make_url(url).database or ":memory:"),
+                async_creator=sqlite_inline.creator(
+                    make_url(url).database or ":memory:", timeout=timeout, on_wait=self.observe_wait
+                ),
             )
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         else:
@@ -155,12 +193,16 @@ class Database:
             # its sockets open: without it, requests would wait for good) and the wait for a free connection.
             self.engine = create_async_engine(
                 url,
+                poolclass=TimedPool,
                 pool_size=10,
                 max_overflow=20,
                 pool_recycle=1800,
                 pool_timeout=timeout,
                 connect_args={"timeout": timeout, "command_timeout": timeout},
             )
+        pool = self.engine.sync_engine.pool
+        assert isinstance(pool, TimedPool)
+        pool.observer = self.observe_wait
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.group = GroupCommit(self.engine)
 

@@ -9,25 +9,41 @@ part of aiosqlite's interface that SQLAlchemy's ``sqlite+aiosqlite`` dialect use
 the work at once, and is passed to ``create_async_engine(..., async_creator=...)``; everything above it
 (ORM, Core, the pool) is unchanged.
 
-Running SQLite calls on the loop's thread is sound here because each one is short: the database is local,
-in WAL mode (readers never wait for a writer) with ``synchronous=NORMAL`` (a commit appends to the WAL and
-does not wait for the disk), and one connection per process serialises this process's writers. Only a
-write while another *process* (a worker of ``serve --workers N``) holds the write lock waits, for at most
-that other transaction's few statements, under ``busy_timeout``; and a WAL checkpoint (every 1,000 pages)
-syncs to disk once in a while.
+Running SQLite calls on the loop's thread is sound only for calls that cannot wait on another process:
+the database is local, in WAL mode (readers never wait for a writer) with ``synchronous=NORMAL`` (a commit
+appends to the WAL and does not wait for the disk), and one connection per process serialises this
+process's writers. A write while another *process* (a worker of ``serve --workers N``, the CLI) holds the
+write lock must wait, and SQLite's busy handler waits by sleeping, in steps of up to 100 ms: on the loop's
+thread that held every request of the worker. So the connections have no busy timeout: a call that finds
+the database locked (``SQLITE_BUSY``) is at once done again in a thread, with the busy timeout set there,
+while the loop serves everything else; the time it waited is recorded as a ``lock`` wait.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def _locked(exc: sqlite3.OperationalError) -> bool:
+    """SQLITE_BUSY (and its extended codes but BUSY_SNAPSHOT, which waiting cannot cure: the transaction
+    read a snapshot another process has since written past, and must start again)."""
+    code: int | None = getattr(exc, "sqlite_errorcode", None)
+    if code is None:
+        return "database is locked" in str(exc)
+    return code & 0xFF == sqlite3.SQLITE_BUSY and code != 517  # 517: SQLITE_BUSY_SNAPSHOT
 
 
 class InlineCursor:
-    def __init__(self, cursor: sqlite3.Cursor) -> None:
+    def __init__(self, cursor: sqlite3.Cursor, connection: InlineConnection) -> None:
         self._cursor = cursor
+        self._connection = connection
 
     @property
     def description(self) -> Any:
@@ -56,13 +72,14 @@ class InlineCursor:
         self._cursor.close()
 
     async def execute(self, sql: str, parameters: Sequence[Any] | dict[str, Any] = ()) -> InlineCursor:
-        self._cursor.execute(sql, parameters)
+        await self._connection.call(lambda: self._cursor.execute(sql, parameters))
         return self
 
     async def executemany(
         self, sql: str, parameters: Iterable[Sequence[Any] | dict[str, Any]]
     ) -> InlineCursor:
-        self._cursor.executemany(sql, parameters)
+        rows = parameters if isinstance(parameters, list) else list(parameters)  # may be run twice
+        await self._connection.call(lambda: self._cursor.executemany(sql, rows))
         return self
 
     async def fetchone(self) -> Any:
@@ -81,16 +98,47 @@ class InlineCursor:
 class InlineConnection:
     """What SQLAlchemy's aiosqlite adapter calls on an ``aiosqlite.Connection``."""
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    def __init__(
+        self,
+        connection: sqlite3.Connection,
+        *,
+        timeout: float = 10.0,
+        on_wait: Callable[[str, float], None] | None = None,
+    ) -> None:
         self._conn = connection
         self._connection: sqlite3.Connection | None = connection  # None once closed, as in aiosqlite
+        self._busy_ms = int(timeout * 1000)
+        self._on_wait = on_wait
+
+    async def call(self, work: Callable[[], T]) -> T:
+        """``work()`` at once on the loop's thread; if the database is locked by another process, again in
+        a thread that waits for the lock (up to the timeout) while the loop goes on."""
+        try:
+            return work()
+        except sqlite3.OperationalError as exc:
+            if not _locked(exc):
+                raise
+        started = time.perf_counter()
+        try:
+            return await asyncio.to_thread(self._waiting, work)
+        finally:
+            if self._on_wait is not None:
+                self._on_wait("lock", time.perf_counter() - started)
+
+    def _waiting(self, work: Callable[[], T]) -> T:
+        # The connection is this coroutine's alone (the pool lent it): no other call runs on it meanwhile.
+        self._conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+        try:
+            return work()
+        finally:
+            self._conn.execute("PRAGMA busy_timeout=0")
 
     @property
     def isolation_level(self) -> str | None:
         return self._conn.isolation_level
 
     def cursor(self) -> InlineCursor:
-        return InlineCursor(self._conn.cursor())
+        return InlineCursor(self._conn.cursor(), self)
 
     async def execute(self, sql: str, parameters: Sequence[Any] | dict[str, Any] = ()) -> InlineCursor:
         return await self.cursor().execute(sql, parameters)
@@ -99,7 +147,7 @@ class InlineConnection:
         self._conn.create_function(*args, **kwargs)
 
     async def commit(self) -> None:
-        self._conn.commit()
+        await self.call(self._conn.commit)
 
     async def rollback(self) -> None:
         self._conn.rollback()
@@ -114,13 +162,19 @@ class InlineConnection:
             self._conn.close()
 
 
-def creator(path: Path | str) -> Any:
-    """An ``async_creator`` for ``create_async_engine``: connections to the SQLite file at ``path``."""
+def creator(
+    path: Path | str, *, timeout: float = 10.0, on_wait: Callable[[str, float], None] | None = None
+) -> Any:
+    """An ``async_creator`` for ``create_async_engine``: connections to the SQLite file at ``path``; a call
+    waits up to ``timeout`` seconds for another process's lock, and ``on_wait`` hears how long it did."""
 
     async def connect() -> InlineConnection:
-        # Deferred transactions, sqlite3's default (what aiosqlite gives SQLAlchemy too).
+        # Deferred transactions, sqlite3's default (what aiosqlite gives SQLAlchemy too). Opening does not
+        # wait for a lock (timeout=0): the pragmas the engine runs next go through ``call`` like the rest.
         return InlineConnection(
-            sqlite3.connect(str(path), isolation_level="DEFERRED", check_same_thread=False)
+            sqlite3.connect(str(path), isolation_level="DEFERRED", check_same_thread=False, timeout=0),
+            timeout=timeout,
+            on_wait=on_wait,
         )
 
     return connect

@@ -214,6 +214,31 @@ WORKER_EXITS = MetricSpec(
     "replaced by the supervisor; what they had counted is kept. Always 0 with one process.",
     aggregation=Aggregation.SHARED,  # read from the shared archive by the answering worker
 )
+# Waiting, not computing: how late the event loop runs a callback that is due (a loop held by a long
+# computation or a blocking call delays every request of its worker), and how long a request waits for the
+# database (a pooled connection, a lock held by another worker or replica). Edges from 1 ms, below which
+# nothing is felt, to 10 s; 20 ms is an edge because a loop held longer is what the EventLoopBlocked alert
+# and the workers benchmark look for.
+WAIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+EVENT_LOOP_LAG = MetricSpec(
+    "event_loop_lag_seconds",
+    MetricType.HISTOGRAM,
+    "How late each worker's event loop ran a timer it checks every 10 ms (by worker: 0 with one process, "
+    "0 to N-1 under 'serve --workers N', a replaced worker taking the slot of the one it replaces). A "
+    "loop held that long delays every request of its worker.",
+    ("worker",),
+    WAIT_BUCKETS,
+)
+DATABASE_WAIT = MetricSpec(
+    "database_wait_seconds",
+    MetricType.HISTOGRAM,
+    "Time a request waited for the database before its statement ran, by kind: pool (for a connection: "
+    "all of the pool's are in use, or a new one is being opened) or lock (for a lock another connection, "
+    "worker or replica holds: a rate window's, or SQLite's write lock).",
+    ("kind",),
+    WAIT_BUCKETS,
+    initial_labels=(("pool",), ("lock",)),
+)
 
 # OpenTelemetry's GenAI semantic conventions (v1.41), in the Prometheus form an OpenTelemetry exporter
 # gives them (dots to underscores, the unit as a suffix), next to the seed's names, so that Grafana's and
@@ -324,6 +349,8 @@ CATALOGUE: tuple[MetricSpec, ...] = (
     AGENT_TPOT,
     LLM_TTFT,
     LLM_TPOT,
+    EVENT_LOOP_LAG,
+    DATABASE_WAIT,
 )
 
 
@@ -371,6 +398,8 @@ class BuiltinMetrics:
     agent_tpot: Family
     llm_ttft: Family
     llm_tpot: Family
+    event_loop_lag: Family
+    database_wait: Family
     genai: GenAIMetrics | None = None  # AGENTIC_GENAI_METRICS
 
     @classmethod

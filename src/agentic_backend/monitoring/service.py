@@ -9,14 +9,17 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 from agentic_backend.core.config import Settings
 from agentic_backend.monitoring.catalogue import CATALOGUE, GENAI_CATALOGUE, BuiltinMetrics
 from agentic_backend.monitoring.custom import CustomMetrics
 from agentic_backend.monitoring.exemplars import Exemplars
+from agentic_backend.monitoring.metrics import HistogramSeries
 from agentic_backend.monitoring.multiprocess import WorkerSet, worker_journal, worker_name
 from agentic_backend.monitoring.registry import SERIES_OVERFLOW, Registry, Snapshot
 from agentic_backend.monitoring.storage import LocalPages, MmapPages, PageStore
+from agentic_backend.monitoring.waits import EventLoopMonitor, WorkerSlot
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +55,17 @@ class Telemetry:
         self.started_at = clock()
         self.multiprocess = folder is not None
         self.exemplars: Exemplars | None = None  # set when tracing is on (core/tracing.py)
+        self.worker_slot = WorkerSlot(folder)
+        lag = cast(HistogramSeries, self.metrics.event_loop_lag.labels(str(self.worker_slot.number)))
+        self.loop_monitor = EventLoopMonitor(lag.observe)
+        waits = {
+            kind: cast(HistogramSeries, self.metrics.database_wait.labels(kind)) for kind in ("pool", "lock")
+        }
+
+        def database_wait(kind: str, seconds: float) -> None:
+            waits[kind].observe(seconds)
+
+        self.database_wait = database_wait
 
     def share_between_workers(self, name: str) -> None:
         """Read ``name`` from the answering worker only: in this configuration it measures one shared
@@ -83,5 +97,7 @@ class Telemetry:
         return max(0.0, self.clock() - self.started_at)
 
     def close(self) -> None:
+        self.loop_monitor.stop()
+        self.worker_slot.release()
         if self.workers is not None:
             self.workers.close()
