@@ -77,13 +77,15 @@ def _database_check(database: Database) -> HealthCheck:
     return HealthCheck("database", check)
 
 
-async def warm_up(app: FastAPI, pricer: Pricer, models: set[str]) -> None:
+async def warm_up(app: FastAPI, database: Database, pricer: Pricer, models: set[str]) -> None:
     """Do once, before this worker accepts a connection, what the first requests would otherwise pay
     for: loading genai-prices' data (330 ms of CPU), anyio's event-loop backend (60 ms), FastAPI's
-    matching tables (20 ms). Paid inside the first requests, it held each new worker's queue for up to
-    a second under load, longer with several workers starting together on one core (bench/workers.py)."""
+    matching tables (20 ms), a few database connections. Paid inside the first requests, it held each
+    new worker's queue for up to a second under load, longer with several workers starting together on
+    one core (bench/workers.py)."""
     for model in models:
         pricer.price(model, 1, 1)
+    await database.warm_up()
     await anyio.lowlevel.checkpoint()
     # An unmatched path through the router alone (no middleware: nothing is counted or logged).
     scope = {
@@ -201,7 +203,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             await keys.generation.start()
             await count_sessions()
             purger = asyncio.create_task(purge_expired_sessions())
-            await warm_up(app, pricer, {agent.model for agent in agents.agents.values()})
+            await warm_up(app, database, pricer, {agent.model for agent in agents.agents.values()})
             if settings.gc_freeze:
                 # Everything built at start-up (the app, SQLAlchemy's mappers, the price tables) lives as
                 # long as the process: move it out of the collector's sight, so that a full collection

@@ -49,10 +49,16 @@ class Stats:
     wall_seconds: float = 0.0
     cpu_seconds: float = 0.0  # this process's own CPU time while it sent the traffic
     late_starts: int = 0  # requests sent more than 10 ms after their turn (the generator fell behind)
+    # With keep_answers: (seconds since the start when sent, kind, status, latency) of every answer.
+    keep_answers: bool = False
+    answers: list[tuple[float, str, int, float]] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
 
     def add(self, kind: str, status: int, seconds: float) -> None:
         self.outcomes[(kind, status)] += 1
         self.latencies.setdefault((kind, status), []).append(seconds)
+        if self.keep_answers:
+            self.answers.append((time.monotonic() - self.started - seconds, kind, status, seconds))
 
     @property
     def cpu_share(self) -> float:
@@ -251,12 +257,19 @@ def _actions(
 
 
 async def generate(
-    url: str, api_key: str, rate: float, duration: float, *, seed: int = 1, quiet: bool = False
+    url: str,
+    api_key: str,
+    rate: float,
+    duration: float,
+    *,
+    seed: int = 1,
+    quiet: bool = False,
+    stats: Stats | None = None,
 ) -> Stats:
-    """Send ``rate`` requests a second for ``duration`` seconds; raise LoadgenError if the service at
-    ``url`` cannot be reached or refuses ``api_key``."""
+    """Send ``rate`` requests a second for ``duration`` seconds, counted in ``stats`` (a new Stats if not
+    given); raise LoadgenError if the service at ``url`` cannot be reached or refuses ``api_key``."""
     rng = random.Random(seed)
-    stats = Stats()
+    stats = stats if stats is not None else Stats()
     loopback = httpx.URL(url).host in ("127.0.0.1", "localhost")
     transport = httpx.AsyncHTTPTransport(local_address="127.0.0.66") if loopback else None
     clients = _Clients(url, connections=64)

@@ -41,7 +41,7 @@ class Settings(BaseSettings):
         description="PostgreSQL: the longest a connection attempt or a statement may take, and a wait for a "
         "free pooled connection, before the request gets a 503 with Retry-After (a hung or black-holed "
         "server would otherwise hold requests for good). SQLite: the longest a statement waits for "
-        "another process's write lock (in a thread, not on the event loop).",
+        "another process's write lock (without holding the event loop).",
     )
     migrate_on_start: bool = Field(default=True, description="Apply database migrations at start-up.")
     admin_api_key: SecretStr | None = Field(

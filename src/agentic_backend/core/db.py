@@ -12,7 +12,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Executable, event, make_url
+from sqlalchemy import Executable, event, make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import AsyncAdaptedQueuePool
@@ -60,8 +60,8 @@ class TimedPool(AsyncAdaptedQueuePool):
 def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers proceed during a write; foreign keys are off by default in SQLite. No busy timeout
-    # on these connections: a statement that finds another process holding the lock is moved to a thread
-    # which waits for it there (core/sqlite_inline.py), never on the event loop.
+    # on these connections: a statement that finds another process holding the lock is tried again after
+    # a pause that lets the event loop go on (core/sqlite_inline.py), instead of sleeping on it.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=0")
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -174,8 +174,8 @@ class Database:
             # One connection per process: SQLite allows one writer at a time, and its busy handler makes a
             # second writer sleep in steps of up to 100 ms, which showed as p99 latencies near a second
             # under 16 concurrent clients. Queued on one connection, each write waits microseconds instead.
-            # Statements run on the event loop's thread (core/sqlite_inline.py), not aiosqlite's, unless
-            # they must wait for another process's lock.
+            # Statements run on the event loop's thread (core/sqlite_inline.py), not aiosqlite's; one that
+            # must wait for another process's lock waits without holding the loop.
             self.engine: AsyncEngine = create_async_engine(
                 url,
                 poolclass=TimedPool,
@@ -205,6 +205,19 @@ class Database:
         pool.observer = self.observe_wait
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.group = GroupCommit(self.engine)
+
+    async def warm_up(self, connections: int = 4) -> None:
+        """Open up to ``connections`` pooled connections now (SQLite: its one): a new PostgreSQL connection
+        costs a handshake and SQLAlchemy's set-up queries, which a burst of first requests would pay for
+        all at once."""
+        count = 1 if self.dialect == "sqlite" else connections
+
+        async def touch() -> None:
+            async with self.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+                await asyncio.sleep(0)  # hold it until every other has been asked for
+
+        await asyncio.gather(*(touch() for _ in range(count)))
 
     @property
     def dialect(self) -> str:

@@ -14,9 +14,11 @@ the database is local, in WAL mode (readers never wait for a writer) with ``sync
 appends to the WAL and does not wait for the disk), and one connection per process serialises this
 process's writers. A write while another *process* (a worker of ``serve --workers N``, the CLI) holds the
 write lock must wait, and SQLite's busy handler waits by sleeping, in steps of up to 100 ms: on the loop's
-thread that held every request of the worker. So the connections have no busy timeout: a call that finds
-the database locked (``SQLITE_BUSY``) is at once done again in a thread, with the busy timeout set there,
-while the loop serves everything else; the time it waited is recorded as a ``lock`` wait.
+thread that held every request of the worker (bench/workers.py). So the connections have no busy timeout:
+a call that finds the database locked (``SQLITE_BUSY``) returns at once, and is tried again after an
+``asyncio.sleep`` (one loop turn, then 1 ms doubling to 25 ms), while the loop serves everything else, until
+the timeout; the time it waited is recorded as a ``lock`` wait. Another worker holds the lock for a
+transaction of a few statements, well under a millisecond, so most waits end at the first or second try.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+_MAX_RETRY_DELAY = 0.025  # seconds between two tries of a locked call, at most
 
 
 def _locked(exc: sqlite3.OperationalError) -> bool:
@@ -107,31 +110,32 @@ class InlineConnection:
     ) -> None:
         self._conn = connection
         self._connection: sqlite3.Connection | None = connection  # None once closed, as in aiosqlite
-        self._busy_ms = int(timeout * 1000)
+        self._timeout = timeout
         self._on_wait = on_wait
 
     async def call(self, work: Callable[[], T]) -> T:
-        """``work()`` at once on the loop's thread; if the database is locked by another process, again in
-        a thread that waits for the lock (up to the timeout) while the loop goes on."""
+        """``work()`` at once on the loop's thread; if another process holds the database's lock, again
+        after a pause that lets the loop go on, until it succeeds or the timeout has passed."""
         try:
             return work()
         except sqlite3.OperationalError as exc:
             if not _locked(exc):
                 raise
         started = time.perf_counter()
+        deadline = started + self._timeout
+        delay = 0.0
         try:
-            return await asyncio.to_thread(self._waiting, work)
+            while True:
+                await asyncio.sleep(delay)
+                try:
+                    return work()
+                except sqlite3.OperationalError as exc:
+                    if not _locked(exc) or time.perf_counter() >= deadline:
+                        raise
+                delay = min(_MAX_RETRY_DELAY, max(0.001, delay * 2))
         finally:
             if self._on_wait is not None:
                 self._on_wait("lock", time.perf_counter() - started)
-
-    def _waiting(self, work: Callable[[], T]) -> T:
-        # The connection is this coroutine's alone (the pool lent it): no other call runs on it meanwhile.
-        self._conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
-        try:
-            return work()
-        finally:
-            self._conn.execute("PRAGMA busy_timeout=0")
 
     @property
     def isolation_level(self) -> str | None:

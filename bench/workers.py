@@ -1,0 +1,332 @@
+"""More workers are never slower: ``serve --workers 1, 2, 4`` under loadgen's mix, on every store.
+
+The service runs on one core (``taskset -c 0``) and ``loadgen`` on the other, so the client never competes
+with the server; loadgen reports its own CPU share, and a run where it was the bottleneck is marked. For
+each store (SQLite or PostgreSQL, with or without Redis) the worker counts are run in turn, rows alternated
+over rounds, and the medians of p50 and p99 are compared with the 1-worker row of the same store measured in
+the same run (targets: p50 within 1.2x, p99 within 2x). Each run starts measuring once every worker is
+ready (each has published its event-loop lag series), and after it the scrape gives the longest any worker's
+loop was held (the highest non-empty bucket of ``event_loop_lag_seconds``, target 20 ms).
+
+    uv run python -m bench.workers                       # every store, 30 s runs, 2 rounds
+    uv run python -m bench.workers --stores sqlite --seconds 20 --rounds 1
+    uv run python -m bench.workers --soak 1800           # 30 minutes on --workers 2, PostgreSQL and Redis
+
+The soak samples every worker's memory each 30 s, reports p99 per 5 minutes, and checks that the ledger's
+tokens and cost equal the metrics' at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import httpx
+
+from bench.common import CLIENT_CPU, SERVER_CPU, free_port, table
+
+ADMIN = "agb_bench_workers_" + "x" * 32
+KINDS = ("conversation", "health", "query (new)")
+POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/"
+REDIS = "redis://127.0.0.1:6379/"
+
+
+@dataclass
+class Result:
+    p50: float
+    p99: float
+    requests: int
+    failed: int
+    cpu_share: float
+    saturated: bool
+    kinds: dict[str, list[float]]  # traffic kind: [p50, p99]
+    windows: list[float] = field(default_factory=list)  # p99 of each 5 minutes (the soak)
+    hold: float = 0.0  # the longest any worker's loop was held, from the scrape after the run
+
+
+@dataclass
+class Store:
+    name: str
+    postgres: bool
+    redis: bool
+
+
+STORES = {
+    "sqlite": Store("sqlite", False, False),
+    "sqlite+redis": Store("sqlite+redis", False, True),
+    "postgresql": Store("postgresql", True, False),
+    "postgresql+redis": Store("postgresql+redis", True, True),
+}
+
+
+class Service:
+    """``agentic-backend serve --workers N`` on the server core, on a new database (and Redis db)."""
+
+    def __init__(self, workers: int, store: Store) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="bench-workers-"))
+        self.port = free_port()
+        self.workers = workers
+        env = {**os.environ, "AGENTIC_DATA_DIR": str(self.folder), "AGENTIC_ADMIN_API_KEY": ADMIN}
+        env.pop("AGENTIC_DATABASE_URL", None)
+        env.pop("AGENTIC_REDIS_URL", None)
+        self.database = ""
+        if store.postgres:
+            self.database = f"bench_workers_{secrets.token_hex(4)}"
+            _psql(f"CREATE DATABASE {self.database}")
+            env["AGENTIC_DATABASE_URL"] = POSTGRES + self.database
+        if store.redis:
+            subprocess.run(["redis-cli", "-n", "7", "flushdb"], check=True, capture_output=True)
+            env["AGENTIC_REDIS_URL"] = REDIS + "7"
+        command = [sys.executable, "-m", "agentic_backend", "serve", "--port", str(self.port)]
+        command += ["--workers", str(workers), "--no-access-log", "--log-level", "warning"]
+        self.log = (self.folder / "serve.log").open("wb")
+        self.process = subprocess.Popen(["taskset", "-c", SERVER_CPU, *command], env=env, stderr=self.log)
+        self._wait_ready()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _wait_ready(self) -> None:
+        """Until a scrape shows every worker's event-loop lag series: each starts it at the end of its
+        start-up, so then every worker accepts connections."""
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"serve exited: {(self.folder / 'serve.log').read_text()[-2000:]}")
+            try:
+                text = httpx.get(self.url + "/api/v1/monitoring/metrics", timeout=2).text
+                if (
+                    len(set(re.findall(r'event_loop_lag_seconds_count\{worker="(\d+)"', text)))
+                    >= self.workers
+                ):
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError("the workers did not all start within 120 s")
+
+    def worker_pids(self) -> list[int]:
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        pids = []
+        for pid in map(int, children):
+            try:
+                if "multiprocessing.spawn" in Path(f"/proc/{pid}/cmdline").read_text() or self.workers == 1:
+                    pids.append(pid)
+            except FileNotFoundError:
+                continue
+        return pids or [self.process.pid]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+        if self.database:
+            _psql(f"DROP DATABASE IF EXISTS {self.database} WITH (FORCE)")
+
+
+def _psql(sql: str) -> None:
+    subprocess.run(["psql", "-q", "-h", "127.0.0.1", "-U", "postgres", "-c", sql], check=True)
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def loadgen_command(url: str, rate: float, seconds: float, *, timeline: bool = False) -> list[str]:
+    """loadgen on the client core, in a process of its own, printing a Result as JSON."""
+    command = ["taskset", "-c", CLIENT_CPU, sys.executable, "-m", "bench.workers", "--loadgen", url]
+    return [*command, str(rate), str(seconds), *(["--timeline"] if timeline else [])]
+
+
+def run_loadgen(url: str, rate: float, seconds: float) -> Result:
+    out = subprocess.run(loadgen_command(url, rate, seconds), check=True, capture_output=True, text=True)
+    return Result(**json.loads(out.stdout))
+
+
+def _loadgen_main(url: str, rate: float, seconds: float, timeline: bool) -> None:
+    import asyncio
+
+    from agentic_backend import loadgen
+
+    stats = asyncio.run(
+        loadgen.generate(url, ADMIN, rate, seconds, quiet=True, stats=loadgen.Stats(keep_answers=True))
+    )
+    answered = stats.answers
+    every = [elapsed for _, _, _, elapsed in answered]
+    result = Result(
+        p50=statistics.median(every),
+        p99=loadgen.percentile(every, 0.99),
+        requests=len(answered),
+        failed=sum(1 for _, _, status, _ in answered if status == 0),
+        cpu_share=stats.cpu_share,
+        saturated=stats.saturated,
+        kinds={
+            kind: [statistics.median(v), loadgen.percentile(v, 0.99)]
+            for kind in KINDS
+            if (v := [e for _, k, _, e in answered if k == kind])
+        },
+    )
+    if timeline:
+        windows: dict[int, list[float]] = defaultdict(list)
+        for at, _, _, elapsed in answered:
+            windows[int(at // 300)].append(elapsed)
+        result.windows = [loadgen.percentile(windows[w], 0.99) for w in sorted(windows)]
+    print(json.dumps(asdict(result)))
+
+
+def longest_hold(metrics: str) -> float:
+    """The highest bucket edge of event_loop_lag_seconds that any observation reached (inf if past the
+    last edge)."""
+    per_edge: dict[str, float] = defaultdict(float)
+    for le, value in re.findall(r'^event_loop_lag_seconds_bucket\{[^}]*le="([^"]+)"\} (\S+)', metrics, re.M):
+        per_edge[le] += float(value)
+    total = per_edge.get("+Inf", 0.0)
+    for le in sorted((e for e in per_edge if e != "+Inf"), key=float):
+        if per_edge[le] >= total:
+            return float(le)
+    return float("inf")
+
+
+def ledger_matches_metrics(url: str) -> tuple[bool, str]:
+    headers = {"authorization": f"Bearer {ADMIN}"}
+    totals = httpx.get(url + "/api/v1/usage", params={"limit": 0}, headers=headers, timeout=30).json()[
+        "totals"
+    ]
+    metrics = httpx.get(url + "/api/v1/monitoring/metrics", timeout=30).text
+    tokens = {
+        kind: sum(
+            float(v)
+            for v in re.findall(rf'^api_tokens_total\{{[^}}]*type="{kind}"[^}}]*\}} (\S+)', metrics, re.M)
+        )
+        for kind in ("input", "output")
+    }
+    same = tokens["input"] == totals["input_tokens"] and tokens["output"] == totals["output_tokens"]
+    return same, (
+        f"ledger {totals['queries']} queries, {totals['input_tokens']}/{totals['output_tokens']} tokens; "
+        f"metrics {tokens['input']:.0f}/{tokens['output']:.0f} tokens"
+    )
+
+
+def matrix(stores: list[Store], counts: list[int], rounds: int, seconds: float, rate: float) -> None:
+    results: dict[tuple[str, int], list[Result]] = defaultdict(list)
+    for round_number in range(rounds):
+        order = counts if round_number % 2 == 0 else list(reversed(counts))  # rows alternated
+        for store in stores:
+            for workers in order:
+                service = Service(workers, store)
+                try:
+                    result = run_loadgen(service.url, rate, seconds)
+                    result.hold = longest_hold(httpx.get(service.url + "/api/v1/monitoring/metrics").text)
+                finally:
+                    service.stop()
+                results[(store.name, workers)].append(result)
+                print(
+                    f"round {round_number + 1} {store.name} x{workers}: p50 {result.p50 * 1000:.1f} ms, "
+                    f"p99 {result.p99 * 1000:.1f} ms, loop held <= {result.hold * 1000:.0f} ms, "
+                    f"failed {result.failed}, loadgen {result.cpu_share:.0%}"
+                    + (" (loadgen saturated)" if result.saturated else ""),
+                    flush=True,
+                )
+    rows = []
+    for store in stores:
+        base = results[(store.name, counts[0])]
+        base50 = statistics.median(r.p50 for r in base)
+        base99 = statistics.median(r.p99 for r in base)
+        for workers in counts:
+            runs = results[(store.name, workers)]
+            p50 = statistics.median(r.p50 for r in runs)
+            p99 = statistics.median(r.p99 for r in runs)
+            kinds = "  ".join(
+                f"{statistics.median(r.kinds[kind][0] for r in runs) * 1000:.0f}/"
+                f"{statistics.median(r.kinds[kind][1] for r in runs) * 1000:.0f}"
+                for kind in KINDS
+            )
+            rows.append(
+                [
+                    store.name,
+                    str(workers),
+                    f"{p50 * 1000:.1f}",
+                    f"{p99 * 1000:.1f}",
+                    f"{p50 / base50:.2f}x",
+                    f"{p99 / base99:.2f}x",
+                    f"{max(r.hold for r in runs) * 1000:.0f}",
+                    str(sum(r.failed for r in runs)),
+                    kinds,
+                ]
+            )
+    print()
+    print(f"{rate:g} requests/s of loadgen's mix for {seconds:g} s, {rounds} round(s); medians; ms")
+    headers = ["store", "workers", "p50", "p99", "p50 vs 1", "p99 vs 1", "loop held <=", "failed"]
+    print(table([*headers, "conversation / health / query (new) p50/p99"], rows))
+
+
+def soak(seconds: float, rate: float) -> None:
+    service = Service(2, STORES["postgresql+redis"])
+    samples: list[tuple[float, int]] = []
+    try:
+        command = loadgen_command(service.url, rate, seconds, timeline=True)
+        loader = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        started = time.monotonic()
+        while loader.poll() is None:
+            samples.append((time.monotonic() - started, sum(rss_bytes(p) for p in service.worker_pids())))
+            time.sleep(30)
+        assert loader.stdout is not None
+        result = Result(**json.loads(loader.stdout.read()))
+        same, ledger = ledger_matches_metrics(service.url)
+        hold = longest_hold(httpx.get(service.url + "/api/v1/monitoring/metrics").text)
+    finally:
+        service.stop()
+    first = [rss for at, rss in samples if at <= 300]
+    last = [rss for at, rss in samples if at >= samples[-1][0] - 300]
+    print(f"soak: {seconds:g} s at {rate:g} requests/s, --workers 2, PostgreSQL and Redis")
+    print(f"requests {result.requests}, failed {result.failed}, loadgen {result.cpu_share:.0%}")
+    print("p99 per 5 minutes (ms): " + ", ".join(f"{p * 1000:.0f}" for p in result.windows))
+    print(
+        f"workers' memory: first 5 min median {statistics.median(first) / 2**20:.0f} MiB, last 5 min median "
+        f"{statistics.median(last) / 2**20:.0f} MiB ({statistics.median(last) / statistics.median(first) - 1:+.1%})"
+    )
+    print(f"loop held <= {hold * 1000:.0f} ms; ledger = metrics: {same} ({ledger})")
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--loadgen":
+        _loadgen_main(sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), "--timeline" in sys.argv)
+        return
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--stores", default=",".join(STORES), help="comma-separated: " + ", ".join(STORES))
+    parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--rate", type=float, default=150)
+    parser.add_argument("--soak", type=float, default=0, help="seconds of the soak instead of the matrix")
+    args = parser.parse_args()
+    if args.soak:
+        soak(args.soak, args.rate)
+        return
+    stores = [STORES[name] for name in args.stores.split(",")]
+    matrix(stores, [int(n) for n in args.workers.split(",")], args.rounds, args.seconds, args.rate)
+
+
+if __name__ == "__main__":
+    main()
