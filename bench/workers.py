@@ -5,8 +5,9 @@ with the server; loadgen reports its own CPU share, and a run where it was the b
 each store (SQLite or PostgreSQL, with or without Redis) the worker counts are run in turn, rows alternated
 over rounds, and the medians of p50 and p99 are compared with the 1-worker row of the same store measured in
 the same run (targets: p50 within 1.2x, p99 within 2x). Each run starts measuring once every worker is
-ready (each has published its event-loop lag series), and after it the scrape gives the longest any worker's
-loop was held (the highest non-empty bucket of ``event_loop_lag_seconds``, target 20 ms).
+ready (each has published its event-loop lag series); /metrics is scraped every second during the load, and
+the lag histogram's growth over the run gives the longest any worker's loop was held (the highest bucket
+``event_loop_lag_seconds`` reached, target 20 ms).
 
     uv run python -m bench.workers                       # every store, 30 s runs, 2 rounds
     uv run python -m bench.workers --stores sqlite --seconds 20 --rounds 1
@@ -27,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -193,17 +195,44 @@ def _loadgen_main(url: str, rate: float, seconds: float, timeline: bool) -> None
     print(json.dumps(asdict(result)))
 
 
-def longest_hold(metrics: str) -> float:
-    """The highest bucket edge of event_loop_lag_seconds that any observation reached (inf if past the
-    last edge)."""
+def lag_buckets(url: str) -> dict[str, float]:
+    """event_loop_lag_seconds' cumulative buckets, summed over workers, by edge."""
+    metrics = httpx.get(url + "/api/v1/monitoring/metrics", timeout=30).text
     per_edge: dict[str, float] = defaultdict(float)
     for le, value in re.findall(r'^event_loop_lag_seconds_bucket\{[^}]*le="([^"]+)"\} (\S+)', metrics, re.M):
         per_edge[le] += float(value)
-    total = per_edge.get("+Inf", 0.0)
-    for le in sorted((e for e in per_edge if e != "+Inf"), key=float):
-        if per_edge[le] >= total:
+    return per_edge
+
+
+def longest_hold(before: dict[str, float], after: dict[str, float]) -> float:
+    """The highest bucket edge of event_loop_lag_seconds that an observation between two scrapes reached
+    (inf if past the last edge)."""
+    grown = {le: after[le] - before.get(le, 0.0) for le in after}
+    total = grown.get("+Inf", 0.0)
+    for le in sorted((e for e in grown if e != "+Inf"), key=float):
+        if grown[le] >= total:
             return float(le)
     return float("inf")
+
+
+class Scraper:
+    """Scrapes /metrics every ``interval`` seconds while the load runs, as Prometheus would: a scrape's
+    merge of every worker's values must not hold a loop either."""
+
+    def __init__(self, url: str, interval: float = 1.0) -> None:
+        self._url, self._interval = url, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=30) as client:
+            while not self._stop.wait(self._interval):
+                client.get(self._url + "/api/v1/monitoring/metrics")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def ledger_matches_metrics(url: str) -> tuple[bool, str]:
@@ -234,8 +263,13 @@ def matrix(stores: list[Store], counts: list[int], rounds: int, seconds: float, 
             for workers in order:
                 service = Service(workers, store)
                 try:
-                    result = run_loadgen(service.url, rate, seconds)
-                    result.hold = longest_hold(httpx.get(service.url + "/api/v1/monitoring/metrics").text)
+                    before = lag_buckets(service.url)
+                    scraper = Scraper(service.url)
+                    try:
+                        result = run_loadgen(service.url, rate, seconds)
+                    finally:
+                        scraper.stop()
+                    result.hold = longest_hold(before, lag_buckets(service.url))
                 finally:
                     service.stop()
                 results[(store.name, workers)].append(result)
@@ -283,6 +317,8 @@ def soak(seconds: float, rate: float) -> None:
     service = Service(2, STORES["postgresql+redis"])
     samples: list[tuple[float, int]] = []
     try:
+        before = lag_buckets(service.url)
+        scraper = Scraper(service.url, interval=15.0)
         command = loadgen_command(service.url, rate, seconds, timeline=True)
         loader = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         started = time.monotonic()
@@ -291,8 +327,9 @@ def soak(seconds: float, rate: float) -> None:
             time.sleep(30)
         assert loader.stdout is not None
         result = Result(**json.loads(loader.stdout.read()))
+        scraper.stop()
         same, ledger = ledger_matches_metrics(service.url)
-        hold = longest_hold(httpx.get(service.url + "/api/v1/monitoring/metrics").text)
+        hold = longest_hold(before, lag_buckets(service.url))
     finally:
         service.stop()
     first = [rss for at, rss in samples if at <= 300]
