@@ -526,6 +526,57 @@ def variables() -> list[dashboard.DatasourceVariable | dashboard.QueryVariable]:
     ]
 
 
+HELD = 'le="0.1"'  # a loop held longer than 100 ms: what EventLoopBlocked counts
+
+
+def waiting_panels() -> list[stat.Panel | timeseries.Panel]:
+    """Waiting, not computing: each worker's event loop and the database (issue: more workers never
+    slower). A request can be slow while no CPU is busy; these say where it waited."""
+    lag = f"event_loop_lag_seconds_bucket{selector()}"
+    by_worker = "sum by (instance, worker)"
+    held = (
+        f"({by_worker} (rate(event_loop_lag_seconds_count{selector()}[{WINDOW}])) - "
+        f"{by_worker} (rate(event_loop_lag_seconds_bucket{selector(HELD)}[{WINDOW}]))) * 60"
+    )
+    return [
+        graph(
+            "Event Loop Lag (p99) by Worker",
+            "99th percentile of how late each worker's event loop ran a timer due every 10 ms: above a few "
+            "milliseconds, something holds the loop and every request of that worker waits.",
+            "s",
+            [
+                query(
+                    f"histogram_quantile(0.99, sum by (instance, worker, le) (rate({lag}[{WINDOW}])))",
+                    "{{instance}} worker {{worker}}",
+                )
+            ],
+            width=8,
+        ),
+        graph(
+            "Event Loop Held over 100 ms",
+            "Times a minute a worker's event loop was held over 100 ms (the EventLoopBlocked alert fires "
+            "above one a minute for 10 minutes).",
+            "short",
+            [query(held, "{{instance}} worker {{worker}}")],
+            width=8,
+        ),
+        graph(
+            "Database Waits (p99)",
+            "99th percentile of a request's wait for the database, by kind: pool (a free connection) or "
+            "lock (a rate window's lock, SQLite's write lock held by another worker).",
+            "s",
+            [
+                query(
+                    "histogram_quantile(0.99, sum by (kind, le) "
+                    f"(rate(database_wait_seconds_bucket{selector()}[{WINDOW}])))",
+                    "{{kind}}",
+                )
+            ],
+            width=8,
+        ),
+    ]
+
+
 def build() -> model.Dashboard:
     board = (
         dashboard.Dashboard(TITLE)
@@ -552,6 +603,9 @@ def build() -> model.Dashboard:
         board = board.with_panel(panel)
     board = board.with_row(dashboard.Row("Streaming and the GenAI conventions"))
     for panel in streaming_panels():
+        board = board.with_panel(panel)
+    board = board.with_row(dashboard.Row("Waiting: event loops and the database"))
+    for panel in waiting_panels():
         board = board.with_panel(panel)
     return board.build()
 
