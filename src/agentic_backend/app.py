@@ -201,6 +201,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             admin = settings.admin_api_key.get_secret_value() if settings.admin_api_key else None
             await keys.ensure_admin(admin)
             await keys.generation.start()
+            database.start()
             await count_sessions()
             purger = asyncio.create_task(purge_expired_sessions())
             await warm_up(app, database, pricer, {agent.model for agent in agents.agents.values()})
