@@ -32,6 +32,7 @@ from agentic_backend.core.bodylimit import BodyLimitMiddleware
 from agentic_backend.core.clock import Clock, SystemClock
 from agentic_backend.core.config import Settings
 from agentic_backend.core.db import Database, upgrade_async
+from agentic_backend.core.docs import install_docs
 from agentic_backend.core.errors import install_error_handlers
 from agentic_backend.core.logs import RequestLogMiddleware
 from agentic_backend.core.openapi import contract_openapi
@@ -233,6 +234,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         version=__version__,
         summary="LLM agents for backend teams, with production monitoring built in.",
         lifespan=lifespan,
+        docs_url=None,  # core/docs.py serves them without a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.clock = clock
@@ -253,6 +256,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         *metrics_checks(telemetry, settings.custom_metrics_max_series_total),
     ]
     install_error_handlers(app)
+    install_docs(app, "Agentic Backend")
     app.openapi = lambda: contract_openapi(  # type: ignore[method-assign]
         app,
         {"CustomMetricRecord": CustomMetricRecord},

@@ -17,6 +17,7 @@ from agentic_backend.core.clock import SystemClock
 from agentic_backend.core.config import Settings
 from agentic_backend.core.db import Database, upgrade
 from agentic_backend.core.errors import AppError
+from agentic_backend.core.httpguard import PROTOCOL
 from agentic_backend.core.logs import uvicorn_log_config
 from agentic_backend.identity.service import KeyService
 
@@ -76,18 +77,29 @@ def serve(
     proxy_headers: Annotated[
         bool,
         typer.Option(
-            help="Take the client's address from X-Forwarded-For (and the scheme from X-Forwarded-Proto) "
-            "when the peer is one of --forwarded-allow-ips: the brute-force guard then counts the client, "
-            "not the proxy."
+            help="Behind a reverse proxy: take the client's address from X-Forwarded-For (and the scheme "
+            "from X-Forwarded-Proto) when the peer is one of --forwarded-allow-ips, so that the brute-force "
+            "guard counts the client, not the proxy. Off by default: without a proxy, any client could "
+            "name any address."
         ),
-    ] = True,
+    ] = False,
     forwarded_allow_ips: Annotated[
         str,
         typer.Option(
-            help="Comma-separated proxy addresses or networks trusted for proxy headers ('*' for any: only "
-            "if nothing else can reach the service)."
+            help="With --proxy-headers: comma-separated proxy addresses or networks trusted for proxy "
+            "headers ('*' for any: only if nothing but the proxy can reach the service)."
         ),
     ] = "127.0.0.1",
+    timeout_keep_alive: Annotated[
+        int, typer.Option(min=1, help="Seconds an idle kept-alive connection stays open.")
+    ] = 5,
+    limit_concurrency: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Connections (and requests) one worker takes at once; past it new requests get 503.",
+        ),
+    ] = 1024,
 ) -> None:
     """Run the API server (settings come from AGENTIC_* environment variables)."""
     settings = _settings()
@@ -121,6 +133,10 @@ def serve(
             log_level=log_level,
             proxy_headers=proxy_headers,
             forwarded_allow_ips=forwarded_allow_ips,
+            # httptools with bounds on the head, its time and the body's pace (core/httpguard.py).
+            http=PROTOCOL,
+            timeout_keep_alive=timeout_keep_alive,
+            limit_concurrency=limit_concurrency,
         )
     finally:
         if folder is not None:

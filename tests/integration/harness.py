@@ -106,6 +106,7 @@ class Service(Process):
         port: int | None = None,
         admin_key: str | None = None,
         access_log: bool = False,
+        serve_args: list[str] | None = None,
     ) -> None:
         self.port = port or free_port()
         self.url = f"http://{LOOPBACK}:{self.port}"
@@ -122,6 +123,7 @@ class Service(Process):
         args += ["--workers", str(workers), "--log-level", "warning"]
         if not access_log:
             args.append("--no-access-log")
+        args += serve_args or []
         self.admin_key = admin_key or "integration-admin-key-" + os.urandom(16).hex()
         self.headers = {"authorization": f"Bearer {self.admin_key}"}
         base_env = {"AGENTIC_DATA_DIR": str(workdir / "data"), "AGENTIC_ADMIN_API_KEY": self.admin_key}

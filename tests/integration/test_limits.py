@@ -17,7 +17,12 @@ pytestmark = pytest.mark.integration
 
 
 def test_limits_hold_across_workers(tmp_path: Path) -> None:
-    service = Service(tmp_path, workers=2, env={"AGENTIC_AUTH_FAILURE_LIMIT": "5"})
+    service = Service(
+        tmp_path,
+        workers=2,
+        env={"AGENTIC_AUTH_FAILURE_LIMIT": "5"},
+        serve_args=["--proxy-headers", "--forwarded-allow-ips", "127.0.0.1"],  # a proxy on this machine
+    )
     try:
         wait_until(lambda: len(children(service.popen.pid)) == 2, timeout=30, what="two workers")
         created = httpx.post(

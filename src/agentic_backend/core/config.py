@@ -114,6 +114,34 @@ class Settings(BaseSettings):
     # The OpenTelemetry GenAI semantic conventions' metrics beside the seed's (monitoring/catalogue.py).
     genai_metrics: bool = True
     max_body_bytes: int = Field(default=4 * 1_048_576, ge=1_024, le=256 * 1_048_576)
+    # What one client can hold of a worker before the application sees its request (core/httpguard.py).
+    http_max_head_bytes: int = Field(
+        default=32 * 1024,
+        ge=1_024,
+        le=1_048_576,
+        description="The longest request head (request line and headers) a worker reads; past it: 431.",
+    )
+    http_max_headers: int = Field(
+        default=100, ge=8, le=10_000, description="The most header fields of a request; past it: 431."
+    )
+    http_max_url_bytes: int = Field(
+        default=8 * 1024, ge=256, le=1_048_576, description="The longest request URL; past it: 414."
+    )
+    http_header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="A request's head must arrive within this long of its first byte (or of the "
+        "connection's opening): else 408 and the connection is closed (a silent one just closed).",
+    )
+    http_body_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="A request body gets this long, plus a second for every "
+        "AGENTIC_HTTP_BODY_MIN_BYTES_PER_SECOND bytes it brings: a slower one gets 408.",
+    )
+    http_body_min_bytes_per_second: float = Field(default=500.0, gt=0, le=1e9)
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = Field(
         default=None, description="Any OpenAI-compatible API (vLLM, Ollama, LiteLLM)."

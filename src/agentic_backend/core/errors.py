@@ -62,11 +62,12 @@ from typing import Any, ClassVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from redis import exceptions as redis_exc
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
-from starlette.routing import Match
+from starlette.routing import compile_path
 
 logger = logging.getLogger(__name__)
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -196,13 +197,13 @@ async def _validation_error_handler(request: Request, exc: Exception) -> JSONRes
 
 
 def _allowed_methods(request: Request) -> list[str]:
-    """Every method some route of this path answers (Starlette's 405 names only the first route's)."""
-    probe = {**request.scope, "method": "\x00"}  # matches no route's methods: path matches are PARTIAL
+    """Every method some route of this path answers (Starlette's 405 names only the first route's).
+    FastAPI keeps included routers' routes behind ``iter_route_contexts``, each with its full path."""
+    path = request.scope["path"]
     methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches(probe)
-        if match is Match.PARTIAL and getattr(route, "methods", None):
-            methods |= set(route.methods)
+    for route in iter_route_contexts(request.app.routes):
+        if route.path and route.methods and compile_path(route.path)[0].fullmatch(path):
+            methods |= route.methods
     return sorted(methods)
 
 

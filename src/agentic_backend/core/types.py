@@ -11,7 +11,21 @@ from pydantic import AfterValidator, BeforeValidator
 
 def _as_utc(value: datetime) -> datetime:
     # SQLite keeps no offset: the service writes every timestamp in UTC, so a naive one read back is UTC.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-23:59 is past year 9999 in UTC
+        raise ValueError(_OUT_OF_RANGE) from None
+
+
+_OUT_OF_RANGE = "must be between 0001-01-02T00:00:00Z and 9999-12-30T23:59:59Z"
+
+
+def _in_range(value: datetime) -> datetime:
+    # A day from either end of what datetime holds, so that arithmetic on it (a window, a day's rollup)
+    # cannot overflow either.
+    if not datetime(1, 1, 2, tzinfo=UTC) <= value <= datetime(9999, 12, 30, 23, 59, 59, tzinfo=UTC):
+        raise ValueError(_OUT_OF_RANGE)
+    return value
 
 
 # A timestamp as RFC 3339 requires it (OpenAPI's ``date-time``): always with its offset, always UTC.
@@ -36,4 +50,4 @@ def _not_a_number(value: object) -> object:
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 # A date-time query parameter: RFC 3339 text, not a number of seconds.
-DateTimeParam = Annotated[UtcDateTime, BeforeValidator(_not_a_number)]
+DateTimeParam = Annotated[UtcDateTime, AfterValidator(_in_range), BeforeValidator(_not_a_number)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -22,7 +23,15 @@ class Principal:
     tpm_limit: int | None = None
 
 
-_NAME_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+# Characters a key name may not hold: controls, and the invisible ones that make a name look like another
+# in a list (bidirectional overrides and isolates, zero-width spaces and joiners, marks, separators, the
+# byte-order mark). One class both sides read: Python's re and JSON Schema's ECMA regex agree on it.
+_INVISIBLE = (
+    r"\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f"
+    r"\ufeff\ufff9-\ufffb"
+)
+_NAME_PATTERN = rf"^[^{_INVISIBLE}]*[^{_INVISIBLE}\x20][^{_INVISIBLE}]*$"
+_FORBIDDEN = re.compile(rf"[{_INVISIBLE}]")
 
 
 class ApiKeyCreate(BaseModel):
@@ -33,7 +42,8 @@ class ApiKeyCreate(BaseModel):
         min_length=1,
         max_length=100,
         json_schema_extra={"pattern": _NAME_PATTERN},
-        description="A unique name, e.g. the application's: no control characters, not only spaces.",
+        description="A unique name, e.g. the application's: printable characters (no control, "
+        "bidirectional-override or zero-width ones), not only spaces.",
     )
     role: Role = Field(description="admin, operator, user or viewer.")
     monthly_budget_dollars: float | None = Field(
@@ -52,9 +62,13 @@ class ApiKeyCreate(BaseModel):
     @field_validator("name")
     @classmethod
     def _printable(cls, value: str) -> str:
-        if any(c < " " or "\x7f" <= c <= "\x9f" for c in value):
-            raise ValueError("the name must not contain control characters")
-        if all(c <= " " for c in value):
+        found = _FORBIDDEN.search(value)
+        if found is not None:
+            raise ValueError(
+                f"the name must hold printable characters only: U+{ord(found.group()):04X} at position "
+                f"{found.start()} is a control or invisible character"
+            )
+        if all(c == " " for c in value):
             raise ValueError("the name must not be blank")
         return value
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
@@ -13,6 +14,8 @@ from agentic_backend import __version__
 from agentic_backend.core.deps import SettingsDep
 from agentic_backend.core.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from agentic_backend.core.security import RequirePermission, require_static_token
+from agentic_backend.identity.permissions import Permission, allows
+from agentic_backend.identity.schemas import Principal
 from agentic_backend.monitoring.deps import HealthChecksDep, TelemetryDep
 from agentic_backend.monitoring.errors import InvalidMetric
 from agentic_backend.monitoring.exposition import (
@@ -80,19 +83,26 @@ async def metrics(request: Request, telemetry: TelemetryDep, settings: SettingsD
     )
 
 
-@router.get(
-    "/summary",
-    dependencies=[Depends(RequirePermission("monitoring:read"))],
-)
-async def summary(request: Request, telemetry: TelemetryDep) -> MonitoringSummary:
+@router.get("/summary")
+async def summary(
+    request: Request,
+    telemetry: TelemetryDep,
+    principal: Annotated[Principal, Depends(RequirePermission(Permission.MONITORING_READ))],
+) -> MonitoringSummary:
+    """The metrics in one JSON document. ``spend_by_key`` lists every key for a caller with
+    ``usage:admin`` (what ``GET /api/v1/usage?key_id=`` shows it), and only the caller's own key for
+    anyone else: an aggregate never shows what its detail route refuses."""
     await telemetry.refresh()
     result = build_summary(
         telemetry.snapshot(), uptime_seconds=telemetry.uptime_seconds(), multiprocess=telemetry.multiprocess
     )
     key_spend = getattr(request.app.state, "key_spend", None)  # the billing feature's ledger totals
     if key_spend is not None:
+        every_key = allows(principal.role, Permission.USAGE_ADMIN)
         result.spend_by_key = [
-            KeySpend.model_validate(row, from_attributes=True) for row in await key_spend()
+            KeySpend.model_validate(row, from_attributes=True)
+            for row in await key_spend()
+            if every_key or row.key_id == principal.key_id
         ]
     return result
 

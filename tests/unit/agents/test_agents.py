@@ -359,3 +359,17 @@ async def test_usage_filters_by_type_status_and_time(admin: httpx.AsyncClient) -
     for bad in ({"since": "yesterday"}, {"status": "lost"}, {"limit": -1}, {"limit": 5000}):
         response = await admin.get("/api/v1/usage", params=bad)
         assert response.status_code == 422, bad
+    # The calendar's edges: past year 9999 or before year 1 once in UTC (they were OverflowErrors, 500s),
+    # and the last and first day datetime holds: 422 with a sentence; a day inside them: answered.
+    for edge in (
+        {"since": "9999-12-31T23:59:59-23:59"},
+        {"until": "0001-01-01T00:00:00+23:59"},
+        {"since": "9999-12-31T23:59:59Z"},
+        {"until": "0001-01-01T00:00:00Z"},
+        {"since": "0001-01-01T00:00:00-00:01", "until": "9999-12-31T23:59:59+00:01"},
+    ):
+        response = await admin.get("/api/v1/usage", params=edge)
+        assert response.status_code == 422, (edge, response.text)
+        assert "between 0001-01-02" in response.text
+    inside = {"since": "0001-01-02T00:00:00Z", "until": "9999-12-30T23:59:59Z"}
+    assert (await admin.get("/api/v1/usage", params=inside)).json()["totals"]["queries"] == 3

@@ -98,3 +98,32 @@ async def test_authentication_results_are_counted_by_reason(
     assert value(text, "auth_failures_total", reason="unknown") == 1
     assert (value(text, "auth_attempts_total", method="api_key", result="failure") or 0) == 2
     assert (value(text, "auth_attempts_total", method="api_key", result="success") or 0) >= 2
+
+
+@pytest.mark.parametrize("role", list(Role))
+async def test_aggregates_show_no_more_than_their_detail_route(
+    admin: httpx.AsyncClient, key_for: Callable[..., Any], role: Role
+) -> None:
+    """The summary's spend per key follows /api/v1/usage: every key for usage:admin, else the caller's own
+    (a viewer used to read every key's name and cost there while its usage route answered 403)."""
+    other = await key_for("user", name="someone-else")
+    spent = await admin.post(
+        "/api/v1/agents/assistant/query",
+        json={"query": "spend"},
+        headers={"authorization": f"Bearer {other}"},
+    )
+    assert spent.status_code == 200
+    mine = await key_for(role.value, name=f"me-{role.value}")
+    headers = {"authorization": f"Bearer {mine}"}
+    summary = await admin.get("/api/v1/monitoring/summary", headers=headers)
+    if Permission.MONITORING_READ not in ROLE_PERMISSIONS[role]:
+        assert summary.status_code == 403
+        return
+    names = {row["name"] for row in summary.json()["spend_by_key"]}
+    every_key = Permission.USAGE_ADMIN in ROLE_PERMISSIONS[role]
+    others_usage = await admin.get("/api/v1/usage", params={"key_id": 1}, headers=headers)
+    assert others_usage.status_code == (200 if every_key else 403)
+    if every_key:
+        assert "someone-else" in names
+    else:
+        assert names <= {f"me-{role.value}"}, names

@@ -15,7 +15,8 @@ async def test_a_held_loop_makes_one_timer_that_late() -> None:
     monitor.start()
     try:
         await asyncio.sleep(0.1)
-        assert lags and max(lags) < 0.02  # an idle loop runs its timers on time
+        assert lags
+        assert max(lags) < 0.02  # an idle loop runs its timers on time
         time.sleep(0.08)  # a blocking call holds the loop  # noqa: ASYNC251
         await asyncio.sleep(0.05)
     finally:
