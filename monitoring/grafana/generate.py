@@ -563,12 +563,14 @@ def waiting_panels() -> list[stat.Panel | timeseries.Panel]:
         graph(
             "Database Waits (p99)",
             "99th percentile of a request's wait for the database, by kind: pool (a free connection) or "
-            "lock (a rate window's lock, SQLite's write lock held by another worker).",
+            "lock (a rate window's lock, SQLite's write lock held by another worker); a kind that did "
+            "not wait in the window is left out.",
             "s",
             [
                 query(
                     "histogram_quantile(0.99, sum by (kind, le) "
-                    f"(rate(database_wait_seconds_bucket{selector()}[{WINDOW}])))",
+                    f"(rate(database_wait_seconds_bucket{selector()}[{WINDOW}]))) and on (kind) "
+                    f"sum by (kind) (rate(database_wait_seconds_count{selector()}[{WINDOW}])) > 0",
                     "{{kind}}",
                 )
             ],

@@ -52,6 +52,8 @@ def test_catalogue_declares_exactly_the_seed_metrics_with_their_types_and_labels
         "agent_time_per_output_token_seconds",
         "llm_time_to_first_token_seconds",
         "llm_time_per_output_token_seconds",
+        "event_loop_lag_seconds",
+        "database_wait_seconds",
     }
 
 
