@@ -124,7 +124,8 @@ class RedisCache:
     async def _scan_batches(self) -> AsyncIterator[list[bytes | str]]:
         cursor = 0
         while True:
-            cursor, names = await self._client.scan(cursor=cursor, match=self._prefix + "*", count=1000)
+            # 250 keys a batch: their STRLEN answers are parsed in one go on the event loop.
+            cursor, names = await self._client.scan(cursor=cursor, match=self._prefix + "*", count=250)
             if names:
                 yield names
             if cursor == 0:

@@ -6,10 +6,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import time
 
 from agentic_backend.cache.backends import CacheBackend, MemoryCache
 from agentic_backend.monitoring.catalogue import BuiltinMetrics
 from agentic_backend.monitoring.schemas import ComponentHealth
+
+SHARED_SIZE_SECONDS = 10.0
 
 logger = logging.getLogger(__name__)
 _SPACE = re.compile(r"\s+")
@@ -36,6 +39,7 @@ class ResponseCache:
         self._set_ok, self._set_error = ops.labels("set", "ok"), ops.labels("set", "error")
         self._delete_ok, self._delete_error = ops.labels("delete", "ok"), ops.labels("delete", "error")
         self._size = metrics.cache_size.labels()
+        self._size_read_at: float | None = None
         # A process-local cache keeps its gauge current on every change, so that with several workers the
         # sum of their gauges is right at any scrape, whichever worker answers it.
         self._local = backend if isinstance(backend, MemoryCache) else None
@@ -80,6 +84,16 @@ class ResponseCache:
         logger.warning("response cache %s failed: %s", operation, type(exc).__name__)
 
     async def refresh_size(self) -> None:
+        """Before a scrape or a summary. A shared store's size is a SCAN of every cached key with a
+        STRLEN each: done at each read, the summaries loadgen sends (12 a second) held every worker's loop
+        for tens of milliseconds and Redis with them (bench/workers.py, 4 workers: p99 600 ms against 90 ms
+        without Redis). It is read at most every ``SHARED_SIZE_SECONDS`` per worker; between, the gauge
+        keeps the last size read."""
+        if self.backend.shared:
+            now = time.monotonic()
+            if self._size_read_at is not None and now - self._size_read_at < SHARED_SIZE_SECONDS:
+                return
+            self._size_read_at = now
         self._size.set(await self.backend.size_bytes())
 
     async def health(self) -> ComponentHealth:
