@@ -162,8 +162,8 @@ CACHE_SIZE = MetricSpec(
     "cache_size_bytes",
     MetricType.GAUGE,
     "Bytes held by the response cache. With the in-memory cache each worker holds its own, kept current "
-    "on every change and summed over workers; with Redis the one shared size, read at a scrape at most every 10 s "
-    "per worker and reported once per replica (take max across replicas, not sum).",
+    "on every change and summed over workers; with Redis the one shared size, read at a scrape at most "
+    "every 10 s per worker and reported once per replica (take max across replicas, not sum).",
     aggregation=Aggregation.LIVESUM,
 )
 AUTH_ATTEMPTS = MetricSpec(
