@@ -347,7 +347,17 @@ async def _storage_error_handler(request: Request, exc: Exception) -> JSONRespon
 async def _unexpected_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """The last resort (Starlette's ServerErrorMiddleware, outside the metrics middleware, which
     classifies the escaping exception with the same ``storage_failure``): a storage failure raised as a
-    bare socket error (asyncpg's connect) is a 503, anything else a 500."""
+    bare socket error (asyncpg's connect) is a 503, anything else a 500.
+
+    ServerErrorMiddleware raises the exception again once this answer is sent, and uvicorn then closes
+    the connection: the answer says ``Connection: close``, so that a client does not send its next request
+    on a connection being closed (the PostgreSQL drill's client lost one request that way)."""
+    response = await _answer_unexpected(request, exc)
+    response.headers["Connection"] = "close"
+    return response
+
+
+async def _answer_unexpected(request: Request, exc: Exception) -> JSONResponse:
     if storage_failure(exc) is not None:
         return await _storage_error_handler(request, exc)
     if isinstance(exc, (ClientDisconnect, BrokenPipeError, ConnectionResetError)):
