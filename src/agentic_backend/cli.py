@@ -112,6 +112,14 @@ def serve(
     # Migrate and create the first admin key once, here, rather than racing in every worker.
     admin = settings.admin_api_key.get_secret_value() if settings.admin_api_key else None
     _with_keys(lambda keys: keys.ensure_admin(admin))
+    cpus = usable_cpus()
+    if workers > cpus:
+        typer.echo(
+            f"warning: --workers {workers} on {cpus:g} CPU(s): workers beyond the CPUs add no capacity, "
+            "and each request may wait for the CPU while the other workers run (event_loop_lag_seconds "
+            "shows it); use at most one worker per CPU",
+            err=True,
+        )
     folder: Path | None = None
     if workers > 1:
         # Each worker publishes its metrics here; one scrape of any worker reports the sum over all.
@@ -143,6 +151,17 @@ def serve(
             from agentic_backend.monitoring.rundir import release_run_folder
 
             release_run_folder(folder)
+
+
+def usable_cpus() -> float:
+    """The CPUs this process may use: its affinity mask, capped by a cgroup v2 quota (a container's
+    CPU limit) when one is set."""
+    cpus = float(len(os.sched_getaffinity(0)))
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+    except (OSError, ValueError):
+        return cpus
+    return min(cpus, int(quota) / int(period)) if quota != "max" else cpus
 
 
 @db_app.command("upgrade")

@@ -7,7 +7,11 @@ publishes its event-loop lag under a small worker number; a loop held by a block
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -123,3 +127,22 @@ def test_every_worker_publishes_its_loop_lag_under_a_small_number(tmp_path: Path
         assert _metric(service.url, "database_wait_seconds_count", kind="pool") >= 20
     finally:
         service.stop()
+
+
+def test_serve_warns_when_workers_outnumber_the_cpus(tmp_path: Path) -> None:
+    """Four workers on one CPU wait for it in turn (run-queue delay, not a held loop): serve says so."""
+    with socket.socket() as taken:  # uvicorn then exits at once: it cannot bind
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "AGENTIC_DATA_DIR": str(tmp_path)}
+        env.pop("AGENTIC_DATABASE_URL", None)
+        command = [sys.executable, "-m", "agentic_backend", "serve", "--port", str(port), "--workers", "4"]
+        pinned = subprocess.run(
+            ["taskset", "-c", "0", *command], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert "warning: --workers 4 on 1 CPU(s)" in pinned.stderr
+        single = subprocess.run(
+            ["taskset", "-c", "0", *command[:-1], "1"], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert "warning: --workers" not in single.stderr

@@ -93,8 +93,10 @@ async def summary(
     ``usage:admin`` (what ``GET /api/v1/usage?key_id=`` shows it), and only the caller's own key for
     anyone else: an aggregate never shows what its detail route refuses."""
     await telemetry.refresh()
-    result = build_summary(
-        telemetry.snapshot(), uptime_seconds=telemetry.uptime_seconds(), multiprocess=telemetry.multiprocess
+    result = build_summary(  # the merge yields to the loop between workers, as a scrape's does
+        await telemetry.snapshot_async(),
+        uptime_seconds=telemetry.uptime_seconds(),
+        multiprocess=telemetry.multiprocess,
     )
     key_spend = getattr(request.app.state, "key_spend", None)  # the billing feature's ledger totals
     if key_spend is not None:

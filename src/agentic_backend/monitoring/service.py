@@ -1,10 +1,12 @@
 """``Telemetry``: the metrics of one process, built from settings, and the one snapshot every reader uses.
 
-``/metrics``, ``/summary`` and ``/health`` all read ``Telemetry.snapshot()``: there is no second bookkeeping.
+``/metrics``, ``/summary`` and ``/health`` all read ``Telemetry.snapshot_async()``: there is no second
+bookkeeping.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -85,6 +87,12 @@ class Telemetry:
                 logger.warning("metrics refresher %s failed", getattr(refresher, "__qualname__", refresher))
 
     def snapshot(self) -> Snapshot:
+        """Every worker's values combined at once: for tests and tools. A coroutine must use
+        ``snapshot_async``: merging N workers at once held the loop 10-70 ms (the summary did, issue 19)."""
+        if self.workers is not None and _loop_running():
+            raise RuntimeError(
+                "Telemetry.snapshot() in a coroutine holds the event loop: await snapshot_async()"
+            )
         builtin = self.workers.collect() if self.workers is not None else self.registry.snapshot()
         return builtin + self.custom.snapshot()
 
@@ -101,3 +109,11 @@ class Telemetry:
         self.worker_slot.release()
         if self.workers is not None:
             self.workers.close()
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
