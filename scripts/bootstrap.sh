@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the service and its tests need on a fresh Debian machine, and nothing that is already
 # there: Debian's prometheus (with promtool), prometheus-alertmanager, victoria-metrics, wrk,
-# valgrind (the benchmarks' instruction counts), PostgreSQL/Redis (the drills start clusters of their own
+# valgrind (the benchmarks' instruction counts), chromium (the console's browser tests), PostgreSQL/Redis (the drills start clusters of their own
 # with initdb/pg_ctl and redis-server) and iproute2's ss if absent;
 # starts PostgreSQL and Redis if they are down; then uv and the locked Python environment. Safe to run again.
 set -euo pipefail
@@ -21,6 +21,7 @@ if [[ $want_system == all ]]; then
   command -v redis-server >/dev/null || missing+=(redis-server)
   command -v ss >/dev/null || missing+=(iproute2)      # the worker drill finds which worker holds a connection
   command -v runuser >/dev/null || missing+=(util-linux)  # the database drill runs its own cluster as postgres
+  command -v chromium >/dev/null || missing+=(chromium)    # the console's tests drive it with Playwright
   if ((${#missing[@]})); then
     sudo=""
     [[ $(id -u) == 0 ]] || sudo="sudo"

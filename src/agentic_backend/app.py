@@ -7,13 +7,16 @@ import asyncio
 import contextlib
 import gc
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
 import anyio.lowlevel
-from fastapi import FastAPI
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse
 from sqlalchemy import text
 
 from agentic_backend import __version__
@@ -28,6 +31,10 @@ from agentic_backend.billing.ratelimit import DatabaseWindows, RedisWindows, Win
 from agentic_backend.billing.router import router as usage_router
 from agentic_backend.cache.backends import CacheBackend, MemoryCache, RedisCache
 from agentic_backend.cache.service import ResponseCache
+from agentic_backend.console import router as console
+from agentic_backend.console.history import History, Sampler, leaves_of
+from agentic_backend.console.overview import PANELS
+from agentic_backend.console.sessions import ConsoleSessions
 from agentic_backend.core.bodylimit import BodyLimitMiddleware
 from agentic_backend.core.clock import Clock, SystemClock
 from agentic_backend.core.config import Settings
@@ -193,6 +200,22 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             except Exception:
                 logger.warning("could not purge expired sessions and reservations", exc_info=True)
 
+    # The console's charts: Prometheus when configured, else a history this service keeps. One worker of
+    # a run (slot 0) writes it; every worker reads it.
+    run = settings.metrics_multiprocess_dir.name if settings.metrics_multiprocess_dir else None
+    history = History(
+        database,
+        leaves_of(t.expr for p in PANELS for t in p.targets),
+        run or f"run-{uuid.uuid4().hex[:12]}",
+        settings.history_interval_seconds,
+    )
+    sampler = (
+        Sampler(history, telemetry.snapshot_async)
+        if settings.prometheus_url is None and telemetry.worker_slot.number == 0
+        else None
+    )
+    console_http = httpx.AsyncClient()  # to Prometheus and Alertmanager, when configured
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         purger: asyncio.Task[None] | None = None
@@ -214,8 +237,13 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 gc.collect()
                 gc.freeze()
             telemetry.loop_monitor.start()  # after start-up's own long steps: they are not a held loop
+            if sampler is not None:
+                sampler.start()
             yield
         finally:
+            if sampler is not None:
+                await sampler.stop()
+            await console_http.aclose()
             if purger is not None:
                 purger.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -247,7 +275,12 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.state.ledger = ledger
     app.state.key_spend = ledger.totals_by_key
     app.state.cache = cache
-    app.state.authorizer = ApiKeyAuthorizer(keys, guard, telemetry.metrics)
+    app.state.console_sessions = ConsoleSessions(
+        database, clock, timedelta(hours=settings.console_session_hours)
+    )
+    app.state.metric_history = history
+    app.state.console_http = console_http
+    app.state.authorizer = ApiKeyAuthorizer(keys, guard, telemetry.metrics, app.state.console_sessions)
     telemetry.add_refresher(count_sessions)
     telemetry.add_refresher(cache_size)
     app.state.health_checks = [
@@ -263,10 +296,13 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         lambda schema: _refine_openapi(schema, settings, sorted(agents.agents)),
     )
 
-    @app.get("/", tags=["service"])
-    async def index() -> dict[str, str]:
-        """What this is and where to look next."""
+    @app.get("/", tags=["service"], response_model=dict[str, str])
+    async def index(request: Request) -> Any:
+        """What this is and where to look next. A browser (``Accept: text/html``) goes to the console."""
+        if console.wants_html(request):
+            return RedirectResponse("/console/", status_code=303)
         return {
+            "console": "/console/",
             "service": "agentic-backend",
             "version": __version__,
             "docs": "/docs",
@@ -280,6 +316,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.include_router(agents_router)
     app.include_router(openai_router)
     app.include_router(usage_router)
+    app.include_router(console.api)
+    app.include_router(console.pages)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)  # inside the metrics'
     if settings.log_format == "json":
         app.add_middleware(RequestLogMiddleware)

@@ -282,6 +282,7 @@ class AgentService:
                 error_kind=error_kind,
                 duration_seconds=seconds,
                 created_at=self._clock.now(),
+                trace_id=_trace_id(span),
             )
             self._end_span(span, span_token, status, error_kind, usage, cached)
             await self._ledger.record(entry, also=session_writes)
@@ -565,3 +566,9 @@ def _end_call_span(
             span.record_exception(error)  # what it was: exception.type, message and stack, on the span only
         span.set_status(StatusCode.ERROR, kind)
     span.end()
+
+
+def _trace_id(span: Span) -> str | None:
+    """The span's trace id as W3C writes it, or None when the service does not trace."""
+    context = span.get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else None

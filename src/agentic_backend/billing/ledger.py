@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import func, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -39,9 +39,11 @@ class LedgerEntry:
     error_kind: str | None
     duration_seconds: float
     created_at: datetime
+    trace_id: str | None = None  # the query's trace, when the service traces (32 hex digits)
 
 
 class UsagePublic(BaseModel):
+    id: int = Field(description="The record's number: pass as before_id for the next (older) page.")
     request_id: str
     key_id: int
     agent_type: str
@@ -55,6 +57,7 @@ class UsagePublic(BaseModel):
     error_kind: str | None
     duration_seconds: float
     created_at: UtcDateTime
+    trace_id: str | None = Field(default=None, description="The query's trace id, when the service traces.")
 
 
 class UsageTotals(BaseModel):
@@ -131,7 +134,13 @@ class Ledger:
         upsert = pg_insert(UsageRollup) if database.dialect == "postgresql" else sqlite_insert(UsageRollup)
         added = upsert.excluded
         self._rollup = upsert.on_conflict_do_update(
-            index_elements=[UsageRollup.key_id, UsageRollup.day, UsageRollup.agent_type, UsageRollup.status],
+            index_elements=[
+                UsageRollup.key_id,
+                UsageRollup.day,
+                UsageRollup.agent_type,
+                UsageRollup.status,
+                UsageRollup.model,
+            ],
             set_={
                 "queries": UsageRollup.queries + added.queries,
                 "input_tokens": UsageRollup.input_tokens + added.input_tokens,
@@ -143,7 +152,8 @@ class Ledger:
         # One lock order for the rollup rows of a batch, so that two workers' or replicas' batches never
         # wait on each other's rows in opposite orders (a deadlock on PostgreSQL).
         database.group.order(
-            self._rollup, lambda row: (row["key_id"], row["day"], row["agent_type"], row["status"])
+            self._rollup,
+            lambda row: (row["key_id"], row["day"], row["agent_type"], row["status"], row["model"]),
         )
 
     def writes(self, entry: LedgerEntry) -> list[Write]:
@@ -154,6 +164,7 @@ class Ledger:
             "day": f"{entry.created_at.astimezone(UTC):%Y-%m-%d}",
             "agent_type": entry.agent_type,
             "status": entry.status,
+            "model": entry.model,
             "queries": 1,
             "input_tokens": entry.input_tokens,
             "output_tokens": entry.output_tokens,
@@ -176,6 +187,7 @@ class Ledger:
         since: datetime | None,
         until: datetime | None,
         limit: int,
+        before_id: int | None = None,
     ) -> UsageReport:
         conditions = _filters(UsageRecord, key_id, agent_type, status)
         if since is not None:
@@ -187,15 +199,18 @@ class Ledger:
                 totals = (await session.execute(self._rollup_totals(key_id, agent_type, status))).one()
             else:  # a time range: the ledger's rows in it, through the created_at index
                 totals = (await session.execute(select(*_TOTALS).where(*conditions))).one()
+            page = [*conditions, UsageRecord.id < before_id] if before_id is not None else conditions
+            # Keyset pagination: the primary key's order from ``before_id`` on, never an offset to scan.
             rows = (
                 await session.scalars(
-                    select(UsageRecord).where(*conditions).order_by(UsageRecord.id.desc()).limit(limit)
+                    select(UsageRecord).where(*page).order_by(UsageRecord.id.desc()).limit(limit)
                 )
             ).all()
         return UsageReport(
             totals=UsageTotals(**_totals(totals)),
             records=[
                 UsagePublic(
+                    id=r.id,
                     request_id=r.request_id,
                     key_id=r.key_id,
                     agent_type=r.agent_type,
@@ -209,6 +224,7 @@ class Ledger:
                     error_kind=r.error_kind,
                     duration_seconds=r.duration_seconds,
                     created_at=r.created_at,
+                    trace_id=r.trace_id,
                 )
                 for r in rows
             ],

@@ -39,6 +39,7 @@ class UsageRecord(Base):
     error_kind: Mapped[str | None] = mapped_column(String(20), default=None)
     duration_seconds: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    trace_id: Mapped[str | None] = mapped_column(String(32), default=None)
 
 
 class KeySpend(Base):
@@ -85,7 +86,7 @@ class RateHit(Base):
 
 
 class UsageRollup(Base):
-    """The ledger summed per key, UTC day, agent type and status, kept in the same transaction as the
+    """The ledger summed per key, UTC day, agent type, status and model, kept in the same transaction as the
     ledger's rows: totals (``/usage`` without a time range, the summary's spend per key) read these few
     rows instead of scanning the ledger."""
 
@@ -95,6 +96,7 @@ class UsageRollup(Base):
     day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD, UTC
     agent_type: Mapped[str] = mapped_column(String(40), primary_key=True)
     status: Mapped[str] = mapped_column(String(20), primary_key=True)
+    model: Mapped[str] = mapped_column(String(100), primary_key=True)
     queries: Mapped[int] = mapped_column(BigInteger, default=0)
     input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -34,6 +34,9 @@ async def usage(
     since: DateTimeParam | None = None,
     until: DateTimeParam | None = None,
     limit: Annotated[int, Query(ge=0, le=1000)] = 100,
+    before_id: Annotated[
+        int | None, Query(ge=1, le=2**63 - 1, description="Only records older than this id (the next page).")
+    ] = None,
 ) -> UsageReport:
     """Totals and the most recent records of the caller's key (or, for admins, any key or all keys)."""
     if (
@@ -47,5 +50,11 @@ async def usage(
     if key_id is None and not allows(principal.role, Permission.USAGE_ADMIN):
         key_id = principal.key_id
     return await ledger.report(
-        key_id=key_id, agent_type=agent_type, status=status, since=since, until=until, limit=limit
+        key_id=key_id,
+        agent_type=agent_type,
+        status=status,
+        since=since,
+        until=until,
+        limit=limit,
+        before_id=before_id,
     )

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agentic_backend.identity.keys import is_weak
@@ -189,6 +189,39 @@ class Settings(BaseSettings):
     )
     custom_metrics_max_batch: int = Field(default=1_000, ge=1, le=100_000)
     custom_metrics_max_body_bytes: int = Field(default=1_048_576, ge=1_024, le=64 * 1_048_576)
+
+    prometheus_url: str | None = Field(
+        default=None,
+        description="A Prometheus that scrapes this service (Compose and 'stack up' run one): the console's "
+        "charts query it with the dashboard's PromQL. Unset: the service keeps the charts' history itself.",
+    )
+    alertmanager_url: str | None = Field(
+        default=None, description="The console's Alerts page reads what fires from this Alertmanager."
+    )
+    traces_url: str | None = Field(
+        default=None,
+        description="A link for a trace id in the console, with {trace_id} where the id goes, e.g. "
+        "'http://localhost:16686/trace/{trace_id}' (Jaeger) or Grafana Tempo's explore URL.",
+    )
+    history_interval_seconds: Literal[1, 3, 5, 15] = Field(
+        default=15,
+        description="Without a Prometheus: how often the service samples the metrics the console's charts "
+        "read (kept 25 hours in its database).",
+    )
+    console_session_hours: float = Field(
+        default=12.0, gt=0, le=24 * 30, description="How long a console sign-in lasts."
+    )
+
+    @field_validator("prometheus_url", "alertmanager_url", "traces_url")
+    @classmethod
+    def _http_url(cls, value: str | None, info: Any) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"{info.field_name} must be an http:// or https:// URL")
+        if info.field_name == "traces_url" and "{trace_id}" not in value:
+            raise ValueError("traces_url must hold {trace_id} where the trace id goes")
+        return value.rstrip("/") if info.field_name != "traces_url" else value
 
     @property
     def resolved_database_url(self) -> str:

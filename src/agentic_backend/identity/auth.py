@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from agentic_backend.identity.errors import InvalidApiKey, PermissionDenied, TooManyFailures
+from agentic_backend.console.sessions import COOKIE, CSRF_HEADER, SAFE_METHODS, ConsoleSessions, csrf_matches
+from agentic_backend.identity.errors import CsrfRejected, InvalidApiKey, PermissionDenied, TooManyFailures
 from agentic_backend.identity.guard import BruteForceGuard
 from agentic_backend.identity.permissions import Permission, allows
 from agentic_backend.identity.schemas import Principal
@@ -17,6 +18,7 @@ from agentic_backend.identity.service import KeyService
 from agentic_backend.monitoring.catalogue import BuiltinMetrics
 
 API_KEY = "api_key"
+CONSOLE_SESSION = "console_session"  # the console's cookie (console/sessions.py)
 _MAX_HEADER = 1024
 
 
@@ -33,8 +35,15 @@ def presented_key(request: Request) -> str | None:
 
 
 class ApiKeyAuthorizer:
-    def __init__(self, keys: KeyService, guard: BruteForceGuard, metrics: BuiltinMetrics) -> None:
+    def __init__(
+        self,
+        keys: KeyService,
+        guard: BruteForceGuard,
+        metrics: BuiltinMetrics,
+        console: ConsoleSessions | None = None,
+    ) -> None:
         self._keys = keys
+        self._console = console
         self._guard = guard
         self._attempts = metrics.auth_attempts
         self._failures = metrics.auth_failures
@@ -51,9 +60,15 @@ class ApiKeyAuthorizer:
         if cached is not None:
             return cached
         key = presented_key(request)
+        if key is None and self._console is not None and COOKIE in request.cookies:
+            return await self._from_console(request, request.cookies[COOKIE])
         if key is None:
             self._fail("missing")
             raise InvalidApiKey()
+        return await self.verify_key(request, key)
+
+    async def verify_key(self, request: Request, key: str) -> Principal:
+        """The principal of ``key``, counted, and throttled per address as every key check is."""
         principal, reason = await self._keys.verify(key) if key else (None, "malformed")
         if principal is None:
             # Only failing attempts are throttled: a valid key from the same address is served above.
@@ -72,8 +87,21 @@ class ApiKeyAuthorizer:
         request.state.principal = principal
         return principal
 
-    def _fail(self, reason: str) -> None:
-        self._attempts.labels(API_KEY, "failure").inc()
+    async def _from_console(self, request: Request, token: str) -> Principal:
+        """A console session's principal; its CSRF token on any request that may change something."""
+        assert self._console is not None
+        session = await self._console.resolve(token)
+        if session is None:  # signed out, expired, or its key revoked
+            self._fail("unknown", CONSOLE_SESSION)
+            raise InvalidApiKey()
+        if request.method not in SAFE_METHODS and not csrf_matches(session, request.headers.get(CSRF_HEADER)):
+            raise CsrfRejected(f"A console request that changes something needs the session's {CSRF_HEADER}.")
+        self._attempts.labels(CONSOLE_SESSION, "success").inc()
+        request.state.principal = session.principal
+        return session.principal
+
+    def _fail(self, reason: str, method: str = API_KEY) -> None:
+        self._attempts.labels(method, "failure").inc()
         self._failures.labels(reason).inc()
 
     async def authorize(self, request: Request, permission: str) -> Principal:

@@ -27,6 +27,10 @@ class PermissionDenied(Forbidden):
     """A valid key whose role lacks the permission."""
 
 
+class CsrfRejected(Forbidden):
+    """A console session's request that changes something without its CSRF token."""
+
+
 class TooManyFailures(LimitExceeded):
     """Too many failed authentications from one client address."""
 

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from agentic_backend.billing import models as _billing_models  # noqa: F401  (registers tables)
+from agentic_backend.console import models as _console_models  # noqa: F401
 from agentic_backend.core.db import Base
 from agentic_backend.identity import models as _identity_models  # noqa: F401
 from agentic_backend.sessions import models as _session_models  # noqa: F401

@@ -1,0 +1,177 @@
+"""The console's overview: each panel of the dashboard's seed and service-level rows, evaluated for a range.
+
+With ``AGENTIC_PROMETHEUS_URL`` the panel's PromQL goes to Prometheus (``query_range`` for a graph,
+``query`` for a stat), the very text of the Grafana dashboard with its variables filled in. Without it, the
+same text is evaluated over the service's own history (monitoring/promql.py, console/history.py), with a
+live sample of this moment for the stats, so that a stat tile equals ``/summary`` at the same moment.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Literal
+
+import httpx
+from pydantic import BaseModel, Field
+
+from agentic_backend.console.history import INTERVAL, History, measure
+from agentic_backend.monitoring.panels import ROWS, Panel
+from agentic_backend.monitoring.promql import Evaluation, Vector, legend, parse, unscoped
+from agentic_backend.monitoring.registry import Snapshot
+
+RangeName = Literal["15m", "1h", "6h", "24h"]
+# The range, and the step between points: 60 to 360 points a chart.
+RANGES: dict[str, tuple[int, int]] = {
+    "15m": (900, 15),
+    "1h": (3600, 15),
+    "6h": (21600, 60),
+    "24h": (86400, 300),
+}
+PANELS: tuple[Panel, ...] = ROWS[0].panels + ROWS[1].panels  # the seed's 13, then the service levels
+
+
+def rate_window(step: int) -> int:
+    """What Grafana's ``$__rate_interval`` is for a 15 s scrape: max(4 scrapes, step + a scrape)."""
+    return max(4 * INTERVAL, step + INTERVAL if step > INTERVAL else 4 * INTERVAL)
+
+
+def promql_for(expr: str, *, window: int, range_: int) -> str:
+    """The dashboard's PromQL as the console sends it: every job and instance, its window, its range."""
+    return unscoped(expr).replace("$__rate_interval", f"{window}s").replace("$__range", f"{range_}s")
+
+
+class Line(BaseModel):
+    name: str
+    values: list[float | None]
+
+
+class PanelData(BaseModel):
+    title: str
+    description: str
+    unit: str
+    kind: Literal["stat", "graph"]
+    queries: list[str] = Field(description="The PromQL evaluated, as the Grafana dashboard holds it.")
+    lines: list[Line]
+
+
+class Overview(BaseModel):
+    source: Literal["prometheus", "embedded"]
+    range: str
+    step_seconds: int
+    times: list[float] = Field(description="Unix seconds of the graphs' points.")
+    panels: list[PanelData]
+    history_since: float | None = Field(
+        default=None, description="Embedded: the oldest sample kept (the service levels count from there)."
+    )
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _lines(result: Vector | float, template: str) -> list[Line]:
+    if isinstance(result, float):
+        return [Line(name=legend(template, ()), values=[_finite(result)])]
+    lines = [
+        Line(name=legend(template, labels), values=[_finite(v) for v in values])
+        for labels, values in sorted(result.items())
+    ]
+    return [line for line in lines if any(v is not None for v in line.values)]
+
+
+async def embedded(
+    history: History, snapshot: Callable[[], Awaitable[Snapshot]], range_name: str, now: float | None = None
+) -> Overview:
+    span, step = RANGES[range_name]
+    now = time.time() if now is None else now
+    end = int(now) // step * step
+    times = [float(end - span + step * (i + 1)) for i in range(span // step)]
+    window = rate_window(step)
+    needed = {t - d for t in times for d in (0, window)} | {now - span, now - window}
+    wanted = {t - k * history.interval for t in needed for k in range(3)}  # a missed sample: one before
+    loaded = await history.load(wanted)
+    loaded.add(history.instance, now, measure(await snapshot(), history.leaves))  # this moment, for stats
+    panels = []
+    for panel in PANELS:
+        at = [now] if panel.kind == "stat" else times
+        lookback = 2 * max(step, history.interval) + 1
+        evaluation = Evaluation(loaded, at, window=window, range_=span, lookback=lookback)
+        lines = [
+            line
+            for target in panel.targets
+            for line in _lines(evaluation.run(parse(target.expr)), target.legend)
+        ]
+        panels.append(_panel_data(panel, lines, window, span))
+    since = min(loaded.starts.values()) if loaded.starts else None
+    return Overview(
+        source="embedded",
+        range=range_name,
+        step_seconds=step,
+        times=times,
+        panels=panels,
+        history_since=since,
+    )
+
+
+def _panel_data(panel: Panel, lines: list[Line], window: int, span: int) -> PanelData:
+    return PanelData(
+        title=panel.title,
+        description=panel.description,
+        unit=panel.unit,
+        kind=panel.kind,
+        queries=[promql_for(t.expr, window=window, range_=span) for t in panel.targets],
+        lines=lines,
+    )
+
+
+class PrometheusUnavailable(Exception):
+    pass
+
+
+async def from_prometheus(
+    client: httpx.AsyncClient, url: str, range_name: str, now: float | None = None
+) -> Overview:
+    span, step = RANGES[range_name]
+    now = time.time() if now is None else now
+    end = int(now) // step * step
+    times = [float(end - span + step * (i + 1)) for i in range(span // step)]
+    window = rate_window(step)
+    panels = []
+    for panel in PANELS:
+        lines: list[Line] = []
+        for target in panel.targets:
+            expr = promql_for(target.expr, window=window, range_=span)
+            if panel.kind == "stat":
+                data = await _get(client, f"{url}/api/v1/query", {"query": expr, "time": now})
+                for item in data:
+                    labels = tuple(sorted(item["metric"].items()))
+                    lines.append(Line(name=legend(target.legend, labels), values=[_number(item["value"][1])]))
+            else:
+                params = {"query": expr, "start": times[0], "end": times[-1], "step": step}
+                data = await _get(client, f"{url}/api/v1/query_range", params)
+                for item in data:
+                    labels = tuple(sorted(item["metric"].items()))
+                    points = {float(t): _number(v) for t, v in item["values"]}
+                    lines.append(
+                        Line(name=legend(target.legend, labels), values=[points.get(t) for t in times])
+                    )
+        panels.append(_panel_data(panel, lines, window, span))
+    return Overview(source="prometheus", range=range_name, step_seconds=step, times=times, panels=panels)
+
+
+def _number(text: str) -> float | None:
+    return _finite(float(text))
+
+
+async def _get(client: httpx.AsyncClient, url: str, params: dict[str, Any]) -> Sequence[dict[str, Any]]:
+    try:
+        answer = await client.get(url, params=params, timeout=10)
+        body = answer.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        raise PrometheusUnavailable(f"Prometheus did not answer: {type(exc).__name__}") from None
+    if answer.status_code != 200 or body.get("status") != "success":
+        raise PrometheusUnavailable(f"Prometheus refused the query: {str(body.get('error', ''))[:200]}")
+    result: Sequence[dict[str, Any]] = body["data"]["result"]
+    return result
