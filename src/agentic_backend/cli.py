@@ -307,6 +307,14 @@ def stack_up(
     if not any(component.name == "grafana" for component in running.components):
         console.print("grafana-server is not installed: Grafana was skipped (docker compose runs it).")
     console.print(f"Scraping {api} at /api/v1/monitoring/metrics. Stop with: agentic-backend stack down")
+    urls = {c.name: c.url for c in running.components}
+    if "prometheus" in urls:  # the console's charts and alerts read these (README: Console)
+        settings = f"AGENTIC_PROMETHEUS_URL={urls['prometheus']}"
+        if "alertmanager" in urls:
+            settings += f" AGENTIC_ALERTMANAGER_URL={urls['alertmanager']}"
+        console.print(
+            f"For the console's charts and alerts, start the service with: {settings}", soft_wrap=True
+        )
 
 
 @stack_app.command("down")

@@ -17,7 +17,7 @@ import httpx
 from pydantic import BaseModel, Field
 
 from agentic_backend.console.history import INTERVAL, History, measure
-from agentic_backend.monitoring.panels import ROWS, Panel
+from agentic_backend.monitoring.panels import ROWS, WAITING, Panel
 from agentic_backend.monitoring.promql import Evaluation, Vector, legend, parse, unscoped
 from agentic_backend.monitoring.registry import Snapshot
 
@@ -29,7 +29,10 @@ RANGES: dict[str, tuple[int, int]] = {
     "6h": (21600, 60),
     "24h": (86400, 300),
 }
-PANELS: tuple[Panel, ...] = ROWS[0].panels + ROWS[1].panels  # the seed's 13, then the service levels
+# The rows the console draws: the seed's 13 panels, the service levels, and the waits (issue 19).
+CONSOLE_ROWS = tuple(row for row in ROWS if row.title in (None, "Service levels", WAITING))
+PANELS: tuple[Panel, ...] = tuple(panel for row in CONSOLE_ROWS for panel in row.panels)
+ROW_OF = {panel.title: row.title for row in CONSOLE_ROWS for panel in row.panels}
 
 
 def rate_window(step: int) -> int:
@@ -48,6 +51,7 @@ class Line(BaseModel):
 
 
 class PanelData(BaseModel):
+    row: str | None = Field(description="The dashboard row it belongs to; null: the seed's panels.")
     title: str
     description: str
     unit: str
@@ -89,9 +93,8 @@ async def embedded(
     end = int(now) // step * step
     times = [float(end - span + step * (i + 1)) for i in range(span // step)]
     window = rate_window(step)
-    needed = {t - d for t in times for d in (0, window)} | {now - span, now - window}
-    wanted = {t - k * history.interval for t in needed for k in range(3)}  # a missed sample: one before
-    loaded = await history.load(wanted)
+    # Only the samples the points read (a point and the start of its window): about 300 rows for any range.
+    loaded = await history.load({t - d for t in times for d in (0, window)} | {now - span, now - window})
     loaded.add(history.instance, now, measure(await snapshot(), history.leaves))  # this moment, for stats
     panels = []
     for panel in PANELS:
@@ -117,6 +120,7 @@ async def embedded(
 
 def _panel_data(panel: Panel, lines: list[Line], window: int, span: int) -> PanelData:
     return PanelData(
+        row=ROW_OF[panel.title],
         title=panel.title,
         description=panel.description,
         unit=panel.unit,

@@ -475,6 +475,7 @@ def streaming_panels() -> list[Panel]:
 
 
 HELD = 'le="0.1"'  # a loop held longer than 100 ms: what EventLoopBlocked counts
+WAITING = "Waiting: event loops and the database"
 
 
 def waiting_panels() -> list[Panel]:
@@ -532,5 +533,5 @@ ROWS = (
     Row("Service levels", tuple(slo_panels())),
     Row("Agents, models and cache", tuple(agent_panels())),
     Row("Streaming and the GenAI conventions", tuple(streaming_panels())),
-    Row("Waiting: event loops and the database", tuple(waiting_panels())),
+    Row(WAITING, tuple(waiting_panels())),
 )

@@ -74,7 +74,7 @@ const view = () => document.getElementById("view");
 function show(...nodes) {
   for (const chart of state.charts) chart.destroy();
   state.charts = [];
-  view().replaceChildren(...nodes);
+  view().replaceChildren(...nodes.flat(Infinity).filter((node) => node));
 }
 
 // ---- numbers --------------------------------------------------------------------------------------------
@@ -270,27 +270,23 @@ async function renderOverview(refreshing = false) {
       "Refresh every 30 s",
     ),
   );
-  const seed = data.panels.slice(0, 13);
-  const levels = data.panels.slice(13);
   const chips = el(
     "div",
     { class: "chips", "aria-label": "Component health" },
     el("span", { class: `chip ${health.status}` }, `service: ${health.status}`),
     Object.entries(health.components).map(([name, c]) => el("span", { class: `chip ${c.status}`, title: c.detail || "" }, `${name}: ${c.status}`)),
   );
-  const seedGrid = el("div", { class: "grid" }, seed.map((p) => panelNode(p, data)));
-  const levelGrid = el("div", { class: "grid" }, levels.map((p) => panelNode(p, data)));
+  // The dashboard's rows, in its order: the seed's panels (no row title) first.
+  const rows = [];
+  for (const panel of data.panels) {
+    const title = panel.row || "Traffic, agents, cost and security";
+    if (!rows.length || rows[rows.length - 1].title !== title) rows.push({ title, panels: [] });
+    rows[rows.length - 1].panels.push(panel);
+  }
+  const grids = rows.map((row) => el("div", { class: "grid" }, row.panels.map((p) => panelNode(p))));
   const scroll = refreshing ? window.scrollY : 0;
-  show(
-    header,
-    el("h2", {}, "Health"),
-    chips,
-    el("h2", {}, "Traffic, agents, cost and security"),
-    seedGrid,
-    el("h2", {}, "Service levels"),
-    levelGrid,
-  );
-  drawCharts(data, [...seed, ...levels], [seedGrid, levelGrid]);
+  show(header, el("h2", {}, "Health"), chips, rows.map((row, i) => [el("h2", {}, row.title), grids[i]]));
+  drawCharts(data, rows.flatMap((row) => row.panels), grids);
   if (refreshing) window.scrollTo(0, scroll);
   refreshLater(renderOverview);
 }
@@ -318,7 +314,7 @@ function rangePicker() {
 
 function panelWidth(panel) {
   if (panel.kind === "stat") return "w6";
-  return panel.title === "Slow Request Ratio" ? "w12" : "w12";
+  return panel.row && panel.row.startsWith("Waiting") ? "w8" : "w12";
 }
 
 function panelNode(panel) {

@@ -1,0 +1,238 @@
+"""The console in a real browser (Debian's Chromium through Playwright), on the embedded default with two
+workers: sign in by keyboard, traffic from loadgen, every overview chart drawn and its tiles equal to
+/summary, spend equal to the ledger, a key created (its secret shown once), used, revoked (its console
+session ends), a viewer who cannot reach the keys, a hostile key name that runs nothing, axe-core's audit
+on every page, 390 px and dark mode. Screenshots of each page go to ``build/console-screenshots/``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright import sync_api as playwright_api
+from playwright.sync_api import Browser, BrowserContext, Page
+
+from agentic_backend.loadgen import generate
+from tests.integration.harness import Service, require_binary
+
+pytestmark = pytest.mark.integration
+
+SHOTS = Path(__file__).parents[2] / "build" / "console-screenshots"
+HOSTILE = '<img src=x onerror="window.__pwned=1">'
+GRAPHS = (
+    "Request Rate",
+    "Request Latency",
+    "Agent Query Rate",
+    "Agent Duration",
+    "API Cost",
+    "Token Usage",
+    "Cache Hit Rate",
+    "Authentication",
+    "Permissions",
+    "Error Ratio",
+    "Slow Request Ratio",
+)
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    folder = tmp_path_factory.mktemp("console")
+    running = Service(folder, workers=2, env={"AGENTIC_HISTORY_INTERVAL_SECONDS": "1"})
+    try:
+        asyncio.run(generate(running.url, running.admin_key, 25, 8, quiet=True))
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    chromium = require_binary("chromium")
+    with playwright_api.sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+def shot(page: Page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def audit(page: Page, name: str) -> None:
+    """axe-core: no serious or critical violation."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page)
+    bad = [
+        (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
+        for v in results.response["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+    assert not bad, f"{name}: {bad}"
+
+
+def sign_in(context: BrowserContext, url: str, key: str) -> Page:
+    page = context.new_page()
+    page.goto(url + "/", wait_until="domcontentloaded")  # a browser at / lands on the console
+    assert page.url.endswith("/console/")
+    page.get_by_label("API key").wait_for()
+    page.get_by_label("API key").fill(key)
+    page.keyboard.press("Enter")  # by keyboard: the form submits
+    page.locator("#who-name").wait_for()
+    return page
+
+
+def test_overview_spend_queries_and_keys_in_a_browser(service: Service, browser: Browser) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = sign_in(context, service.url, service.admin_key)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # The key is in no URL and nowhere in the browser's storage.
+    assert service.admin_key not in page.url
+    assert page.evaluate("JSON.stringify(localStorage) + JSON.stringify(sessionStorage)") == "{}{}"
+    assert service.admin_key not in page.evaluate("document.cookie")  # HttpOnly: not even the session's
+
+    # Overview: every graph has drawn data; the tiles equal /summary.
+    page.get_by_role("button", name="15m").click()
+    for title in GRAPHS:
+        panel = page.locator(f'section.panel[data-title="{title}"]')
+        panel.locator("canvas").first.wait_for(timeout=20000)
+        assert panel.locator(".nodata").count() == 0, title
+    summary = httpx.get(
+        f"{service.url}/api/v1/monitoring/summary", headers=service.headers, timeout=10
+    ).json()
+    cost = float(page.locator('section[data-title="Total Cost"] .value').get_attribute("data-value") or "nan")
+    assert cost == pytest.approx(summary["costs"]["total_dollars"], abs=1e-9)
+    tokens = float(
+        page.locator('section[data-title="Total Tokens"] .value').get_attribute("data-value") or "nan"
+    )
+    assert tokens == summary["costs"]["total_input_tokens"] + summary["costs"]["total_output_tokens"]
+    titles = page.locator("section.panel h3").all_inner_texts()
+    assert titles[:13] == [
+        "HTTP Requests",
+        "Active Sessions",
+        "Request Rate",
+        "Request Latency",
+        "Agent Query Rate",
+        "Agent Duration",
+        "API Cost",
+        "Token Usage",
+        "Cache Hit Rate",
+        "Total Cost",
+        "Total Tokens",
+        "Authentication",
+        "Permissions",
+    ]
+    shot(page, "overview")
+    audit(page, "overview")
+
+    # Spend: the month's total is the ledger's.
+    page.get_by_role("link", name="Spend").click()
+    page.locator("#spend-cost").wait_for()
+    month = datetime.now(UTC).strftime("%Y-%m")
+    ledger = httpx.get(
+        f"{service.url}/api/v1/usage",
+        params={"since": f"{month}-01T00:00:00Z", "limit": 0},
+        headers=service.headers,
+        timeout=10,
+    ).json()["totals"]
+    assert float(page.locator("#spend-cost").get_attribute("data-value") or "nan") == ledger["cost_dollars"]
+    assert int(page.locator("#spend-queries").get_attribute("data-value") or "-1") == ledger["queries"]
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download CSV").first.click()
+    assert download.value.suggested_filename == f"spend-keys-{month}.csv"
+    shot(page, "spend")
+    audit(page, "spend")
+
+    # Queries: the ledger's newest rows, then the next page.
+    page.get_by_role("link", name="Queries").click()
+    rows = page.locator("table tbody tr")
+    rows.first.wait_for()
+    assert rows.count() == 50
+    first_page = rows.first.inner_text()
+    page.get_by_role("button", name="Older").click()
+    page.wait_for_function("document.querySelector('table tbody tr') !== null")
+    page.wait_for_timeout(300)
+    assert rows.first.inner_text() != first_page
+    shot(page, "queries")
+    audit(page, "queries")
+
+    # Keys: a hostile name is text; the secret is shown once; the new key works.
+    page.get_by_role("link", name="Keys").click()
+    page.get_by_label("Name").fill(HOSTILE)
+    page.get_by_label("Role").select_option("user")
+    page.get_by_role("button", name="Create key").click()
+    secret = page.locator("#new-secret").inner_text()
+    assert secret.startswith("agb_")
+    shot(page, "key-created")
+    page.get_by_role("button", name="Done").click()
+    assert page.locator("#new-secret").count() == 0  # gone for good
+    page.get_by_role("cell", name=HOSTILE).wait_for()
+    assert page.evaluate("window.__pwned") is None
+    shot(page, "keys")
+    audit(page, "keys")
+    used = httpx.post(
+        f"{service.url}/api/v1/agents/assistant/query",
+        json={"query": "from the new key"},
+        headers={"authorization": f"Bearer {secret}"},
+        timeout=30,
+    )
+    assert used.status_code == 200
+
+    # The new key's own console: no keys page, no keys API; revoked, its session ends.
+    other = browser.new_context(viewport={"width": 1280, "height": 900})
+    theirs = sign_in(other, service.url, secret)
+    assert theirs.get_by_role("link", name="Keys").is_hidden()
+    assert theirs.request.get(f"{service.url}/api/v1/keys").status == 403
+    theirs.goto(service.url + "/console/#/keys")
+    theirs.get_by_text("This page needs the permission keys:admin.").wait_for()
+    page.once("dialog", lambda d: d.accept())
+    page.get_by_role("button", name=f"Revoke {HOSTILE}").click()
+    page.get_by_text("revoked").first.wait_for()
+    theirs.reload()
+    theirs.get_by_label("API key").wait_for()
+    assert theirs.request.get(f"{service.url}/api/v1/console/session").status == 401
+    other.close()
+
+    # Alerts: without a Prometheus the page says how to run them.
+    page.get_by_role("link", name="Alerts").click()
+    page.get_by_text("stack up").first.wait_for()
+    audit(page, "alerts")
+    assert not errors, errors
+    context.close()
+
+
+def test_a_viewer_reads_but_cannot_manage(service: Service, browser: Browser) -> None:
+    viewer = httpx.post(
+        f"{service.url}/api/v1/keys",
+        json={"name": "console-viewer", "role": "viewer"},
+        headers=service.headers,
+        timeout=10,
+    ).json()["key"]
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = sign_in(context, service.url, viewer)
+    page.locator('section.panel[data-title="Request Rate"] canvas').first.wait_for(timeout=20000)
+    assert page.get_by_role("link", name="Keys").is_hidden()
+    assert page.request.get(f"{service.url}/api/v1/keys").status == 403
+    assert page.request.post(f"{service.url}/api/v1/keys", data={"name": "x", "role": "admin"}).status == 403
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_label("API key").wait_for()
+    assert page.request.get(f"{service.url}/api/v1/console/session").status == 401
+    context.close()
+
+
+@pytest.mark.parametrize(("width", "scheme"), [(390, "light"), (1280, "dark")])
+def test_small_screens_and_dark_mode(service: Service, browser: Browser, width: int, scheme: str) -> None:
+    context = browser.new_context(viewport={"width": width, "height": 844}, color_scheme=scheme)
+    page = sign_in(context, service.url, service.admin_key)
+    page.locator('section.panel[data-title="Request Rate"] canvas').first.wait_for(timeout=20000)
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, f"the page scrolls sideways by {overflow} px at {width} px"
+    shot(page, f"overview-{width}-{scheme}")
+    audit(page, f"overview {width} {scheme}")
+    context.close()
