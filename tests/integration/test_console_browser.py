@@ -133,6 +133,7 @@ def test_overview_spend_queries_and_keys_in_a_browser(service: Service, browser:
 
     # Spend: the month's total is the ledger's.
     page.get_by_role("link", name="Spend").click()
+    page.get_by_role("heading", name="Spend", exact=True, level=1).wait_for()
     page.locator("#spend-cost").wait_for()
     month = datetime.now(UTC).strftime("%Y-%m")
     ledger = httpx.get(
@@ -151,19 +152,20 @@ def test_overview_spend_queries_and_keys_in_a_browser(service: Service, browser:
 
     # Queries: the ledger's newest rows, then the next page.
     page.get_by_role("link", name="Queries").click()
+    page.get_by_role("heading", name="Queries", exact=True, level=1).wait_for()
     rows = page.locator("table tbody tr")
     rows.first.wait_for()
     assert rows.count() == 50
     first_page = rows.first.inner_text()
     page.get_by_role("button", name="Older").click()
-    page.wait_for_function("document.querySelector('table tbody tr') !== null")
-    page.wait_for_timeout(300)
+    page.get_by_role("button", name="Newer").and_(page.locator(":enabled")).wait_for()
     assert rows.first.inner_text() != first_page
     shot(page, "queries")
     audit(page, "queries")
 
     # Keys: a hostile name is text; the secret is shown once; the new key works.
     page.get_by_role("link", name="Keys").click()
+    page.get_by_role("heading", name="Keys", exact=True, level=1).wait_for()
     page.get_by_label("Name").fill(HOSTILE)
     page.get_by_label("Role").select_option("user")
     page.get_by_role("button", name="Create key").click()
@@ -171,8 +173,8 @@ def test_overview_spend_queries_and_keys_in_a_browser(service: Service, browser:
     assert secret.startswith("agb_")
     shot(page, "key-created")
     page.get_by_role("button", name="Done").click()
-    assert page.locator("#new-secret").count() == 0  # gone for good
-    page.get_by_role("cell", name=HOSTILE).wait_for()
+    page.locator("#new-secret").wait_for(state="detached")  # gone for good: shown this once
+    page.get_by_role("cell", name=HOSTILE, exact=True).wait_for()
     assert page.evaluate("window.__pwned") is None
     shot(page, "keys")
     audit(page, "keys")

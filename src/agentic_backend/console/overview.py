@@ -64,7 +64,9 @@ class Overview(BaseModel):
     source: Literal["prometheus", "embedded"]
     range: str
     step_seconds: int
-    times: list[float] = Field(description="Unix seconds of the graphs' points.")
+    times: list[float] = Field(
+        description="Unix seconds of the graphs' points: a grid of the step, then (embedded) this moment."
+    )
     panels: list[PanelData]
     history_since: float | None = Field(
         default=None, description="Embedded: the oldest sample kept (the service levels count from there)."
@@ -91,11 +93,12 @@ async def embedded(
     span, step = RANGES[range_name]
     now = time.time() if now is None else now
     end = int(now) // step * step
-    times = [float(end - span + step * (i + 1)) for i in range(span // step)]
+    # The grid every worker and every reload shares, then this moment (with the live sample).
+    times = [float(end - span + step * (i + 1)) for i in range(span // step)] + ([now] if now > end else [])
     window = rate_window(step)
     # Only the samples the points read (a point and the start of its window): about 300 rows for any range.
     loaded = await history.load({t - d for t in times for d in (0, window)} | {now - span, now - window})
-    loaded.add(history.instance, now, measure(await snapshot(), history.leaves))  # this moment, for stats
+    loaded.add(history.instance, now, measure(await snapshot(), history.leaves))  # this moment
     panels = []
     for panel in PANELS:
         at = [now] if panel.kind == "stat" else times

@@ -191,7 +191,9 @@ class KeyBudget(SpendRow):
     budget_dollars: float | None
     spent_dollars: float = Field(description="Settled spend this month (the budget's own count).")
     reserved_dollars: float = Field(description="Held by queries in flight.")
-    projected_dollars: float | None = Field(description="This month's spend at this month's pace so far.")
+    projected_dollars: float | None = Field(
+        description="The month's cost at its pace so far (the ledger's); null for a month not under way."
+    )
     rpm_limit: int | None
     tpm_limit: int | None
 
@@ -281,7 +283,7 @@ async def spend(
                 else settings.default_monthly_budget_dollars,
                 spent_dollars=spent_dollars,
                 reserved_dollars=nanos_to_dollars(spent.reserved_nanodollars) if spent else 0.0,
-                projected_dollars=round(spent_dollars / elapsed, 6) if elapsed else None,
+                projected_dollars=round(nanos_to_dollars(int(sums[3])) / elapsed, 6) if elapsed else None,
                 rpm_limit=key.rpm_limit if key.rpm_limit is not None else settings.default_rpm_limit,
                 tpm_limit=key.tpm_limit if key.tpm_limit is not None else settings.default_tpm_limit,
             )

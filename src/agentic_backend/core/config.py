@@ -203,14 +203,22 @@ class Settings(BaseSettings):
         description="A link for a trace id in the console, with {trace_id} where the id goes, e.g. "
         "'http://localhost:16686/trace/{trace_id}' (Jaeger) or Grafana Tempo's explore URL.",
     )
-    history_interval_seconds: Literal[1, 3, 5, 15] = Field(
+    history_interval_seconds: int = Field(
         default=15,
+        json_schema_extra={"enum": [1, 3, 5, 15]},
         description="Without a Prometheus: how often the service samples the metrics the console's charts "
         "read (kept 25 hours in its database).",
     )
     console_session_hours: float = Field(
         default=12.0, gt=0, le=24 * 30, description="How long a console sign-in lasts."
     )
+
+    @field_validator("history_interval_seconds")
+    @classmethod
+    def _divides_every_step(cls, value: int) -> int:
+        if value not in (1, 3, 5, 15):  # the console's steps (15, 60, 300 s) are multiples of it
+            raise ValueError("history_interval_seconds must be 1, 3, 5 or 15")
+        return value
 
     @field_validator("prometheus_url", "alertmanager_url", "traces_url")
     @classmethod

@@ -379,6 +379,8 @@ function drawCharts(data, panels, grids) {
           width: 1.5,
           fill: COLORS[k % COLORS.length] + "18",
           spanGaps: false,
+          // A line of one or two points (a service just started) is drawn as dots, or it would not show.
+          points: { show: line.values.filter((v) => v !== null).length <= 2, size: 5 },
           value: (u, v) => format(panel.unit, v),
         })),
       ],
@@ -421,7 +423,7 @@ function table(caption, columns, rows, options = {}) {
     : null;
   return el(
     "div",
-    { class: "table-wrap" },
+    { class: "table-wrap", tabindex: "0", role: "region", "aria-label": caption }, // scrolls by keyboard too
     el("table", {}, el("caption", {}, el("span", {}, caption), " ", tools), el("thead", {}, head), el("tbody", {}, body)),
     rows.length ? null : el("p", { class: "note", style: null }, "Nothing yet."),
   );
@@ -479,23 +481,24 @@ async function renderSpend() {
     { title: "Key", text: (r) => r.name + (r.revoked ? " (revoked)" : "") },
     { title: "Role", text: (r) => r.role },
     ...sums,
-    { title: "Budget", num: true, text: (r) => (r.budget_dollars === null ? "none" : dollars(r.budget_dollars, 2)), raw: (r) => r.budget_dollars },
     {
-      title: "Used",
+      title: "Budget this month",
       cell: (r) => {
-        if (r.budget_dollars === null) return "–";
-        const share = r.budget_dollars > 0 ? (r.spent_dollars + r.reserved_dollars) / r.budget_dollars : 1;
+        if (r.budget_dollars === null) return "no budget";
+        const used = r.spent_dollars + r.reserved_dollars;
+        const share = r.budget_dollars > 0 ? used / r.budget_dollars : 1;
         const meter = el("span", { class: share >= 1 ? "meter over" : "meter", role: "img", "aria-label": `${Math.round(share * 100)} % of the budget` }, el("i"));
         meter.firstChild.style.width = `${Math.min(100, share * 100)}%`;
-        return el("span", {}, meter, ` ${Math.round(share * 100)} %`);
+        const held = r.reserved_dollars > 0 ? ` (${dollars(r.reserved_dollars)} held)` : "";
+        return el("span", {}, meter, ` ${dollars(r.spent_dollars)} of ${dollars(r.budget_dollars, 2)}${held}`);
       },
-      text: (r) => (r.budget_dollars ? `${Math.round(((r.spent_dollars + r.reserved_dollars) / r.budget_dollars) * 100)} %` : ""),
+      text: (r) => (r.budget_dollars === null ? "no budget" : `${r.spent_dollars} of ${r.budget_dollars}`),
     },
-    money("Spent (budget)", (r) => r.spent_dollars),
-    money("Reserved", (r) => r.reserved_dollars),
     { title: "Projected month", num: true, text: (r) => (r.projected_dollars === null ? "–" : dollars(r.projected_dollars)), raw: (r) => r.projected_dollars },
-    { title: "Requests/min", num: true, text: (r) => r.rpm_limit ?? "no limit", raw: (r) => r.rpm_limit },
-    { title: "Tokens/min", num: true, text: (r) => r.tpm_limit ?? "no limit", raw: (r) => r.tpm_limit },
+    {
+      title: "Limits",
+      text: (r) => [r.rpm_limit ? `${r.rpm_limit}/min` : "", r.tpm_limit ? `${short(r.tpm_limit)} tokens/min` : ""].filter(Boolean).join(" · ") || "none",
+    },
   ];
   const named = (title) => [{ title, text: (r) => r.name }, ...sums];
   show(
@@ -660,7 +663,7 @@ async function renderKeys() {
     el("div", { class: "bar" }, el("div", {}, el("h1", {}, "Keys"), el("p", { class: "sub" }, "Create, limit and revoke API keys. A revoked key stops working at once, on every worker and replica."))),
     el("h2", {}, "New key"),
     create,
-    el("h2", {}, "Keys"),
+    el("h2", {}, "All keys"),
     table("API keys", columns, keys),
   );
 }
