@@ -222,6 +222,7 @@ def seed_postgres(database: str, data_folder: Path, rows: int) -> str:
         check=True,
     ).stdout.strip()
     instance, hexdata = out.split("|")
+    psql("DELETE FROM metric_history", database)
     history = io.StringIO()
     for at, inst, blob in history_rows(instance, int(now.timestamp()), bytes.fromhex(hexdata)):
         history.write(f"{at}\t{inst}\t\\\\x{blob.hex()}\n")
@@ -342,6 +343,7 @@ def main() -> None:
     results = []
     for store in args.stores.split(","):
         results += measure(store, args.rows, args.repeat, args.consoles)
+        print(table(["store", "call", "p50", "p95", "target", "met"], results), flush=True)
     raw, packed = assets()
     print(f"\n{args.rows:,} ledger rows, 25 h of history; ms; the service on one core\n")
     print(table(["store", "call", "p50", "p95", "target", "met"], results))

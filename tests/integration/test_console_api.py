@@ -150,25 +150,30 @@ def test_embedded_history_is_the_same_from_every_worker_and_tiles_equal_the_summ
         )
         for title in ("Request Rate", "Request Latency", "Agent Query Rate", "API Cost", "Token Usage"):
             assert any(v for line in got[title]["lines"] for v in line["values"] if v), title
+
         # The graphs come from the stored history: every worker, on a new connection each, draws the same.
-        # (The last point is each request's own moment; the grid before it is the stored history.)
-        views = []
-        for _ in range(6):
-            with httpx.Client(base_url=service.url, cookies=admin.cookies, timeout=10) as fresh:
-                data = fresh.get("/api/v1/console/overview", params={"range": "15m"}).json()
-            stored = {
+        # (The last point is each request's own moment; the grid of 15 s steps before it is the history.)
+        def stored(client: httpx.Client) -> tuple[list[float], dict[tuple[str, str], list[float | None]]]:
+            data = client.get("/api/v1/console/overview", params={"range": "15m"}).json()
+            lines = {
                 (p["title"], line["name"]): line["values"][:-1]
                 for p in data["panels"]
                 if p["kind"] == "graph"
                 for line in p["lines"]
                 if any(v is not None for v in line["values"][:-1])
             }
-            views.append((data["times"][:-1], stored))
+            return data["times"][:-1], lines
+
+        wait_until(lambda: stored(admin)[1], timeout=40, what="a grid point after the start")
+        views = []
+        for _ in range(6):
+            with httpx.Client(base_url=service.url, cookies=admin.cookies, timeout=10) as fresh:
+                views.append(stored(fresh))
         latest = max(v[0][-1] for v in views)
         same = [v for v in views if v[0][-1] == latest]
         assert len(same) >= 3
         assert all(v == same[0] for v in same)
-        assert same[0][1]  # the stored part has data
+        assert same[0][1]
         # The stat tiles are this moment's: they equal /summary's totals.
         summary = admin.get("/api/v1/monitoring/summary").json()
         tiles = panels(admin, "1h")

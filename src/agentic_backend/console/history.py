@@ -101,9 +101,11 @@ class Loaded:
         self._by_leaf: dict[str, dict[tuple[str, tuple[str, ...]], Series]] = defaultdict(dict)
         self._leaves = {leaf.key: leaf for leaf in leaves}
         self.starts: dict[str, float] = {}
+        self.times: set[float] = set()  # the sample times added
 
     def add(self, instance: str, at: float, values: dict[str, list[list[str | float]]]) -> None:
         start = self.starts.setdefault(instance, at)
+        self.times.add(at)
         for key, rows in values.items():
             leaf = self._leaves.get(key)
             if leaf is None:
@@ -137,6 +139,7 @@ class History:
         self.leaves = tuple(leaves)
         self.instance = instance
         self.interval = interval
+        self.cache: dict[str, object] = {}  # the console's computed grids, by range (console/overview.py)
 
     async def write(self, at: int, snapshot: Snapshot) -> int:
         """Store one sample; its size in bytes. A sample already there for ``at`` is kept."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import httpx
@@ -87,38 +88,71 @@ def _lines(result: Vector | float, template: str) -> list[Line]:
     return [line for line in lines if any(v is not None for v in line.values)]
 
 
+@dataclass
+class _Grid:
+    """A range's graphs over its grid, ending at ``end``: the same until the grid moves a step on."""
+
+    end: int
+    lines: dict[str, list[Line]]
+    since: float | None
+
+
 async def embedded(
     history: History, snapshot: Callable[[], Awaitable[Snapshot]], range_name: str, now: float | None = None
 ) -> Overview:
+    """The grid's points come from the stored history and are computed once per step and worker (every
+    console open on the range shares them: 10 consoles on auto-refresh cost what one does); this moment's
+    point and the stat tiles are computed for each request, from a live sample."""
     span, step = RANGES[range_name]
     now = time.time() if now is None else now
     end = int(now) // step * step
-    # The grid every worker and every reload shares, then this moment (with the live sample).
-    times = [float(end - span + step * (i + 1)) for i in range(span // step)] + ([now] if now > end else [])
+    grid = [float(end - span + step * (i + 1)) for i in range(span // step)]
     window = rate_window(step)
-    # Only the samples the points read (a point and the start of its window): about 300 rows for any range.
-    loaded = await history.load({t - d for t in times for d in (0, window)} | {now - span, now - window})
-    loaded.add(history.instance, now, measure(await snapshot(), history.leaves))  # this moment
+    lookback = 2 * max(step, history.interval) + 1
+    cached = history.cache.get(range_name)
+    if not isinstance(cached, _Grid) or cached.end != end:
+        # Only the samples the points read (a point and the start of its window): ~300 rows for any range.
+        loaded = await history.load({t - d for t in grid for d in (0, window)})
+        evaluation = Evaluation(loaded, grid, window=window, range_=span, lookback=lookback)
+        cached = _Grid(end, _evaluate(evaluation, "graph"), min(loaded.starts.values(), default=None))
+        if end in loaded.times:  # the sample at the grid's end is written: the grid will not change
+            history.cache[range_name] = cached
+    live = await history.load({now - window, now - span, now - step})
+    live.add(history.instance, now, measure(await snapshot(), history.leaves))
+    moment = _evaluate(Evaluation(live, [now], window=window, range_=span, lookback=lookback), None)
     panels = []
     for panel in PANELS:
-        at = [now] if panel.kind == "stat" else times
-        lookback = 2 * max(step, history.interval) + 1
-        evaluation = Evaluation(loaded, at, window=window, range_=span, lookback=lookback)
-        lines = [
-            line
-            for target in panel.targets
-            for line in _lines(evaluation.run(parse(target.expr)), target.legend)
-        ]
+        if panel.kind == "stat":
+            lines = moment[panel.title]
+        else:  # the grid, then this moment
+            last = {line.name: line.values[0] for line in moment[panel.title]}
+            lines = [
+                Line(name=line.name, values=[*line.values, last.pop(line.name, None)])
+                for line in cached.lines[panel.title]
+            ]
+            lines += [Line(name=name, values=[None] * len(grid) + [value]) for name, value in last.items()]
         panels.append(_panel_data(panel, lines, window, span))
-    since = min(loaded.starts.values()) if loaded.starts else None
     return Overview(
         source="embedded",
         range=range_name,
         step_seconds=step,
-        times=times,
+        times=[*grid, now],
         panels=panels,
-        history_since=since,
+        history_since=cached.since,
     )
+
+
+def _evaluate(evaluation: Evaluation, kind: str | None) -> dict[str, list[Line]]:
+    """Each panel's lines (of ``kind`` only, if given), by title."""
+    return {
+        panel.title: [
+            line
+            for target in panel.targets
+            for line in _lines(evaluation.run(parse(target.expr)), target.legend)
+        ]
+        for panel in PANELS
+        if kind is None or panel.kind == kind
+    }
 
 
 def _panel_data(panel: Panel, lines: list[Line], window: int, span: int) -> PanelData:
