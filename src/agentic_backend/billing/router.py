@@ -35,7 +35,7 @@ async def usage(
     until: DateTimeParam | None = None,
     limit: Annotated[int, Query(ge=0, le=1000)] = 100,
     before_id: Annotated[
-        int | None, Query(ge=1, le=2**63 - 1, description="Only records older than this id (the next page).")
+        int | None, Query(ge=1, le=2**31 - 1, description="Only records older than this id (the next page).")
     ] = None,
 ) -> UsageReport:
     """Totals and the most recent records of the caller's key (or, for admins, any key or all keys)."""

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import httpx
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 
 from agentic_backend.billing.budget import month_of
@@ -33,7 +33,7 @@ from agentic_backend.console.overview import (
 )
 from agentic_backend.console.sessions import COOKIE, ConsoleSessions
 from agentic_backend.core.config import Settings
-from agentic_backend.core.errors import ServiceUnavailable, Unprocessable
+from agentic_backend.core.errors import ServiceUnavailable
 from agentic_backend.core.security import RequirePermission
 from agentic_backend.identity.models import ApiKey
 from agentic_backend.identity.permissions import ROLE_PERMISSIONS, Permission, Role, allows
@@ -81,6 +81,8 @@ def _settings(request: Request) -> Settings:
 
 
 class SignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     key: str = Field(min_length=1, max_length=256, description="An API key; it is not kept in the browser.")
 
 
@@ -231,7 +233,8 @@ async def spend(
     request: Request,
     principal: UsageReader,
     month: Annotated[
-        str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM (UTC).")
+        str | None,
+        Query(pattern=r"^(19[7-9]\d|[2-9]\d{3})-(0[1-9]|1[0-2])$", description="YYYY-MM (UTC), 1970 on."),
     ] = None,
 ) -> Spend:
     """A month's cost, tokens and queries by key, model, agent type and day, from the ledger's rollups (the
@@ -240,8 +243,6 @@ async def spend(
     now = datetime.now(UTC)
     month = month or month_of(now)
     year, number = int(month[:4]), int(month[5:])
-    if not 1970 <= year <= 9999:
-        raise Unprocessable("month: a year from 1970 to 9999")
     days = calendar.monthrange(year, number)[1]
     conditions = [UsageRollup.day >= f"{month}-01", UsageRollup.day <= f"{month}-{days:02d}"]
     if not allows(principal.role, Permission.USAGE_ADMIN):

@@ -38,7 +38,12 @@ _DESCRIPTIONS = {
     504: "The model provider did not answer in time.",
 }
 # Routes anyone may call: no key, so no 401/403/429 and no key lookup in the database.
-_PUBLIC = {("get", "/"), ("get", "/api/v1/monitoring/health"), ("get", "/api/v1/monitoring/metrics")}
+_PUBLIC = {
+    ("get", "/"),
+    ("get", "/api/v1/monitoring/health"),
+    ("get", "/api/v1/monitoring/metrics"),
+    ("post", "/api/v1/console/session"),  # the sign-in: the key is in the body
+}
 
 
 class Error(BaseModel):
@@ -117,6 +122,8 @@ def _complete(path: str, method: str, operation: dict[str, Any]) -> None:
     if (method, path) not in _PUBLIC:
         statuses |= {401, 403, 429, 503}
         operation["security"] = [{"bearer": []}, {"apiKeyHeader": []}]
+    elif path == "/api/v1/console/session":
+        statuses |= {401, 429, 503}  # a wrong key; too many wrong keys from the address
     elif path.endswith("/metrics"):
         statuses.add(401)
         operation["security"] = [{}, {"metricsToken": []}]

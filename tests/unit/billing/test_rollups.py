@@ -94,7 +94,8 @@ async def test_the_migration_fills_the_rollups_from_an_older_ledger(
             start = datetime(2026, 11, 1, tzinfo=UTC)
             rows = [entry(key_id, n, start + timedelta(hours=7 * n)) for n in range(12)]
             await connection.execute(
-                insert(UsageRecord.__table__), [{f: getattr(r, f) for f in r.__slots__} for r in rows]
+                insert(UsageRecord.__table__),
+                [{f: getattr(r, f) for f in r.__slots__ if f != "trace_id"} for r in rows],  # added in 0006
             )
         await upgrade_async(database_url)
         report = await Ledger(database).report(
@@ -104,5 +105,11 @@ async def test_the_migration_fills_the_rollups_from_an_older_ledger(
         assert round(report.totals.cost_dollars * 1e9) == sum(r.cost_nanodollars for r in rows)
         assert report.totals.input_tokens == sum(r.input_tokens for r in rows)
         assert report.totals.cached == sum(r.cached for r in rows)
+        # 0006 rebuilt the rollups with the model in their key, from the ledger.
+        async with database.session() as session:
+            models = (
+                await session.execute(text("SELECT model, sum(queries) FROM usage_rollups GROUP BY model"))
+            ).all()
+        assert {m: int(n) for m, n in models} == {r.model: 12 for r in rows[:1]}
     finally:
         await database.close()

@@ -287,6 +287,7 @@ async function renderOverview(refreshing = false) {
   const scroll = refreshing ? window.scrollY : 0;
   show(header, el("h2", {}, "Health"), chips, rows.map((row, i) => [el("h2", {}, row.title), grids[i]]));
   drawCharts(data, rows.flatMap((row) => row.panels), grids);
+  requestAnimationFrame(fitCharts); // once the layout has settled (a scrollbar may have appeared)
   if (refreshing) window.scrollTo(0, scroll);
   refreshLater(renderOverview);
 }
@@ -400,15 +401,17 @@ function drawCharts(data, panels, grids) {
   });
 }
 
+function fitCharts() {
+  for (const chart of state.charts) {
+    const width = chart.root.parentElement.clientWidth;
+    if (width && Math.abs(width - chart.width) > 1) chart.setSize({ width, height: 200 });
+  }
+}
+
 let resizeTimer = null;
 window.addEventListener("resize", () => {
   clearTimeout(resizeTimer);
-  resizeTimer = setTimeout(() => {
-    for (const chart of state.charts) {
-      const width = chart.root.parentElement.clientWidth;
-      if (width) chart.setSize({ width, height: 200 });
-    }
-  }, 150);
+  resizeTimer = setTimeout(fitCharts, 150);
 });
 
 // ---- tables and CSV --------------------------------------------------------------------------------------
