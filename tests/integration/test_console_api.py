@@ -243,9 +243,13 @@ def test_charts_read_prometheus_with_the_dashboards_queries(tmp_path: Path) -> N
         env={"AGENTIC_PROMETHEUS_URL": prometheus.url},
     )
     try:
+        query(service.url, service.admin_key)
+        prometheus.wait_for(
+            "sum(agent_queries_total) >= 1"
+        )  # a series Prometheus has seen: it counts from here
         for _ in range(5):
             query(service.url, service.admin_key)
-        prometheus.wait_for("sum(agent_queries_total) >= 5")
+        prometheus.wait_for("sum(agent_queries_total) >= 6")
         admin = sign_in(service.url, service.admin_key)
         got = wait_until(
             lambda: (

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from playwright import sync_api as playwright_api
 from playwright.sync_api import Browser, BrowserContext, Page
 
 from agentic_backend.loadgen import generate
-from tests.integration.harness import Service, require_binary
+from tests.integration.harness import Prometheus, Service, require_binary, scrape_config
 
 pytestmark = pytest.mark.integration
 
@@ -238,3 +239,45 @@ def test_small_screens_and_dark_mode(service: Service, browser: Browser, width: 
     shot(page, f"overview-{width}-{scheme}")
     audit(page, f"overview {width} {scheme}")
     context.close()
+
+
+def test_with_prometheus_the_charts_and_alerts_read_it(tmp_path: Path, browser: Browser) -> None:
+    """`stack up`'s arrangement: a real Prometheus scraping the service, with an alert rule that always
+    fires; the console's charts and Alerts page read it."""
+    rules = tmp_path / "rules.yml"
+    rules.write_text(
+        "groups:\n  - name: console\n    rules:\n      - alert: Watchdog\n        expr: vector(1)\n"
+        "        labels: {severity: none}\n        annotations: {summary: Always firing.}\n"
+    )
+    service = Service(tmp_path / "first")
+    prometheus = Prometheus(
+        tmp_path / "prometheus", f"rule_files: ['{rules}']\n" + scrape_config(f"127.0.0.1:{service.port}")
+    )
+    port = service.port
+    service.stop()
+    service = Service(
+        tmp_path / "first",
+        port=port,
+        admin_key=service.admin_key,
+        env={"AGENTIC_PROMETHEUS_URL": prometheus.url},
+    )
+    try:
+        # In a thread: Playwright's sync API holds this thread's event loop.
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, generate(service.url, service.admin_key, 20, 5, quiet=True)).result()
+        prometheus.wait_for("sum(rate(http_requests_total[1m])) > 0")
+        prometheus.wait_for('ALERTS{alertname="Watchdog", alertstate="firing"}')
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = sign_in(context, service.url, service.admin_key)
+        page.get_by_text("Charts read Prometheus.").wait_for()
+        page.get_by_role("button", name="15m").click()
+        page.locator('section.panel[data-title="Request Rate"] canvas').first.wait_for(timeout=20000)
+        shot(page, "overview-prometheus")
+        page.get_by_role("link", name="Alerts").click()
+        page.get_by_role("cell", name="Watchdog", exact=True).wait_for(timeout=30000)
+        assert "prometheus" in page.locator("main").inner_text()
+        audit(page, "alerts from prometheus")
+        context.close()
+    finally:
+        service.stop()
+        prometheus.stop()

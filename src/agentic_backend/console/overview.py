@@ -175,9 +175,9 @@ async def from_prometheus(
     client: httpx.AsyncClient, url: str, range_name: str, now: float | None = None
 ) -> Overview:
     span, step = RANGES[range_name]
-    now = time.time() if now is None else now
-    end = int(now) // step * step
-    times = [float(end - span + step * (i + 1)) for i in range(span // step)]
+    now = float(int(time.time() if now is None else now))
+    # Ending at this moment (Prometheus answers at start + k * step): a service just started draws.
+    times = [now - span + step * (i + 1) for i in range(span // step)]
     window = rate_window(step)
     panels = []
     for panel in PANELS:
