@@ -38,7 +38,7 @@ ROW_OF = {panel.title: row.title for row in CONSOLE_ROWS for panel in row.panels
 
 def rate_window(step: int) -> int:
     """What Grafana's ``$__rate_interval`` is for a 15 s scrape: max(4 scrapes, step + a scrape)."""
-    return max(4 * INTERVAL, step + INTERVAL if step > INTERVAL else 4 * INTERVAL)
+    return max(4 * INTERVAL, step + INTERVAL)
 
 
 def promql_for(expr: str, *, window: int, range_: int) -> str:

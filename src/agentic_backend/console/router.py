@@ -31,9 +31,9 @@ from agentic_backend.console.overview import (
     embedded,
     from_prometheus,
 )
-from agentic_backend.console.sessions import COOKIE, ConsoleSessions
+from agentic_backend.console.sessions import COOKIE, ConsoleSessions, Session
 from agentic_backend.core.config import Settings
-from agentic_backend.core.errors import ServiceUnavailable
+from agentic_backend.core.errors import NotFound, ServiceUnavailable
 from agentic_backend.core.security import RequirePermission
 from agentic_backend.identity.models import ApiKey
 from agentic_backend.identity.permissions import ROLE_PERMISSIONS, Permission, Role, allows
@@ -139,7 +139,7 @@ async def sign_in(body: SignIn, request: Request, response: Response) -> Session
 async def current_session(request: Request, caller: Caller, response: Response) -> SessionInfo:
     """Who is signed in, and the session's CSRF token."""
     response.headers["Cache-Control"] = "no-store"
-    session = await _sessions(request).resolve(request.cookies.get(COOKIE, ""))
+    session: Session | None = getattr(request.state, "console_session", None)  # None: a bearer key
     return _info(
         caller,
         _settings(request),
@@ -392,8 +392,6 @@ _ASSET_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg
 
 @pages.get("/console/assets/{name:path}")
 async def console_asset(name: str) -> FileResponse:
-    from agentic_backend.core.errors import NotFound
-
     path = (STATIC / name).resolve()
     if not path.is_relative_to(STATIC.resolve()) or not path.is_file() or path.suffix not in _ASSET_TYPES:
         raise NotFound("No such console asset.")

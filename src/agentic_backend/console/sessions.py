@@ -23,6 +23,8 @@ from agentic_backend.core.clock import Clock
 from agentic_backend.core.db import Database
 from agentic_backend.identity.models import ApiKey
 from agentic_backend.identity.schemas import Principal
+from agentic_backend.identity.service import principal_of
+from agentic_backend.sessions.service import aware
 
 COOKIE = "agentic_console"
 CSRF_HEADER = "x-csrf-token"
@@ -78,22 +80,10 @@ class ConsoleSessions:
         if found is None:
             return None
         row, key = found
-        expires = (
-            row.expires_at
-            if row.expires_at.tzinfo
-            else row.expires_at.replace(tzinfo=self._clock.now().tzinfo)
-        )
+        expires = aware(row.expires_at)
         if key.revoked_at is not None or expires <= self._clock.now():
             return None
-        principal = Principal(
-            key_id=key.id,
-            name=key.name,
-            role=key.role,
-            monthly_budget_dollars=key.monthly_budget_dollars,
-            rpm_limit=key.rpm_limit,
-            tpm_limit=key.tpm_limit,
-        )
-        return Session(principal, row.csrf_token, expires)
+        return Session(principal_of(key), row.csrf_token, expires)
 
     async def end(self, token: str) -> None:
         async with self._db.session() as session:

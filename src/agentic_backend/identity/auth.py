@@ -98,6 +98,7 @@ class ApiKeyAuthorizer:
             raise CsrfRejected(f"A console request that changes something needs the session's {CSRF_HEADER}.")
         self._attempts.labels(CONSOLE_SESSION, "success").inc()
         request.state.principal = session.principal
+        request.state.console_session = session  # the session routes read it rather than look it up again
         return session.principal
 
     def _fail(self, reason: str, method: str = API_KEY) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
@@ -137,14 +138,7 @@ class KeyService:
             return None, "unknown"
         if row.revoked_at is not None:
             return None, "revoked"
-        principal = Principal(
-            key_id=row.id,
-            name=row.name,
-            role=row.role,
-            monthly_budget_dollars=row.monthly_budget_dollars,
-            rpm_limit=row.rpm_limit,
-            tpm_limit=row.tpm_limit,
-        )
+        principal = principal_of(row)
         if generation != UNKNOWN:
             if len(self._verified) >= self._CACHE_MAX:
                 self._verified.clear()
@@ -187,3 +181,15 @@ class KeyService:
                 file=sys.stderr,
                 flush=True,
             )
+
+
+def principal_of(row: Any) -> Principal:
+    """The principal of an ``api_keys`` row (an ORM ``ApiKey`` or a Core row of its columns)."""
+    return Principal(
+        key_id=row.id,
+        name=row.name,
+        role=row.role,
+        monthly_budget_dollars=row.monthly_budget_dollars,
+        rpm_limit=row.rpm_limit,
+        tpm_limit=row.tpm_limit,
+    )

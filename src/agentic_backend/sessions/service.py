@@ -35,7 +35,7 @@ class SessionNotFound(NotFound):
         )
 
 
-def _aware(moment: datetime) -> datetime:
+def aware(moment: datetime) -> datetime:
     # SQLite hands back naive datetimes (stored as UTC); PostgreSQL aware ones.
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
@@ -102,7 +102,7 @@ class SessionService:
 
     async def _owned(self, db_session: AsyncSession, principal: Principal, session_id: str) -> AgentSession:
         row = await db_session.get(AgentSession, session_id)
-        if row is None or row.key_id != principal.key_id or _aware(row.expires_at) <= self._clock.now():
+        if row is None or row.key_id != principal.key_id or aware(row.expires_at) <= self._clock.now():
             raise SessionNotFound(session_id)
         return row
 
@@ -177,11 +177,11 @@ class SessionService:
     def _public(row: AgentSession, messages: list[SessionMessage]) -> SessionPublic:
         return SessionPublic(
             id=row.id,
-            created_at=_aware(row.created_at),
-            last_active_at=_aware(row.last_active_at),
-            expires_at=_aware(row.expires_at),
+            created_at=aware(row.created_at),
+            last_active_at=aware(row.last_active_at),
+            expires_at=aware(row.expires_at),
             messages=[
-                MessagePublic(role=m.role, content=m.content, created_at=_aware(m.created_at))
+                MessagePublic(role=m.role, content=m.content, created_at=aware(m.created_at))
                 for m in messages
             ],
         )
