@@ -229,6 +229,94 @@ def test_a_viewer_reads_but_cannot_manage(service: Service, browser: Browser) ->
     context.close()
 
 
+FOCUSED_NAME = """(want) => {
+  const a = document.activeElement;
+  if (!a || a === document.body) return false;
+  const name = (a.getAttribute("aria-label") || a.textContent || "").trim();
+  try { return name === want || a.matches(want); } catch { return name === want; }
+}"""
+
+
+def tab_to(page: Page, target: str, *, limit: int = 150) -> None:
+    """Press Tab until the focus is on ``target`` (an accessible name or a CSS selector), which must show
+    where the focus is."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if page.evaluate(FOCUSED_NAME, target):
+            outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+            assert outline != "none", f"{target}: the focus is invisible"
+            return
+    raise AssertionError(f"Tab never reaches {target}")
+
+
+def test_every_page_by_keyboard_alone(service: Service, browser: Browser) -> None:
+    """No mouse: the menu, the range picker (the focus stays where it was through the re-render), the CSV
+    download, paging, a key created, limited and revoked through its dialogs."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = sign_in(context, service.url, service.admin_key)  # typed, then Enter
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.locator('section.panel[data-title="Request Rate"] canvas').first.wait_for(timeout=20000)
+
+    assert page.get_by_role("button", name="6h").get_attribute("aria-pressed") == "false"
+    tab_to(page, "6h")
+    page.keyboard.press("Space")
+    page.locator('button[aria-pressed="true"]', has_text="6h").wait_for()
+    assert page.evaluate(FOCUSED_NAME, "6h"), "the range picked lost the focus in the re-render"
+    page.keyboard.press("Tab")
+    assert page.evaluate(FOCUSED_NAME, "24h")
+
+    tab_to(page, 'nav a[data-page="spend"]')
+    page.keyboard.press("Enter")
+    page.get_by_role("heading", name="Spend", exact=True, level=1).wait_for()
+    with page.expect_download() as download:
+        tab_to(page, "Download CSV")  # the page's first: the focus went into the page opened
+        page.keyboard.press("Enter")
+    assert download.value.suggested_filename.startswith("spend-keys-")
+
+    tab_to(page, 'nav a[data-page="queries"]')
+    page.keyboard.press("Enter")
+    page.get_by_role("heading", name="Queries", exact=True, level=1).wait_for()
+    page.locator("table tbody tr").first.wait_for()
+    tab_to(page, "Older")
+    page.keyboard.press("Enter")
+    page.get_by_role("button", name="Newer").and_(page.locator(":enabled")).wait_for()
+
+    tab_to(page, 'nav a[data-page="keys"]')
+    page.keyboard.press("Enter")
+    page.get_by_role("heading", name="Keys", exact=True, level=1).wait_for()
+    tab_to(page, "#k-name")
+    page.keyboard.type("by-keyboard")
+    page.keyboard.press("Enter")  # submits the form
+    page.locator("#new-secret").wait_for()
+    assert page.evaluate(FOCUSED_NAME, "Copy"), "the dialog did not take the focus"
+    page.keyboard.press("Escape")  # closes it, as every dialog
+    page.locator("#new-secret").wait_for(state="detached")
+    page.get_by_role("cell", name="by-keyboard", exact=True).wait_for()
+    tab_to(page, "Limits of by-keyboard")
+    page.keyboard.press("Enter")
+    assert page.evaluate(FOCUSED_NAME, "#l-budget")
+    page.keyboard.type("5")
+    page.keyboard.press("Enter")
+    page.get_by_text("Limits of by-keyboard saved.").wait_for()
+    keys = httpx.get(f"{service.url}/api/v1/keys", headers=service.headers, timeout=10).json()
+    mine = next(k for k in keys if k["name"] == "by-keyboard")
+    assert mine["monthly_budget_dollars"] == 5
+    page.once("dialog", lambda d: d.accept())
+    tab_to(page, "Revoke by-keyboard")
+    page.keyboard.press("Enter")
+    page.get_by_text("Revoked by-keyboard.").wait_for()
+
+    tab_to(page, 'nav a[data-page="alerts"]')
+    page.keyboard.press("Enter")
+    page.get_by_role("heading", name="Alerts", exact=True, level=1).wait_for()
+    tab_to(page, "Sign out")
+    page.keyboard.press("Enter")
+    page.get_by_label("API key").wait_for()
+    assert not errors, errors
+    context.close()
+
+
 @pytest.mark.parametrize(("width", "scheme"), [(390, "light"), (1280, "dark")])
 def test_small_screens_and_dark_mode(service: Service, browser: Browser, width: int, scheme: str) -> None:
     context = browser.new_context(viewport={"width": width, "height": 844}, color_scheme=scheme)

@@ -72,9 +72,18 @@ function say(text) {
 const view = () => document.getElementById("view");
 
 function show(...nodes) {
+  // A re-render (auto-refresh, a range picked) keeps the keyboard's place: the control that had the focus
+  // gets it back (matched by its data-key or id), or a keyboard user would start again from the top.
+  const active = document.activeElement;
+  const key = active && active !== view() && view().contains(active) ? active.dataset.key || active.id : "";
   for (const chart of state.charts) chart.destroy();
   state.charts = [];
   view().replaceChildren(...nodes.flat(Infinity).filter((node) => node));
+  if (key) {
+    const again = view().querySelector(`[data-key="${CSS.escape(key)}"], #${CSS.escape(key)}`);
+    if (again && !again.disabled) again.focus({ preventScroll: true });
+    else view().focus({ preventScroll: true });
+  }
 }
 
 // ---- numbers --------------------------------------------------------------------------------------------
@@ -222,7 +231,10 @@ function route() {
   });
 }
 
-window.addEventListener("hashchange", route);
+window.addEventListener("hashchange", () => {
+  route();
+  view().focus({ preventScroll: true }); // the next Tab goes into the page just opened, not back to the menu
+});
 
 function stopRefresh() {
   clearTimeout(state.timer);
@@ -260,6 +272,7 @@ async function renderOverview(refreshing = false) {
       { class: "inline" },
       el("input", {
         type: "checkbox",
+        id: "auto-refresh",
         checked: state.auto,
         onchange: (event) => {
           state.auto = event.target.checked;
@@ -301,6 +314,7 @@ function rangePicker() {
         "button",
         {
           type: "button",
+          "data-key": `range-${range}`,
           "aria-pressed": String(state.range === range),
           onclick: () => {
             state.range = range;
@@ -562,7 +576,7 @@ async function renderQueries() {
     field("status", "Status", status),
     field("since", "Since", input("since", { type: "datetime-local" })),
     field("until", "Until", input("until", { type: "datetime-local" })),
-    el("button", { type: "submit" }, "Filter"),
+    el("button", { type: "submit", "data-key": "filter" }, "Filter"),
   );
   const traceCell = (r) => {
     if (!r.trace_id) return "–";
@@ -587,8 +601,8 @@ async function renderQueries() {
   const pager = el(
     "div",
     { class: "pager" },
-    el("button", { type: "button", class: "quiet", disabled: pages.length <= 1, onclick: () => { pages.pop(); renderQueries().catch((e) => say(e.message)); } }, "Newer"),
-    el("button", { type: "button", class: "quiet", disabled: records.length < 50, onclick: () => { pages.push(records[records.length - 1].id); renderQueries().catch((e) => say(e.message)); } }, "Older"),
+    el("button", { type: "button", class: "quiet", disabled: pages.length <= 1, "data-key": "newer", onclick: () => { pages.pop(); renderQueries().catch((e) => say(e.message)); } }, "Newer"),
+    el("button", { type: "button", class: "quiet", disabled: records.length < 50, "data-key": "older", onclick: () => { pages.push(records[records.length - 1].id); renderQueries().catch((e) => say(e.message)); } }, "Older"),
   );
   const t = data.totals;
   show(
@@ -635,7 +649,7 @@ async function renderKeys() {
     el("label", { for: "k-budget" }, "Monthly budget ($)", budget),
     el("label", { for: "k-rpm" }, "Requests/min", rpm),
     el("label", { for: "k-tpm" }, "Tokens/min", tpm),
-    el("button", { type: "submit" }, "Create key"),
+    el("button", { type: "submit", "data-key": "create-key" }, "Create key"),
   );
   const columns = [
     { title: "Id", num: true, text: (k) => k.id },
@@ -654,7 +668,7 @@ async function renderKeys() {
           : el(
               "span",
               { class: "chips" },
-              el("button", { type: "button", class: "quiet", onclick: () => editLimits(k), "aria-label": `Limits of ${k.name}` }, "Limits"),
+              el("button", { type: "button", class: "quiet", onclick: () => editLimits(k), "data-key": `limits-${k.id}`, "aria-label": `Limits of ${k.name}` }, "Limits"),
               k.id === state.session.key_id
                 ? null
                 : el("button", { type: "button", class: "danger", onclick: () => revoke(k), "aria-label": `Revoke ${k.name}` }, "Revoke"),
