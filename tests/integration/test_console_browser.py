@@ -2,7 +2,8 @@
 workers: sign in by keyboard, traffic from loadgen, every overview chart drawn and its tiles equal to
 /summary, spend equal to the ledger, a key created (its secret shown once), used, revoked (its console
 session ends), a viewer who cannot reach the keys, a hostile key name that runs nothing, axe-core's audit
-on every page, 390 px and dark mode. Screenshots of each page go to ``build/console-screenshots/``."""
+on every page, 390 px and dark mode, every page by keyboard alone; then beside `stack up` (Prometheus and
+Alertmanager) with traces exported. Screenshots of each page go to ``build/console-screenshots/``."""
 
 from __future__ import annotations
 
@@ -17,11 +18,15 @@ import pytest
 from playwright import sync_api as playwright_api
 from playwright.sync_api import Browser, BrowserContext, Page
 
+from agentic_backend import stack
 from agentic_backend.loadgen import generate
-from tests.integration.harness import Prometheus, Service, require_binary, scrape_config
+from agentic_backend.stack import StackOptions
+from tests.integration.harness import Service, free_port, require_binary, wait_until
+from tests.integration.otlp import OtlpReceiver
 
 pytestmark = pytest.mark.integration
 
+MONITORING = Path(__file__).resolve().parents[2] / "monitoring"
 SHOTS = Path(__file__).parents[2] / "build" / "console-screenshots"
 HOSTILE = '<img src=x onerror="window.__pwned=1">'
 GRAPHS = (
@@ -329,43 +334,91 @@ def test_small_screens_and_dark_mode(service: Service, browser: Browser, width: 
     context.close()
 
 
-def test_with_prometheus_the_charts_and_alerts_read_it(tmp_path: Path, browser: Browser) -> None:
-    """`stack up`'s arrangement: a real Prometheus scraping the service, with an alert rule that always
-    fires; the console's charts and Alerts page read it."""
-    rules = tmp_path / "rules.yml"
-    rules.write_text(
-        "groups:\n  - name: console\n    rules:\n      - alert: Watchdog\n        expr: vector(1)\n"
-        "        labels: {severity: none}\n        annotations: {summary: Always firing.}\n"
+def test_with_stack_up_the_charts_alerts_and_traces_read_it(tmp_path: Path, browser: Browser) -> None:
+    """As a user runs it: `stack up` (the repo's monitoring/, a real Prometheus and Alertmanager), the
+    service on two workers with the URLs it prints and an OTLP endpoint; the charts read Prometheus, the
+    Alerts page Alertmanager (the Watchdog fires), and a query's trace id links to the trace it exported."""
+    require_binary("prometheus")
+    require_binary("prometheus-alertmanager")
+    port = free_port()
+    options = StackOptions(
+        source=MONITORING,
+        run_dir=tmp_path / "stack",
+        api=f"127.0.0.1:{port}",
+        prometheus_port=free_port(),
+        alertmanager_port=free_port(),
+        grafana_port=free_port(),
+        fast=True,
     )
-    service = Service(tmp_path / "first")
-    prometheus = Prometheus(
-        tmp_path / "prometheus", f"rule_files: ['{rules}']\n" + scrape_config(f"127.0.0.1:{service.port}")
-    )
-    port = service.port
-    service.stop()
+    running = stack.up(options)
+    receiver = OtlpReceiver()
+    traces = "http://traces.example/trace/{trace_id}"
     service = Service(
-        tmp_path / "first",
+        tmp_path / "service",
         port=port,
-        admin_key=service.admin_key,
-        env={"AGENTIC_PROMETHEUS_URL": prometheus.url},
+        workers=2,
+        env={
+            "AGENTIC_PROMETHEUS_URL": running.url("prometheus"),
+            "AGENTIC_ALERTMANAGER_URL": running.url("alertmanager"),
+            "AGENTIC_TRACES_URL": traces,
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
+        },
     )
     try:
         # In a thread: Playwright's sync API holds this thread's event loop.
         with ThreadPoolExecutor(1) as pool:
             pool.submit(asyncio.run, generate(service.url, service.admin_key, 20, 5, quiet=True)).result()
-        prometheus.wait_for("sum(rate(http_requests_total[1m])) > 0")
-        prometheus.wait_for('ALERTS{alertname="Watchdog", alertstate="firing"}')
+        wait_until(
+            lambda: httpx.get(
+                f"{running.url('prometheus')}/api/v1/query",
+                params={"query": "sum(rate(http_requests_total[1m])) > 0"},
+                timeout=5,
+            ).json()["data"]["result"],
+            timeout=30,
+            what="Prometheus to have scraped the traffic",
+        )
+        wait_until(
+            lambda: any(
+                a["labels"]["alertname"] == "Watchdog"
+                for a in httpx.get(f"{running.url('alertmanager')}/api/v2/alerts", timeout=5).json()
+            ),
+            timeout=60,
+            what="the Watchdog in Alertmanager",
+        )
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         page = sign_in(context, service.url, service.admin_key)
         page.get_by_text("Charts read Prometheus.").wait_for()
         page.get_by_role("button", name="15m").click()
-        page.locator('section.panel[data-title="Request Rate"] canvas').first.wait_for(timeout=20000)
+        for title in GRAPHS[:3]:
+            page.locator(f'section.panel[data-title="{title}"] canvas').first.wait_for(timeout=20000)
         shot(page, "overview-prometheus")
+
         page.get_by_role("link", name="Alerts").click()
+        page.get_by_text("What fires now, from alertmanager.").wait_for()
         page.get_by_role("cell", name="Watchdog", exact=True).wait_for(timeout=30000)
-        assert "prometheus" in page.locator("main").inner_text()
-        audit(page, "alerts from prometheus")
+        shot(page, "alerts-alertmanager")
+        audit(page, "alerts from alertmanager")
+
+        page.get_by_role("link", name="Queries").click()
+        page.locator("table tbody tr").first.wait_for()
+        newest = httpx.get(
+            f"{service.url}/api/v1/usage", params={"limit": 1}, headers=service.headers, timeout=10
+        ).json()["records"][0]
+        trace_id = newest["trace_id"]
+        assert trace_id
+        assert len(trace_id) == 32
+        link = page.locator("table tbody tr").first.get_by_role("link")
+        assert link.get_attribute("href") == traces.replace("{trace_id}", trace_id)
+        assert link.get_attribute("rel") == "noopener noreferrer"
+        wait_until(
+            lambda: any(span.trace_id == trace_id for span in receiver.spans),
+            timeout=10,
+            what="the linked trace at the OTLP endpoint",
+        )
+        shot(page, "queries-traces")
         context.close()
     finally:
         service.stop()
-        prometheus.stop()
+        stack.down(options.run_dir)
+        receiver.stop()

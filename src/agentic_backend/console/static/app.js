@@ -97,7 +97,10 @@ function short(value) {
 }
 
 function dollars(value, digits) {
-  if (digits === undefined) digits = Math.abs(value) >= 100 ? 2 : Math.abs(value) >= 1 ? 3 : 4;
+  // A query's cost is often under a hundredth of a cent: two significant digits (up to 8 decimals), so a
+  // cost is never shown as $0.0000 when it is not zero.
+  const size = Math.abs(value);
+  if (digits === undefined) digits = size >= 100 ? 2 : size >= 1 ? 3 : size === 0 ? 2 : Math.min(8, Math.max(4, 1 - Math.floor(Math.log10(size))));
   return "$" + value.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
 }
 
@@ -121,6 +124,13 @@ function format(unit, value) {
 
 function when(iso) {
   return iso ? new Date(iso).toLocaleString() : "–";
+}
+
+function whenShort(iso) {
+  // Today's rows by their time alone (the ledger's recent queries mostly are); the CSV keeps the ISO time.
+  const at = new Date(iso);
+  if (at.toDateString() === new Date().toDateString()) return at.toLocaleTimeString();
+  return at.toLocaleString(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit" });
 }
 
 // ---- session ---------------------------------------------------------------------------------------------
@@ -433,7 +443,15 @@ window.addEventListener("resize", () => {
 function table(caption, columns, rows, options = {}) {
   const head = el("tr", {}, columns.map((c) => el("th", { scope: "col", class: c.num ? "num" : null }, c.title)));
   const body = rows.map((row) =>
-    el("tr", {}, columns.map((c) => el("td", { class: c.num ? "num" : null }, c.cell ? c.cell(row) : c.text(row)))),
+    el(
+      "tr",
+      {},
+      columns.map((c) =>
+        c.clip // a long identifier: cut on screen (its whole text in the cell, the tooltip and the CSV)
+          ? el("td", { class: "clip", title: c.text(row) }, c.text(row))
+          : el("td", { class: c.num ? "num" : null }, c.cell ? c.cell(row) : c.text(row)),
+      ),
+    ),
   );
   const tools = options.csv
     ? el("button", { type: "button", class: "quiet", onclick: () => downloadCsv(options.csv, columns, rows) }, "Download CSV")
@@ -581,10 +599,10 @@ async function renderQueries() {
   const traceCell = (r) => {
     if (!r.trace_id) return "–";
     if (!state.session.traces_url) return r.trace_id;
-    return el("a", { href: state.session.traces_url.replace("{trace_id}", encodeURIComponent(r.trace_id)), target: "_blank", rel: "noopener noreferrer" }, r.trace_id.slice(0, 16) + "…");
+    return el("a", { href: state.session.traces_url.replace("{trace_id}", encodeURIComponent(r.trace_id)), target: "_blank", rel: "noopener noreferrer" }, r.trace_id.slice(0, 12) + "…");
   };
   const columns = [
-    { title: "Time", text: (r) => when(r.created_at), raw: (r) => r.created_at },
+    { title: "Time", text: (r) => whenShort(r.created_at), raw: (r) => r.created_at },
     { title: "Key", num: true, text: (r) => r.key_id },
     { title: "Agent type", text: (r) => r.agent_type },
     { title: "Model", text: (r) => r.model },
@@ -594,7 +612,7 @@ async function renderQueries() {
     money("Cost", (r) => r.cost_dollars),
     { title: "Duration", num: true, text: (r) => format("s", r.duration_seconds), raw: (r) => r.duration_seconds },
     { title: "Cache", text: (r) => (r.cached ? "hit" : "–") },
-    { title: "Request id", text: (r) => r.request_id },
+    { title: "Request id", clip: true, text: (r) => r.request_id },
     { title: "Trace", cell: traceCell, text: (r) => r.trace_id || "" },
   ];
   const records = data.records;
