@@ -93,7 +93,8 @@ function short(value) {
   for (const [size, suffix] of [[1e9, "B"], [1e6, "M"], [1e3, "k"]]) {
     if (abs >= size) return (value / size).toFixed(abs >= size * 100 ? 0 : 1) + suffix;
   }
-  return abs >= 100 || Number.isInteger(value) ? String(Math.round(value)) : value.toFixed(abs >= 1 ? 2 : 3);
+  // Three significant digits at most, no trailing zeros: 0.75, 2.5, 12.3 (axis ticks and tiles alike).
+  return abs >= 100 || Number.isInteger(value) ? String(Math.round(value)) : String(Number(value.toPrecision(abs >= 1 ? 3 : 2)));
 }
 
 function dollars(value, digits) {
@@ -108,6 +109,7 @@ function format(unit, value) {
   if (value === null || value === undefined || Number.isNaN(value)) return "–";
   switch (unit) {
     case "s":
+      if (value === 0) return "0 ms";
       return value >= 1 ? value.toFixed(2) + " s" : (value * 1000).toFixed(value >= 0.01 ? 0 : 1) + " ms";
     case "reqps":
       return short(value) + "/s";
