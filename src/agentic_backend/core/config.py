@@ -26,7 +26,12 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="AGENTIC_", env_file=None, extra="ignore", frozen=True)
 
-    environment: Environment = Environment.DEVELOPMENT
+    environment: Environment = Field(
+        default=Environment.DEVELOPMENT,
+        description="production refuses to start without AGENTIC_ADMIN_API_KEY and AGENTIC_METRICS_TOKEN "
+        "(a generated admin key would be printed where logs are collected, /metrics open to anyone), and "
+        "refuses weak ones (a metrics token under 32 characters, a weak admin key).",
+    )
     data_dir: Path = Field(default=Path("data"), description="Where the embedded SQLite database lives.")
 
     database_url: str | None = Field(
@@ -63,7 +68,7 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, description="redis://host:6379/0 for a response cache shared by replicas."
     )
-    cache_ttl_seconds: float = Field(default=3600.0, gt=0)
+    cache_ttl_seconds: float = Field(default=3600.0, gt=0, description="How long a cached answer is served.")
     cache_scope: Literal["key", "global"] = Field(
         default="key",
         description=(
@@ -100,20 +105,44 @@ class Settings(BaseSettings):
             "released as abandoned (its worker died mid-call)."
         ),
     )
-    sim_latency_ms: float = Field(default=0.0, ge=0, le=600_000)
-    sim_failure_rate: float = Field(default=0.0, ge=0, le=1)
-    sim_tool_calls: bool = True
-    # How fast ``sim`` streams an answer (0: at once); the first token comes after AGENTIC_SIM_LATENCY_MS.
-    sim_tokens_per_second: float = Field(default=0.0, ge=0, le=1_000_000)
-    # A streamed answer sends a comment after this long without an event (a long tool step), so that
-    # proxies (nginx: 60 s by default) do not close it as idle.
-    stream_keepalive_seconds: float = Field(default=15.0, gt=0, le=300)
-    # Every request body (a chat completion's whole conversation included); /record has its own, smaller.
-    # text: uvicorn's lines; json: one JSON object per log record and a line per request (core/logs.py).
-    log_format: Literal["text", "json"] = "text"
-    # The OpenTelemetry GenAI semantic conventions' metrics beside the seed's (monitoring/catalogue.py).
-    genai_metrics: bool = True
-    max_body_bytes: int = Field(default=4 * 1_048_576, ge=1_024, le=256 * 1_048_576)
+    sim_latency_ms: float = Field(
+        default=0.0, ge=0, le=600_000, description="How long each sim model call takes, in milliseconds."
+    )
+    sim_failure_rate: float = Field(
+        default=0.0, ge=0, le=1, description="The share of sim model calls that fail (0 to 1), for drills."
+    )
+    sim_tool_calls: bool = Field(
+        default=True, description="Whether sim asks for the agent type's tools, as a real model would."
+    )
+    sim_tokens_per_second: float = Field(
+        default=0.0,
+        ge=0,
+        le=1_000_000,
+        description="How fast sim streams an answer (0: at once); the first token comes after "
+        "AGENTIC_SIM_LATENCY_MS.",
+    )
+    stream_keepalive_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        le=300,
+        description="A streamed answer sends a ': keep-alive' comment after this long without an event (a "
+        "long tool step), so that proxies (nginx: 60 s by default) do not close it as idle.",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="text: uvicorn's lines; json: one JSON object per log record and a line per request.",
+    )
+    genai_metrics: bool = Field(
+        default=True,
+        description="Export the OpenTelemetry GenAI semantic conventions' metrics beside the seed's.",
+    )
+    max_body_bytes: int = Field(
+        default=4 * 1_048_576,
+        ge=1_024,
+        le=256 * 1_048_576,
+        description="The largest request body (a chat completion's whole conversation included); past it, "
+        "413 before the body is read. /record has its own, smaller.",
+    )
     # What one client can hold of a worker before the application sees its request (core/httpguard.py).
     http_max_head_bytes: int = Field(
         default=32 * 1024,
@@ -141,15 +170,25 @@ class Settings(BaseSettings):
         description="A request body gets this long, plus a second for every "
         "AGENTIC_HTTP_BODY_MIN_BYTES_PER_SECOND bytes it brings: a slower one gets 408.",
     )
-    http_body_min_bytes_per_second: float = Field(default=500.0, gt=0, le=1e9)
-    openai_api_key: SecretStr | None = None
+    http_body_min_bytes_per_second: float = Field(
+        default=500.0, gt=0, le=1e9, description="The slowest a request body may arrive, once it has started."
+    )
+    openai_api_key: SecretStr | None = Field(
+        default=None, description="The openai provider's key (never logged, never in a metric)."
+    )
     openai_base_url: str | None = Field(
         default=None, description="Any OpenAI-compatible API (vLLM, Ollama, LiteLLM)."
     )
-    anthropic_api_key: SecretStr | None = None
-    anthropic_base_url: str | None = None
-    provider_timeout_seconds: float = Field(default=60.0, gt=0)
-    provider_max_retries: int = Field(default=2, ge=0, le=10)
+    anthropic_api_key: SecretStr | None = Field(default=None, description="The anthropic provider's key.")
+    anthropic_base_url: str | None = Field(
+        default=None, description="Another Anthropic-compatible endpoint (a proxy, a local server)."
+    )
+    provider_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="The longest one model call may take before it fails as a timeout."
+    )
+    provider_max_retries: int = Field(
+        default=2, ge=0, le=10, description="Retries of a model call that failed and may succeed (the SDKs')."
+    )
 
     key_cache_seconds: float = Field(
         default=5.0,
@@ -173,10 +212,19 @@ class Settings(BaseSettings):
             "so that one scrape reports the sum over all workers. Leave unset for one process."
         ),
     )
-    metrics_max_series_per_metric: int = Field(default=2_000, ge=1, le=1_000_000)
-    custom_metrics_max_series_per_metric: int = Field(default=1_000, ge=1, le=100_000)
-    custom_metrics_max_series_total: int = Field(default=10_000, ge=1, le=1_000_000)
-    custom_metrics_max_labels: int = Field(default=10, ge=0, le=64)
+    metrics_max_series_per_metric: int = Field(
+        default=2_000,
+        ge=1,
+        le=1_000_000,
+        description="Series of each built-in metric before updates fold into its __overflow__ series.",
+    )
+    custom_metrics_max_series_per_metric: int = Field(
+        default=1_000, ge=1, le=100_000, description="Series of each custom metric."
+    )
+    custom_metrics_max_series_total: int = Field(
+        default=10_000, ge=1, le=1_000_000, description="Series of all custom metrics together."
+    )
+    custom_metrics_max_labels: int = Field(default=10, ge=0, le=64, description="Labels per custom metric.")
     custom_metrics_max_bytes: int = Field(
         default=16 * 1_048_576,
         ge=65_536,
@@ -187,8 +235,12 @@ class Settings(BaseSettings):
             "A record that would pass it is refused (422). Bounds /metrics' size and the memory they hold."
         ),
     )
-    custom_metrics_max_batch: int = Field(default=1_000, ge=1, le=100_000)
-    custom_metrics_max_body_bytes: int = Field(default=1_048_576, ge=1_024, le=64 * 1_048_576)
+    custom_metrics_max_batch: int = Field(
+        default=1_000, ge=1, le=100_000, description="Records per /record request."
+    )
+    custom_metrics_max_body_bytes: int = Field(
+        default=1_048_576, ge=1_024, le=64 * 1_048_576, description="The largest /record body."
+    )
 
     prometheus_url: str | None = Field(
         default=None,
