@@ -23,8 +23,8 @@ import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from agentic_backend.core.config import Settings
+from agentic_backend.metricstore.exposition import render
 from agentic_backend.monitoring.catalogue import HTTP_DURATION_BUCKETS
-from agentic_backend.monitoring.exposition import render
 from agentic_backend.monitoring.service import Telemetry
 from bench.common import CLIENT_CPU, median, start_uvicorn, table, wrk
 
@@ -51,7 +51,7 @@ def build(series: int) -> tuple[Telemetry, CollectorRegistry]:
     for i in range(int(series * 0.4) // HISTOGRAM_LINES):
         route = ("POST", f"/api/v1/resource/{i}")
         histogram.labels(*route).observe(i / 1000)
-        ours.metrics.http_duration.labels(*route).observe(i / 1000)  # type: ignore[attr-defined]
+        ours.metrics.http_duration.labels(*route).observe(i / 1000)
     return ours, theirs
 
 

@@ -163,7 +163,7 @@ def custom_part() -> list[list[str]]:
 async def labels_part(values: int) -> list[list[str]]:
     from agentic_backend.app import create_app
     from agentic_backend.core.config import Settings
-    from agentic_backend.monitoring.exposition import render
+    from agentic_backend.metricstore.exposition import render
 
     folder = tempfile.mkdtemp()
     app = create_app(Settings(data_dir=Path(folder), admin_api_key=ADMIN, gc_freeze=False))

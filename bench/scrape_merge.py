@@ -131,7 +131,7 @@ async def _held(scrape: Awaitable[object]) -> tuple[float, float]:
 
 
 async def _scrape_async(telemetry: object) -> None:
-    from agentic_backend.monitoring.exposition import stream_exposition
+    from agentic_backend.metricstore.exposition import stream_exposition
     from agentic_backend.monitoring.service import Telemetry
 
     assert isinstance(telemetry, Telemetry)
@@ -168,7 +168,7 @@ def event_loop_holds(folder: Path, repeats: int) -> list[list[str]]:
 
 def scrape_time(repeats: int) -> tuple[list[list[str]], list[list[str]]]:
     from agentic_backend.core.config import Settings
-    from agentic_backend.monitoring.exposition import render
+    from agentic_backend.metricstore.exposition import render
     from agentic_backend.monitoring.service import Telemetry
 
     rows = []

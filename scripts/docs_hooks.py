@@ -19,9 +19,9 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from agentic_backend.core.config import Settings
+from agentic_backend.metricstore.families import MetricSpec, MetricType
+from agentic_backend.metricstore.registry import SERIES_OVERFLOW
 from agentic_backend.monitoring.catalogue import CATALOGUE, GENAI_CATALOGUE
-from agentic_backend.monitoring.metrics import MetricSpec, MetricType
-from agentic_backend.monitoring.registry import SERIES_OVERFLOW
 
 MARKER = re.compile(r"<!-- generated: ([\w-]+) -->")
 

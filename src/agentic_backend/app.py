@@ -49,8 +49,8 @@ from agentic_backend.identity.guard import BruteForceGuard
 from agentic_backend.identity.router import router as keys_router
 from agentic_backend.identity.service import KeyService
 from agentic_backend.llm.factory import build_providers
+from agentic_backend.metricstore.exemplars import Exemplars
 from agentic_backend.monitoring import catalogue as cat
-from agentic_backend.monitoring.exemplars import Exemplars
 from agentic_backend.monitoring.health import HealthCheck, metrics_checks
 from agentic_backend.monitoring.middleware import HttpMetricsMiddleware
 from agentic_backend.monitoring.router import router as monitoring_router

@@ -123,7 +123,7 @@ def serve(
     folder: Path | None = None
     if workers > 1:
         # Each worker publishes its metrics here; one scrape of any worker reports the sum over all.
-        from agentic_backend.monitoring.rundir import claim_run_folder
+        from agentic_backend.metricstore.rundir import claim_run_folder
 
         configured = os.environ.get("AGENTIC_METRICS_MULTIPROCESS_DIR")
         folder = claim_run_folder(Path(configured) if configured else None)
@@ -148,7 +148,7 @@ def serve(
         )
     finally:
         if folder is not None:
-            from agentic_backend.monitoring.rundir import release_run_folder
+            from agentic_backend.metricstore.rundir import release_run_folder
 
             release_run_folder(folder)
 

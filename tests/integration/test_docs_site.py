@@ -20,8 +20,8 @@ from playwright import sync_api as playwright_api
 from playwright.sync_api import Page
 
 from agentic_backend.core.config import Settings
+from agentic_backend.metricstore.registry import SERIES_OVERFLOW
 from agentic_backend.monitoring.catalogue import CATALOGUE, GENAI_CATALOGUE
-from agentic_backend.monitoring.registry import SERIES_OVERFLOW
 from tests.integration.harness import require_binary
 
 pytestmark = pytest.mark.integration

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
+from agentic_backend.metricstore.families import Aggregation, MetricType
+from agentic_backend.metricstore.registry import SERIES_OVERFLOW
 from agentic_backend.monitoring.catalogue import CATALOGUE, GENAI_CATALOGUE
-from agentic_backend.monitoring.metrics import Aggregation, MetricType
-from agentic_backend.monitoring.registry import SERIES_OVERFLOW
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "monitoring" / "grafana"

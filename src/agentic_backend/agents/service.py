@@ -29,6 +29,7 @@ from agentic_backend.core.db import Write
 from agentic_backend.core.errors import AppError, ServiceUnavailable
 from agentic_backend.identity.schemas import Principal
 from agentic_backend.llm.base import Completion, Message, Provider, ProviderError, ToolSpec
+from agentic_backend.metricstore.exemplars import Exemplars
 from agentic_backend.monitoring.catalogue import (
     AGENT_DURATION,
     API_COST,
@@ -37,7 +38,6 @@ from agentic_backend.monitoring.catalogue import (
     BuiltinMetrics,
     GenAIMetrics,
 )
-from agentic_backend.monitoring.exemplars import Exemplars
 from agentic_backend.sessions.service import SessionService
 
 
@@ -160,10 +160,10 @@ class AgentService:
             answered_by = GENAI_OTHER
         labels = ("chat", provider, agent.model, answered_by)
         error_type = call_error_type(error) if error is not None else ""
-        genai.client_duration.labels(*labels, error_type).observe(seconds)  # type: ignore[attr-defined]
+        genai.client_duration.labels(*labels, error_type).observe(seconds)
         if completion is not None:
-            genai.client_tokens.labels(*labels, "input").observe(float(completion.input_tokens))  # type: ignore[attr-defined]
-            genai.client_tokens.labels(*labels, "output").observe(float(completion.output_tokens))  # type: ignore[attr-defined]
+            genai.client_tokens.labels(*labels, "input").observe(float(completion.input_tokens))
+            genai.client_tokens.labels(*labels, "output").observe(float(completion.output_tokens))
 
     def agent(self, name: str) -> AgentType:
         agent = self.agents.get(name)
@@ -262,12 +262,12 @@ class AgentService:
             genai = self._metrics.genai
             if genai is not None and status != "rejected":
                 labels = ("invoke_agent", agent.provider, agent.name, agent.model)
-                genai.server_duration.labels(*labels, error_kind or "").observe(seconds)  # type: ignore[attr-defined]
+                genai.server_duration.labels(*labels, error_kind or "").observe(seconds)
             if status != "rejected":
-                self._metrics.agent_duration.labels(agent.name).observe(seconds)  # type: ignore[attr-defined]
+                self._metrics.agent_duration.labels(agent.name).observe(seconds)
                 if self._exemplars is not None:
                     self._exemplars.observe(AGENT_DURATION, (agent.name,), seconds)
-                self._metrics.agent_steps.labels(agent.name).observe(float(usage.calls))  # type: ignore[attr-defined]
+                self._metrics.agent_steps.labels(agent.name).observe(float(usage.calls))
             entry = LedgerEntry(
                 request_id=request_id,
                 key_id=principal.key_id,
@@ -516,16 +516,16 @@ class _Account:
         if metrics.genai is not None:
             self._service._genai_call(metrics.genai, agent, provider, completion, seconds, error)
         if completion is not None and first_token is not None:
-            metrics.llm_ttft.labels(provider, agent.model).observe(first_token)  # type: ignore[attr-defined]
+            metrics.llm_ttft.labels(provider, agent.model).observe(first_token)
             if completion.output_tokens > 1:
                 per_token = (seconds - first_token) / (completion.output_tokens - 1)
-                metrics.llm_tpot.labels(provider, agent.model).observe(per_token)  # type: ignore[attr-defined]
+                metrics.llm_tpot.labels(provider, agent.model).observe(per_token)
         if completion is not None and price is not None:
             usage.calls += 1
             usage.input_tokens += completion.input_tokens
             usage.output_tokens += completion.output_tokens
             usage.nanos += cost
-            metrics.llm_duration.labels(provider, agent.model).observe(seconds)  # type: ignore[attr-defined]
+            metrics.llm_duration.labels(provider, agent.model).observe(seconds)
             if self._service._exemplars is not None:
                 self._service._exemplars.observe(LLM_DURATION, (provider, agent.model), seconds)
             if not price.priced:

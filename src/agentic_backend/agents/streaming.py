@@ -147,16 +147,16 @@ class QueryStream:
             return
         agent, genai = self._agent, self._metrics.genai
         first = self._first_text - self._started_at
-        self._metrics.agent_ttft.labels(agent.name).observe(first)  # type: ignore[attr-defined]
+        self._metrics.agent_ttft.labels(agent.name).observe(first)
         labels = ("invoke_agent", agent.provider, agent.name, agent.model)
         if genai is not None:
-            genai.server_ttft.labels(*labels).observe(first)  # type: ignore[attr-defined]
+            genai.server_ttft.labels(*labels).observe(first)
         tokens = estimate_tokens("".join(self._text))
         if tokens > 1:
             per_token = (self._last_text - self._first_text) / (tokens - 1)
-            self._metrics.agent_tpot.labels(agent.name).observe(per_token)  # type: ignore[attr-defined]
+            self._metrics.agent_tpot.labels(agent.name).observe(per_token)
             if genai is not None:
-                genai.server_tpot.labels(*labels).observe(per_token)  # type: ignore[attr-defined]
+                genai.server_tpot.labels(*labels).observe(per_token)
 
     # -- the route's side -------------------------------------------------------------------------
 

@@ -29,9 +29,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from agentic_backend.console.models import MetricHistory
 from agentic_backend.core.db import Database
-from agentic_backend.monitoring.metrics import MetricType, format_float
+from agentic_backend.metricstore.families import MetricType, format_float
+from agentic_backend.metricstore.registry import FamilySnapshot, Snapshot
 from agentic_backend.monitoring.promql import Leaf, Series, parse
-from agentic_backend.monitoring.registry import FamilySnapshot, Snapshot
 
 logger = logging.getLogger(__name__)
 

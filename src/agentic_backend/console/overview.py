@@ -18,9 +18,9 @@ import httpx
 from pydantic import BaseModel, Field
 
 from agentic_backend.console.history import INTERVAL, History, measure
+from agentic_backend.metricstore.registry import Snapshot
 from agentic_backend.monitoring.panels import ROWS, WAITING, Panel
 from agentic_backend.monitoring.promql import Evaluation, Vector, legend, parse, unscoped
-from agentic_backend.monitoring.registry import Snapshot
 
 RangeName = Literal["15m", "1h", "6h", "24h"]
 # The range, and the step between points: 60 to 360 points a chart.

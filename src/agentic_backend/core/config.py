@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from agentic_backend.identity.keys import is_weak
+from agentic_backend.core.security import is_weak
 
 
 class Environment(StrEnum):

@@ -20,7 +20,7 @@ from opentelemetry import trace
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentic_backend.core.errors import caller_request_id
-from agentic_backend.monitoring.catalogue import UNMATCHED_ENDPOINT
+from agentic_backend.core.routes import UNMATCHED_ENDPOINT
 
 ACCESS_LOGGER = "agentic_backend.access"
 _FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"

@@ -48,3 +48,8 @@ def require_static_token(request: Request, expected: str, *, realm: str) -> None
             f"{realm} needs 'Authorization: Bearer <token>' with the configured token.",
             headers={"WWW-Authenticate": f'Bearer realm="{realm}"'},
         )
+
+
+def is_weak(key: str) -> bool:
+    """Too short or too repetitive to be an admin key in production."""
+    return len(key) < 32 or len(set(key)) < 12

@@ -46,8 +46,3 @@ def digest_matches(digest: str, stored_hash: str | None) -> bool:
     """``matches`` for a key whose ``secret_hash`` the caller has computed already."""
     expected = stored_hash if stored_hash is not None else _DUMMY_HASH
     return hmac.compare_digest(digest, expected) and stored_hash is not None
-
-
-def is_weak(key: str) -> bool:
-    """Too short or too repetitive to be an admin key in production."""
-    return len(key) < 32 or len(set(key)) < 12

@@ -11,8 +11,15 @@ import platform
 from dataclasses import dataclass, fields
 
 from agentic_backend import __version__
-from agentic_backend.monitoring.metrics import Aggregation, Family, MetricSpec, MetricType
-from agentic_backend.monitoring.registry import Registry
+from agentic_backend.metricstore.families import (
+    Aggregation,
+    Family,
+    HistogramSeries,
+    MetricSpec,
+    MetricType,
+    Series,
+)
+from agentic_backend.metricstore.registry import Registry
 
 # HTTP latency: a plain API call answers in 1-50 ms, an agent query that waits on an LLM in 1-60 s, and
 # the tail up to two minutes matters for SLOs; 14 edges keep a histogram series at 16 slots.
@@ -22,7 +29,6 @@ HTTP_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0
 # to minutes. Edges roughly double so that p50/p90/p99 are estimated within a factor of two anywhere.
 AGENT_DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0, 300.0)
 
-UNMATCHED_ENDPOINT = "__unmatched__"
 OTHER_METHOD = "OTHER"
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -358,11 +364,11 @@ CATALOGUE: tuple[MetricSpec, ...] = (
 class GenAIMetrics:
     """Handles on the GenAI semantic conventions' families."""
 
-    client_duration: Family
-    client_tokens: Family
-    server_duration: Family
-    server_ttft: Family
-    server_tpot: Family
+    client_duration: Family[HistogramSeries]
+    client_tokens: Family[HistogramSeries]
+    server_duration: Family[HistogramSeries]
+    server_ttft: Family[HistogramSeries]
+    server_tpot: Family[HistogramSeries]
 
     @classmethod
     def register(cls, registry: Registry) -> GenAIMetrics:
@@ -373,33 +379,33 @@ class GenAIMetrics:
 class BuiltinMetrics:
     """Typed handles on the catalogue's families, for the code that records them."""
 
-    http_requests: Family
-    http_duration: Family
-    agent_queries: Family
-    agent_duration: Family
-    api_cost: Family
-    api_tokens: Family
-    cache_operations: Family
-    cache_size: Family
-    auth_attempts: Family
-    auth_failures: Family
-    permission_checks: Family
-    active_sessions: Family
-    active_requests: Family
-    build_info: Family
-    agent_steps: Family
-    agent_tool_calls: Family
-    llm_duration: Family
-    llm_errors: Family
-    api_unpriced_calls: Family
-    cache_saved: Family
-    worker_exits: Family
-    agent_ttft: Family
-    agent_tpot: Family
-    llm_ttft: Family
-    llm_tpot: Family
-    event_loop_lag: Family
-    database_wait: Family
+    http_requests: Family[Series]
+    http_duration: Family[HistogramSeries]
+    agent_queries: Family[Series]
+    agent_duration: Family[HistogramSeries]
+    api_cost: Family[Series]
+    api_tokens: Family[Series]
+    cache_operations: Family[Series]
+    cache_size: Family[Series]
+    auth_attempts: Family[Series]
+    auth_failures: Family[Series]
+    permission_checks: Family[Series]
+    active_sessions: Family[Series]
+    active_requests: Family[Series]
+    build_info: Family[Series]
+    agent_steps: Family[HistogramSeries]
+    agent_tool_calls: Family[Series]
+    llm_duration: Family[HistogramSeries]
+    llm_errors: Family[Series]
+    api_unpriced_calls: Family[Series]
+    cache_saved: Family[Series]
+    worker_exits: Family[Series]
+    agent_ttft: Family[HistogramSeries]
+    agent_tpot: Family[HistogramSeries]
+    llm_ttft: Family[HistogramSeries]
+    llm_tpot: Family[HistogramSeries]
+    event_loop_lag: Family[HistogramSeries]
+    database_wait: Family[HistogramSeries]
     genai: GenAIMetrics | None = None  # AGENTIC_GENAI_METRICS
 
     @classmethod

@@ -26,18 +26,19 @@ from pathlib import Path
 from typing import Any
 
 from agentic_backend.core.config import Settings
-from agentic_backend.monitoring.errors import InvalidMetric, MetricConflict, SeriesLimitExceeded
-from agentic_backend.monitoring.metrics import (
-    Family,
+from agentic_backend.metricstore.families import (
+    AnyFamily,
     HistogramSeries,
     MetricSpec,
     MetricType,
     Series,
     sample_lines,
 )
-from agentic_backend.monitoring.multiprocess import file_lock
-from agentic_backend.monitoring.naming import label_problem, lint_problem, occupied_names, reserved_problem
-from agentic_backend.monitoring.registry import Registry, Snapshot
+from agentic_backend.metricstore.multiprocess import file_lock
+from agentic_backend.metricstore.naming import label_problem, lint_problem, occupied_names, reserved_problem
+from agentic_backend.metricstore.registry import Registry, Snapshot
+from agentic_backend.metricstore.storage import Journal, LocalPages, MmapPages, PageStore, Slot
+from agentic_backend.monitoring.errors import InvalidMetric, MetricConflict, SeriesLimitExceeded
 from agentic_backend.monitoring.schemas import (
     MAX_LABEL_VALUE,
     CounterRecord,
@@ -47,7 +48,6 @@ from agentic_backend.monitoring.schemas import (
     HistogramRecord,
     RecordedMetric,
 )
-from agentic_backend.monitoring.storage import Journal, LocalPages, MmapPages, PageStore, Slot
 
 # What a series and a family cost against AGENTIC_CUSTOM_METRICS_MAX_BYTES beyond their exposition text:
 # the Python objects that hold them (a Series, its tuples, dict slots, the page slots; a Family and its
@@ -148,7 +148,7 @@ class CustomMetrics:
                 self.bytes_used += series_cost(family.spec, tuple(labels))
             family.adopt(tuple(labels), slot)
 
-    def _register(self, spec: MetricSpec) -> Family:
+    def _register(self, spec: MetricSpec) -> AnyFamily:
         for name in occupied_names(spec):
             self._taken[name] = spec.name
         self.bytes_used += family_cost(spec)
@@ -326,7 +326,7 @@ class CustomMetrics:
                 self._journal.append({"family": _spec_to_json(plan.spec)})
             family = self._register(plan.spec)
         new = not family.has(plan.labels)
-        series = family.labels(*plan.labels)
+        series: Series = family.labels(*plan.labels)
         if new:
             self.bytes_used += series_cost(plan.spec, plan.labels)
         return series

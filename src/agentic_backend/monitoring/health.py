@@ -10,7 +10,7 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from agentic_backend.monitoring.registry import SERIES_OVERFLOW
+from agentic_backend.metricstore.registry import SERIES_OVERFLOW
 from agentic_backend.monitoring.schemas import ComponentHealth, ComponentStatus
 from agentic_backend.monitoring.service import Telemetry
 

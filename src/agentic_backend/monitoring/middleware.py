@@ -28,15 +28,11 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentic_backend.core.errors import storage_failure
-from agentic_backend.monitoring.catalogue import (
-    KNOWN_METHODS,
-    OTHER_METHOD,
-    UNMATCHED_ENDPOINT,
-    BuiltinMetrics,
-)
-from agentic_backend.monitoring.exemplars import Exemplars
-from agentic_backend.monitoring.metrics import HistogramSeries
-from agentic_backend.monitoring.storage import FloatView
+from agentic_backend.core.routes import UNMATCHED_ENDPOINT
+from agentic_backend.metricstore.exemplars import Exemplars
+from agentic_backend.metricstore.families import HistogramSeries
+from agentic_backend.metricstore.storage import FloatView
+from agentic_backend.monitoring.catalogue import KNOWN_METHODS, OTHER_METHOD, BuiltinMetrics
 
 CLIENT_CLOSED_REQUEST = 499
 SERVER_ERROR = 500

@@ -16,13 +16,13 @@ from agentic_backend.core.errors import BadRequest, PayloadTooLarge, Unsupported
 from agentic_backend.core.security import RequirePermission, require_static_token
 from agentic_backend.identity.permissions import Permission, allows
 from agentic_backend.identity.schemas import Principal
-from agentic_backend.monitoring.deps import HealthChecksDep, TelemetryDep
-from agentic_backend.monitoring.errors import InvalidMetric
-from agentic_backend.monitoring.exposition import (
+from agentic_backend.metricstore.exposition import (
     CONTENT_TYPE_OPENMETRICS,
     CONTENT_TYPE_TEXT,
     stream_exposition,
 )
+from agentic_backend.monitoring.deps import HealthChecksDep, TelemetryDep
+from agentic_backend.monitoring.errors import InvalidMetric
 from agentic_backend.monitoring.health import HealthCheck, overall
 from agentic_backend.monitoring.schemas import (
     ComponentHealth,

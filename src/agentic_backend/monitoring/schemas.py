@@ -9,8 +9,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from pydantic.config import JsonDict
 
-from agentic_backend.monitoring.metrics import MetricType
-from agentic_backend.monitoring.naming import label_name_schema, metric_name_schema
+from agentic_backend.metricstore.families import MetricType
+from agentic_backend.metricstore.naming import label_name_schema, metric_name_schema
 
 MAX_LABEL_VALUE = 1024  # characters
 

@@ -11,16 +11,14 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from typing import cast
 
 from agentic_backend.core.config import Settings
+from agentic_backend.metricstore.exemplars import Exemplars
+from agentic_backend.metricstore.multiprocess import WorkerSet, worker_journal, worker_name
+from agentic_backend.metricstore.registry import SERIES_OVERFLOW, Registry, Snapshot
+from agentic_backend.metricstore.storage import LocalPages, MmapPages, PageStore
 from agentic_backend.monitoring.catalogue import CATALOGUE, GENAI_CATALOGUE, BuiltinMetrics
 from agentic_backend.monitoring.custom import CustomMetrics
-from agentic_backend.monitoring.exemplars import Exemplars
-from agentic_backend.monitoring.metrics import HistogramSeries
-from agentic_backend.monitoring.multiprocess import WorkerSet, worker_journal, worker_name
-from agentic_backend.monitoring.registry import SERIES_OVERFLOW, Registry, Snapshot
-from agentic_backend.monitoring.storage import LocalPages, MmapPages, PageStore
 from agentic_backend.monitoring.waits import EventLoopMonitor, WorkerSlot
 
 logger = logging.getLogger(__name__)
@@ -58,11 +56,9 @@ class Telemetry:
         self.multiprocess = folder is not None
         self.exemplars: Exemplars | None = None  # set when tracing is on (core/tracing.py)
         self.worker_slot = WorkerSlot(folder)
-        lag = cast(HistogramSeries, self.metrics.event_loop_lag.labels(str(self.worker_slot.number)))
+        lag = self.metrics.event_loop_lag.labels(str(self.worker_slot.number))
         self.loop_monitor = EventLoopMonitor(lag.observe)
-        waits = {
-            kind: cast(HistogramSeries, self.metrics.database_wait.labels(kind)) for kind in ("pool", "lock")
-        }
+        waits = {kind: self.metrics.database_wait.labels(kind) for kind in ("pool", "lock")}
 
         def database_wait(kind: str, seconds: float) -> None:
             waits[kind].observe(seconds)

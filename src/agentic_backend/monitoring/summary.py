@@ -8,8 +8,8 @@ from collections.abc import Iterable
 from pydantic import BaseModel, Field
 
 from agentic_backend import __version__
+from agentic_backend.metricstore.registry import FamilySnapshot, Snapshot
 from agentic_backend.monitoring import catalogue as cat
-from agentic_backend.monitoring.registry import FamilySnapshot, Snapshot
 
 
 class Percentiles(BaseModel):

@@ -13,7 +13,7 @@ import pytest
 from agentic_backend.console.history import Loaded, decode, encode, leaves_of, measure
 from agentic_backend.console.overview import PANELS, promql_for, rate_window
 from agentic_backend.core.config import Settings
-from agentic_backend.monitoring.metrics import HistogramSeries
+from agentic_backend.metricstore.families import HistogramSeries
 from agentic_backend.monitoring.panels import ROWS
 from agentic_backend.monitoring.promql import Evaluation, UnsupportedQuery, Vector, legend, parse
 from agentic_backend.monitoring.service import Telemetry

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from agentic_backend.app import create_app
-from agentic_backend.monitoring.exposition import CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT
+from agentic_backend.metricstore.exposition import CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT
 from tests.unit.monitoring.helpers import MONITORING, parse_openmetrics, samples, value
 
 METRICS = f"{MONITORING}/metrics"

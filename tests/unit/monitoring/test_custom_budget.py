@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from agentic_backend.core.config import Settings
+from agentic_backend.metricstore.exposition import render
 from agentic_backend.monitoring.custom import series_cost
 from agentic_backend.monitoring.errors import SeriesLimitExceeded
-from agentic_backend.monitoring.exposition import render
 from agentic_backend.monitoring.schemas import CustomMetricRecord, parse_record
 from agentic_backend.monitoring.service import Telemetry
 

@@ -20,7 +20,7 @@ WORKER = textwrap.dedent(
     from types import SimpleNamespace
     from prometheus_client.openmetrics.parser import text_string_to_metric_families
     from agentic_backend.core.config import Settings
-    from agentic_backend.monitoring.exposition import render
+    from agentic_backend.metricstore.exposition import render
     from agentic_backend.monitoring.middleware import HttpMetricsMiddleware
     from agentic_backend.monitoring.service import Telemetry
 

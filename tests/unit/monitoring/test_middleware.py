@@ -22,9 +22,10 @@ from starlette.types import Message
 
 from agentic_backend.app import create_app
 from agentic_backend.core.config import Settings
+from agentic_backend.core.routes import UNMATCHED_ENDPOINT
+from agentic_backend.metricstore.exposition import render
 from agentic_backend.monitoring import middleware
-from agentic_backend.monitoring.catalogue import HTTP_DURATION_BUCKETS, UNMATCHED_ENDPOINT
-from agentic_backend.monitoring.exposition import render
+from agentic_backend.monitoring.catalogue import HTTP_DURATION_BUCKETS
 from agentic_backend.monitoring.middleware import HttpMetricsMiddleware
 from agentic_backend.monitoring.service import Telemetry
 from tests.unit.monitoring.helpers import samples, value

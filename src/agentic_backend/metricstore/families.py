@@ -19,8 +19,9 @@ from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any, Generic, TypeVar, cast
 
-from agentic_backend.monitoring.storage import FloatView, PageStore, Slot
+from agentic_backend.metricstore.storage import FloatView, PageStore, Slot
 
 logger = logging.getLogger(__name__)
 
@@ -177,8 +178,13 @@ class SeriesLimitReached(Exception):
     """A strict family is full."""
 
 
-class Family:
-    """All series of one metric."""
+S = TypeVar("S", bound=Series)
+
+
+class Family(Generic[S]):
+    """All series of one metric, typed by its series: ``Family[HistogramSeries]`` for a histogram (it
+    observes), ``Family[Series]`` otherwise. ``Registry.register`` returns ``Family[Any]``; the code that
+    holds a family declares which (``BuiltinMetrics``), and a test holds the declarations to the specs."""
 
     def __init__(
         self,
@@ -200,11 +206,11 @@ class Family:
         self._strict = strict
         self._on_overflow = on_overflow
         self._on_allocate = on_allocate
-        self._series: dict[tuple[str, ...], Series] = {}
+        self._series: dict[tuple[str, ...], S] = {}
         self._lock = threading.Lock()
-        self._overflow: Series | None = None
+        self._overflow: S | None = None
         self._storage_failures = 0
-        self._kind = HistogramSeries if spec.type is MetricType.HISTOGRAM else Series
+        self._kind = cast("type[S]", HistogramSeries if spec.type is MetricType.HISTOGRAM else Series)
         if eager:
             if not spec.labelnames:
                 self._create(())
@@ -217,10 +223,10 @@ class Family:
     def has(self, labels: tuple[str, ...]) -> bool:
         return labels in self._series
 
-    def series(self) -> list[Series]:
+    def series(self) -> list[S]:
         return list(self._series.values())
 
-    def labels(self, *values: str) -> Series:
+    def labels(self, *values: str) -> S:
         found = self._series.get(values)
         if found is not None:
             return found
@@ -239,7 +245,7 @@ class Family:
         found = self._series.get(labels)
         return found.lines if found is not None else sample_lines(self.spec, labels)
 
-    def adopt(self, labels: tuple[str, ...], slot: Slot) -> Series:
+    def adopt(self, labels: tuple[str, ...], slot: Slot) -> S:
         """Attach a series that another process allocated in a shared store."""
         with self._lock:
             found = self._series.get(labels)
@@ -248,7 +254,7 @@ class Family:
                 self._series[labels] = found
             return found
 
-    def _create(self, labels: tuple[str, ...]) -> Series:
+    def _create(self, labels: tuple[str, ...]) -> S:
         try:
             slot = self._store.allocate(self.spec.width)
             series = self._kind(self.spec, labels, self._store.view(slot.page), slot)
@@ -271,7 +277,7 @@ class Family:
         self._series[labels] = series
         return series
 
-    def _fold(self) -> Series:
+    def _fold(self) -> S:
         if self._strict:
             raise SeriesLimitReached(self.spec.name)
         if self._on_overflow is not None:
@@ -283,3 +289,7 @@ class Family:
         if overflow.stored:
             self._overflow = overflow
         return overflow
+
+
+# What a registry hands out before its holder says which kind of family it is.
+AnyFamily = Family[Any]

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from agentic_backend.core.config import Settings
 from agentic_backend.core.errors import AppError
-from agentic_backend.monitoring.exposition import render
+from agentic_backend.metricstore.exposition import render
 from agentic_backend.monitoring.schemas import parse_record
 from agentic_backend.monitoring.service import Telemetry
 from tests.integration.harness import require_binary

@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from agentic_backend.monitoring.storage import process_identity
+from agentic_backend.metricstore.storage import process_identity
 
 MARK = ".agentic-backend-run"
 _PREFIX = "agentic-metrics-"

@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentic_backend.monitoring.exposition import iter_exposition, render, stream_exposition
-from agentic_backend.monitoring.metrics import MetricSpec, MetricType, format_float
-from agentic_backend.monitoring.registry import Registry
-from agentic_backend.monitoring.storage import LocalPages
+from agentic_backend.metricstore.exposition import iter_exposition, render, stream_exposition
+from agentic_backend.metricstore.families import MetricSpec, MetricType, format_float
+from agentic_backend.metricstore.registry import Registry
+from agentic_backend.metricstore.storage import LocalPages
 from tests.unit.monitoring.helpers import samples
 
 

@@ -2,17 +2,17 @@ from __future__ import annotations
 
 import pytest
 
-from agentic_backend.monitoring.catalogue import CATALOGUE, BuiltinMetrics
-from agentic_backend.monitoring.exposition import render
-from agentic_backend.monitoring.metrics import (
+from agentic_backend.metricstore.exposition import render
+from agentic_backend.metricstore.families import (
     OVERFLOW_LABEL_VALUE,
     HistogramSeries,
     MetricSpec,
     MetricType,
     SeriesLimitReached,
 )
-from agentic_backend.monitoring.registry import SERIES_OVERFLOW, Registry
-from agentic_backend.monitoring.storage import PAGE_SLOTS, LocalPages
+from agentic_backend.metricstore.registry import SERIES_OVERFLOW, Registry
+from agentic_backend.metricstore.storage import PAGE_SLOTS, LocalPages
+from agentic_backend.monitoring.catalogue import CATALOGUE, BuiltinMetrics
 from tests.unit.monitoring.helpers import samples, value
 
 SEED_METRICS = {

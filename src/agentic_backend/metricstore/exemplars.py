@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from opentelemetry import trace
 
-from agentic_backend.monitoring.metrics import MetricSpec, MetricType, format_float
+from agentic_backend.metricstore.families import MetricSpec, MetricType, format_float
 
 Key = tuple[str, tuple[str, ...]]  # (family name, label values)
 

@@ -19,9 +19,9 @@ import operator
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 
-from agentic_backend.monitoring.metrics import Aggregation, MetricSpec
-from agentic_backend.monitoring.registry import FamilySnapshot, Registry, Snapshot
-from agentic_backend.monitoring.storage import PAGE_SLOTS, Slot
+from agentic_backend.metricstore.families import Aggregation, MetricSpec
+from agentic_backend.metricstore.registry import FamilySnapshot, Registry, Snapshot
+from agentic_backend.metricstore.storage import PAGE_SLOTS, Slot
 
 Entry = tuple[str, tuple[str, ...], Slot]  # a worker's series: metric name, label values, where it lives
 Key = tuple[str, tuple[str, ...]]

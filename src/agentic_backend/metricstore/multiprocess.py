@@ -26,11 +26,11 @@ from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
-from agentic_backend.monitoring.merge import MergePlan, build_plan
-from agentic_backend.monitoring.metrics import Aggregation, MetricSpec
-from agentic_backend.monitoring.registry import Registry, Snapshot
-from agentic_backend.monitoring.storage import Journal, MmapPages, Slot, parse_line, process_identity
-from agentic_backend.monitoring.timeslice import TimeSlice
+from agentic_backend.metricstore.families import Aggregation, MetricSpec
+from agentic_backend.metricstore.merge import MergePlan, build_plan
+from agentic_backend.metricstore.registry import Registry, Snapshot
+from agentic_backend.metricstore.storage import Journal, MmapPages, Slot, parse_line, process_identity
+from agentic_backend.metricstore.timeslice import TimeSlice
 
 ARCHIVE = "archive.json"
 WORKER_PREFIX = "w-"  # worker files are w-<pid>-<start time>.*; custom.* is the shared custom store

@@ -14,10 +14,10 @@ import zlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from agentic_backend.monitoring.exemplars import Exemplar, Exemplars
-from agentic_backend.monitoring.metrics import MetricType, format_float
-from agentic_backend.monitoring.registry import FamilySnapshot, Snapshot
-from agentic_backend.monitoring.timeslice import TimeSlice
+from agentic_backend.metricstore.exemplars import Exemplar, Exemplars
+from agentic_backend.metricstore.families import MetricType, format_float
+from agentic_backend.metricstore.registry import FamilySnapshot, Snapshot
+from agentic_backend.metricstore.timeslice import TimeSlice
 
 CONTENT_TYPE_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 CONTENT_TYPE_OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"

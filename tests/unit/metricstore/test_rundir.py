@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agentic_backend.monitoring.rundir import MARK, claim_run_folder, release_run_folder
-from agentic_backend.monitoring.storage import process_identity
+from agentic_backend.metricstore.rundir import MARK, claim_run_folder, release_run_folder
+from agentic_backend.metricstore.storage import process_identity
 
 
 def test_a_chosen_folder_keeps_everything_that_is_not_a_run_folder_of_a_dead_serve(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 
 from pydantic.config import JsonDict, JsonValue
 
-from agentic_backend.monitoring.metrics import MetricSpec, MetricType
+from agentic_backend.metricstore.families import MetricSpec, MetricType
 
 # OpenMetrics: what each type adds to its family name (prometheus_client's strict parser, type_suffixes).
 _OPENMETRICS_SUFFIXES = {

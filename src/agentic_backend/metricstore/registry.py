@@ -6,12 +6,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from agentic_backend.monitoring.metrics import (
+from agentic_backend.metricstore.families import (
+    AnyFamily,
     Family,
     MetricSpec,
     MetricType,
+    Series,
 )
-from agentic_backend.monitoring.storage import PageStore, Slot
+from agentic_backend.metricstore.storage import PageStore, Slot
 
 SERIES_OVERFLOW = MetricSpec(
     name="agentic_backend_metric_series_overflow_total",
@@ -71,17 +73,17 @@ class Registry:
         self.store = store
         self.max_series_per_metric = max_series_per_metric
         self._on_allocate = on_allocate
-        self._families: dict[str, Family] = {}
-        self._overflow: Family | None = None
+        self._families: dict[str, AnyFamily] = {}
+        self._overflow: Family[Series] | None = None
         if track_overflow:
             self._overflow = self.register(SERIES_OVERFLOW)
 
     def register(
         self, spec: MetricSpec, *, max_series: int | None = None, strict: bool = False, eager: bool = True
-    ) -> Family:
+    ) -> AnyFamily:
         if spec.name in self._families:
             raise ValueError(f"metric {spec.name} is already registered")
-        family = Family(
+        family: AnyFamily = Family(
             spec,
             self.store,
             max_series=max_series or self.max_series_per_metric,
@@ -97,13 +99,13 @@ class Registry:
         if self._overflow is not None:
             self._overflow.labels(metric).inc()
 
-    def get(self, name: str) -> Family | None:
+    def get(self, name: str) -> AnyFamily | None:
         return self._families.get(name)
 
     def series_count(self) -> int:
         return sum(len(f) for f in self._families.values())
 
-    def families(self) -> list[Family]:
+    def families(self) -> list[AnyFamily]:
         return list(self._families.values())
 
     def spec(self, name: str) -> MetricSpec | None:

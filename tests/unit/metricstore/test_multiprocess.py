@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from agentic_backend.core.config import Settings
+from agentic_backend.metricstore.exposition import render
 from agentic_backend.monitoring.errors import MetricConflict
-from agentic_backend.monitoring.exposition import render
 from agentic_backend.monitoring.schemas import parse_record
 from agentic_backend.monitoring.service import Telemetry
 from tests.unit.monitoring.helpers import value
