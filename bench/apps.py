@@ -136,10 +136,11 @@ def send_wrapper_only() -> FastAPI:
 
 def populated() -> FastAPI:
     """The service with ``BENCH_SERIES`` extra series in this worker's registry (bench/scrape_merge.py)."""
+    from agentic_backend import state
     from agentic_backend.app import create_app as create_service
 
     app = create_service()
-    requests = app.state.telemetry.metrics.http_requests
+    requests = state.of(app).telemetry.metrics.http_requests
     for i in range(int(os.environ.get("BENCH_SERIES", "5000"))):
         requests.labels("GET", f"/bench/{i}", "200").inc(i)
     return app

@@ -161,6 +161,7 @@ def custom_part() -> list[list[str]]:
 
 
 async def labels_part(values: int) -> list[list[str]]:
+    from agentic_backend import state
     from agentic_backend.app import create_app
     from agentic_backend.core.config import Settings
     from agentic_backend.metricstore.exposition import render
@@ -199,7 +200,7 @@ async def labels_part(values: int) -> list[list[str]]:
     }
     rows = []
     async with app.router.lifespan_context(app):
-        telemetry = app.state.telemetry
+        telemetry = state.of(app).telemetry
         gc.collect()
         for name, send_one in inputs.items():
             before = rss_bytes(os.getpid())

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -19,7 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse
 from sqlalchemy import text
 
-from agentic_backend import __version__
+from agentic_backend import __version__, state
 from agentic_backend.agents.openai_api import router as openai_router
 from agentic_backend.agents.registry import load_agent_types
 from agentic_backend.agents.router import router as agents_router
@@ -48,6 +50,7 @@ from agentic_backend.identity.auth import ApiKeyAuthorizer
 from agentic_backend.identity.guard import BruteForceGuard
 from agentic_backend.identity.router import router as keys_router
 from agentic_backend.identity.service import KeyService
+from agentic_backend.llm.base import Provider
 from agentic_backend.llm.factory import build_providers
 from agentic_backend.metricstore.exemplars import Exemplars
 from agentic_backend.monitoring import catalogue as cat
@@ -58,6 +61,7 @@ from agentic_backend.monitoring.schemas import ComponentHealth, CustomMetricReco
 from agentic_backend.monitoring.service import Telemetry
 from agentic_backend.sessions.router import router as sessions_router
 from agentic_backend.sessions.service import SessionService
+from agentic_backend.state import AppState
 
 logger = logging.getLogger(__name__)
 _PURGE_INTERVAL = 300.0
@@ -117,11 +121,49 @@ async def warm_up(app: FastAPI, database: Database, pricer: Pricer, models: set[
         await app.router(scope, receive, send)
 
 
+@dataclass(slots=True)
+class _Parts:
+    """What the lifespan starts and stops beside the state that requests read."""
+
+    state: AppState
+    windows: Windows
+    budgets: Budgets
+    backend: CacheBackend
+    providers: dict[str, Provider]
+    tracing: Tracing
+    pricer: Pricer
+    sampler: Sampler | None
+
+
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:
     """Build the service. ``uvicorn --factory agentic_backend.app:create_app`` reads settings from the
     environment; tests pass their own (and a clock they control)."""
     settings = settings or Settings()
-    clock = clock or SystemClock()
+    parts = _build(settings, clock or SystemClock())
+    app = FastAPI(
+        title="Agentic Backend",
+        version=__version__,
+        summary="LLM agents for backend teams, with production monitoring built in.",
+        lifespan=functools.partial(_lifespan, parts),
+        docs_url=None,  # core/docs.py serves them without a CDN
+        redoc_url=None,
+    )
+    state.install(app, parts.state)
+    install_error_handlers(app)
+    install_docs(app, "Agentic Backend")
+    agent_types = sorted(parts.state.agents.agents)
+    app.openapi = lambda: contract_openapi(  # type: ignore[method-assign]  # FastAPI's documented override
+        app,
+        {"CustomMetricRecord": CustomMetricRecord},
+        lambda schema: _refine_openapi(schema, settings, agent_types),
+    )
+    _install_routes(app)
+    _install_middleware(app, settings, parts)
+    return app
+
+
+def _build(settings: Settings, clock: Clock) -> _Parts:
+    """Every service, wired once: the database, identity, billing, the cache, agents, the console."""
     telemetry = Telemetry(settings)
     if settings.database_url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -144,16 +186,13 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         window=settings.auth_failure_window_seconds,
         cooldown=settings.auth_cooldown_seconds,
     )
-    active_sessions = telemetry.metrics.active_sessions.labels()
     backend: CacheBackend = (
         RedisCache(settings.redis_url) if settings.redis_url else MemoryCache(settings.cache_max_bytes)
     )
     cache = ResponseCache(backend, telemetry.metrics, settings.cache_ttl_seconds)
     if backend.shared:
         telemetry.share_between_workers(telemetry.metrics.cache_size.spec.name)
-    ledger = Ledger(database)
-    budgets = Budgets(database)
-    pricer = Pricer(settings.model_prices)
+    ledger, budgets, pricer = Ledger(database), Budgets(database), Pricer(settings.model_prices)
     providers = build_providers(settings)
     tracing = Tracing()
     if tracing.enabled:  # each latency bucket and the cost counter keep a recent trace (exemplars.py)
@@ -169,37 +208,12 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         sessions=sessions,
         ledger=ledger,
         metrics=telemetry.metrics,
-        limits=Limits(
-            default_monthly_budget_dollars=settings.default_monthly_budget_dollars,
-            default_rpm_limit=settings.default_rpm_limit,
-            default_tpm_limit=settings.default_tpm_limit,
-            query_cost_estimate_dollars=settings.query_cost_estimate_dollars,
-            reservation_grace_seconds=settings.budget_reservation_grace_seconds,
-            cache_per_key=settings.cache_scope == "key",
-        ),
+        limits=Limits.of(settings),
         clock=clock,
         tracer=tracing.tracer,
         exemplars=telemetry.exemplars,
     )
-
-    async def cache_size() -> None:
-        await cache.refresh_size()
-
-    async def count_sessions() -> None:
-        active_sessions.set(await sessions.count_active())
-
-    async def purge_expired_sessions() -> None:
-        while True:
-            await asyncio.sleep(_PURGE_INTERVAL)
-            try:
-                await sessions.purge_expired()
-                # Reservations of model calls whose worker died mid-call (the next reservation for the
-                # same key releases them too).
-                await budgets.sweep(clock.now())
-                await windows.purge()
-            except Exception:
-                logger.warning("could not purge expired sessions and reservations", exc_info=True)
-
+    console_sessions = ConsoleSessions(database, clock, timedelta(hours=settings.console_session_hours))
     # The console's charts: Prometheus when configured, else a history this service keeps. One worker of
     # a run (slot 0) writes it; every worker reads it.
     run = settings.metrics_multiprocess_dir.name if settings.metrics_multiprocess_dir else None
@@ -209,124 +223,138 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         run or f"run-{uuid.uuid4().hex[:12]}",
         settings.history_interval_seconds,
     )
-    sampler = (
-        Sampler(history, telemetry.snapshot_async)
-        if settings.prometheus_url is None and telemetry.worker_slot.number == 0
-        else None
-    )
-    console_http = httpx.AsyncClient()  # to Prometheus and Alertmanager, when configured
+    sampler = None
+    if settings.prometheus_url is None and telemetry.worker_slot.number == 0:
+        sampler = Sampler(history, telemetry.snapshot_async)
+    active_sessions = telemetry.metrics.active_sessions.labels()
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        purger: asyncio.Task[None] | None = None
-        try:
-            if settings.migrate_on_start:
-                await upgrade_async(database.url)
-            admin = settings.admin_api_key.get_secret_value() if settings.admin_api_key else None
-            await keys.ensure_admin(admin)
-            await keys.generation.start()
-            database.start()
-            await count_sessions()
-            purger = asyncio.create_task(purge_expired_sessions())
-            await warm_up(app, database, pricer, {agent.model for agent in agents.agents.values()})
-            if settings.gc_freeze:
-                # Everything built at start-up (the app, SQLAlchemy's mappers, the price tables) lives as
-                # long as the process: move it out of the collector's sight, so that a full collection
-                # walks only what requests allocate. Without this, full collections stalled every
-                # request for tens of milliseconds (p99 87 ms vs 27 ms, bench/agents_vs_litellm.py).
-                gc.collect()
-                gc.freeze()
-            telemetry.loop_monitor.start()  # after start-up's own long steps: they are not a held loop
-            if sampler is not None:
-                sampler.start()
-            yield
-        finally:
-            if sampler is not None:
-                await sampler.stop()
-            await console_http.aclose()
-            if purger is not None:
-                purger.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await purger
-            for provider in providers.values():
-                await provider.close()
-            tracing.shutdown()  # exports the spans still queued
-            await backend.close()
-            await windows.close()
-            await keys.generation.close()
-            await database.close()
-            telemetry.close()
+    async def count_sessions() -> None:
+        active_sessions.set(await sessions.count_active())
 
-    app = FastAPI(
-        title="Agentic Backend",
-        version=__version__,
-        summary="LLM agents for backend teams, with production monitoring built in.",
-        lifespan=lifespan,
-        docs_url=None,  # core/docs.py serves them without a CDN
-        redoc_url=None,
-    )
-    app.state.settings = settings
-    app.state.clock = clock
-    app.state.telemetry = telemetry
-    app.state.database = database
-    app.state.keys = keys
-    app.state.sessions = sessions
-    app.state.agents = agents
-    app.state.ledger = ledger
-    app.state.key_spend = ledger.totals_by_key
-    app.state.cache = cache
-    app.state.console_sessions = ConsoleSessions(
-        database, clock, timedelta(hours=settings.console_session_hours)
-    )
-    app.state.metric_history = history
-    app.state.console_http = console_http
-    app.state.authorizer = ApiKeyAuthorizer(keys, guard, telemetry.metrics, app.state.console_sessions)
     telemetry.add_refresher(count_sessions)
-    telemetry.add_refresher(cache_size)
-    app.state.health_checks = [
-        _database_check(database),
-        HealthCheck("cache", cache.health, critical=False),
-        *metrics_checks(telemetry, settings.custom_metrics_max_series_total),
-    ]
-    install_error_handlers(app)
-    install_docs(app, "Agentic Backend")
-    app.openapi = lambda: contract_openapi(  # type: ignore[method-assign]
-        app,
-        {"CustomMetricRecord": CustomMetricRecord},
-        lambda schema: _refine_openapi(schema, settings, sorted(agents.agents)),
+    telemetry.add_refresher(cache.refresh_size)
+    app_state = AppState(
+        settings=settings,
+        clock=clock,
+        database=database,
+        telemetry=telemetry,
+        keys=keys,
+        authorizer=ApiKeyAuthorizer(keys, guard, telemetry.metrics, console_sessions),
+        sessions=sessions,
+        agents=agents,
+        ledger=ledger,
+        cache=cache,
+        health_checks=[
+            _database_check(database),
+            HealthCheck("cache", cache.health, critical=False),
+            *metrics_checks(telemetry, settings.custom_metrics_max_series_total),
+        ],
+        console_sessions=console_sessions,
+        metric_history=history,
+        console_http=httpx.AsyncClient(),
+        key_spend=ledger.totals_by_key,
     )
+    return _Parts(app_state, windows, budgets, backend, providers, tracing, pricer, sampler)
 
-    @app.get("/", tags=["service"], response_model=dict[str, str])
-    async def index(request: Request) -> Any:
-        """What this is and where to look next. A browser (``Accept: text/html``) goes to the console."""
-        if console.wants_html(request):
-            return RedirectResponse("/console/", status_code=303)
-        return {
-            "console": "/console/",
-            "service": "agentic-backend",
-            "version": __version__,
-            "docs": "/docs",
-            "health": "/api/v1/monitoring/health",
-            "metrics": "/api/v1/monitoring/metrics",
-        }
 
-    app.include_router(monitoring_router)
-    app.include_router(keys_router)
-    app.include_router(sessions_router)
-    app.include_router(agents_router)
-    app.include_router(openai_router)
-    app.include_router(usage_router)
-    app.include_router(console.api)
-    app.include_router(console.pages)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)  # inside the metrics'
+async def _purge_forever(parts: _Parts) -> None:
+    """Expired sessions, the reservations of model calls whose worker died mid-call (the next
+    reservation for the same key releases them too), and old rate-window hits."""
+    while True:
+        await asyncio.sleep(_PURGE_INTERVAL)
+        try:
+            await parts.state.sessions.purge_expired()
+            await parts.budgets.sweep(parts.state.clock.now())
+            await parts.windows.purge()
+        except Exception:
+            logger.warning("could not purge expired sessions and reservations", exc_info=True)
+
+
+@asynccontextmanager
+async def _lifespan(parts: _Parts, app: FastAPI) -> AsyncIterator[None]:
+    services, settings = parts.state, parts.state.settings
+    purger: asyncio.Task[None] | None = None
+    try:
+        if settings.migrate_on_start:
+            await upgrade_async(services.database.url)
+        admin = settings.admin_api_key.get_secret_value() if settings.admin_api_key else None
+        await services.keys.ensure_admin(admin)
+        await services.keys.generation.start()
+        services.database.start()
+        await services.telemetry.refresh()  # the gauges read at a scrape (active sessions, cache size)
+        purger = asyncio.create_task(_purge_forever(parts))
+        models = {agent.model for agent in services.agents.agents.values()}
+        await warm_up(app, services.database, parts.pricer, models)
+        if settings.gc_freeze:
+            # Everything built at start-up (the app, SQLAlchemy's mappers, the price tables) lives as long
+            # as the process: move it out of the collector's sight, so that a full collection walks only
+            # what requests allocate. Without this, full collections stalled every request for tens of
+            # milliseconds (p99 87 ms vs 27 ms, bench/agents_vs_litellm.py).
+            gc.collect()
+            gc.freeze()
+        services.telemetry.loop_monitor.start()  # after start-up's own long steps: they are not a held loop
+        if parts.sampler is not None:
+            parts.sampler.start()
+        yield
+    finally:
+        if parts.sampler is not None:
+            await parts.sampler.stop()
+        await services.console_http.aclose()
+        if purger is not None:
+            purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purger
+        for provider in parts.providers.values():
+            await provider.close()
+        parts.tracing.shutdown()  # exports the spans still queued
+        await parts.backend.close()
+        await parts.windows.close()
+        await services.keys.generation.close()
+        await services.database.close()
+        services.telemetry.close()
+
+
+async def index(request: Request) -> Any:
+    """What this is and where to look next. A browser (``Accept: text/html``) goes to the console."""
+    if console.wants_html(request):
+        return RedirectResponse("/console/", status_code=303)
+    return {
+        "console": "/console/",
+        "service": "agentic-backend",
+        "version": __version__,
+        "docs": "/docs",
+        "health": "/api/v1/monitoring/health",
+        "metrics": "/api/v1/monitoring/metrics",
+    }
+
+
+def _install_routes(app: FastAPI) -> None:
+    app.add_api_route("/", index, methods=["GET"], tags=["service"], response_model=dict[str, str])
+    for router in (
+        monitoring_router,
+        keys_router,
+        sessions_router,
+        agents_router,
+        openai_router,
+        usage_router,
+        console.api,
+        console.pages,
+    ):
+        app.include_router(router)
+
+
+def _install_middleware(app: FastAPI, settings: Settings, parts: _Parts) -> None:
+    """Innermost first: the body limit, JSON request logs, tracing, then the HTTP metrics outermost, so
+    that they time and count everything, refusals included."""
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.log_format == "json":
         app.add_middleware(RequestLogMiddleware)
-    if tracing.enabled:  # core/tracing.py: only then is anything of tracing on the request path
+    if parts.tracing.enabled:  # core/tracing.py: only then is anything of tracing on the request path
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
         app.add_middleware(TraceIdMiddleware)
         FastAPIInstrumentor.instrument_app(
-            app, tracer_provider=tracing.provider, exclude_spans=["send", "receive"]
+            app, tracer_provider=parts.tracing.provider, exclude_spans=["send", "receive"]
         )
+    telemetry = parts.state.telemetry
     app.add_middleware(HttpMetricsMiddleware, metrics=telemetry.metrics, exemplars=telemetry.exemplars)
-    return app

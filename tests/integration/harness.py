@@ -6,10 +6,13 @@ that is missing skips the test on a laptop but fails it in CI (``CI=true``), whe
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -22,6 +25,7 @@ import httpx
 import pytest
 
 from agentic_backend.stack import StackOptions
+from tests.helpers import MONITORING
 
 LOOPBACK = "127.0.0.1"
 
@@ -237,3 +241,90 @@ class Webhook:
             for alert in payload["alerts"]
             if alert["labels"]["alertname"] == name and alert["status"] == status
         ]
+
+
+def children(pid: int) -> list[int]:
+    """The worker processes of uvicorn's supervisor (not multiprocessing's resource tracker)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            except FileNotFoundError:
+                continue
+            if b"spawn_main" in cmdline:
+                found.append(int(child))
+    return found
+
+
+def reservations(database: Path, key_id: int) -> tuple[int, int]:
+    """The key's reserved amount (key_spend) and its number of reservation rows."""
+    with sqlite3.connect(database) as connection:
+        amount = connection.execute(
+            "SELECT coalesce(sum(reserved_nanodollars), 0) FROM key_spend WHERE key_id = ?", (key_id,)
+        ).fetchone()[0]
+        rows = connection.execute(
+            "SELECT count(*) FROM budget_reservations WHERE key_id = ?", (key_id,)
+        ).fetchone()[0]
+    return int(amount), int(rows)
+
+
+class SimLLM(Process):
+    def __init__(self, workdir: Path, *, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(
+            "sim-llm", [sys.executable, "-m", "agentic_backend", "sim-llm", "--port", str(self.port)], workdir
+        )
+        wait_until(
+            lambda: httpx.get(f"{self.url}/stats", timeout=2).status_code == 200, timeout=30, what="sim-llm"
+        )
+
+    def calls(self) -> dict[str, int]:
+        result: dict[str, int] = httpx.get(f"{self.url}/stats", timeout=5).json()
+        return result
+
+
+DASHBOARD = MONITORING / "grafana" / "dashboards" / "agentic-backend.json"
+
+
+GRAFANA_VARIABLES = {
+    "$__rate_interval": "5m",
+    "$__range": "1h",
+    '"$job"': '"agentic-backend"',
+    '"$instance"': '".+"',
+}
+
+
+def panel_queries() -> list[tuple[str, str, str]]:
+    board = json.loads(DASHBOARD.read_text())
+    found = []
+    for panel in board["panels"]:
+        for target in panel.get("targets", []):
+            expr = target["expr"]
+            for variable, value in GRAFANA_VARIABLES.items():
+                expr = expr.replace(variable, value)
+            found.append((panel["title"], panel["fieldConfig"]["defaults"]["unit"], expr))
+    return found
+
+
+def query(prometheus: str, promql: str) -> list[dict[str, Any]]:
+    body = httpx.get(f"{prometheus}/api/v1/query", params={"query": promql}, timeout=10).json()
+    assert body["status"] == "success", body
+    result: list[dict[str, Any]] = body["data"]["result"]
+    return result
+
+
+def values(result: list[dict[str, Any]]) -> list[float]:
+    return [float(series["value"][1]) for series in result]
+
+
+def check_plausible(title: str, unit: str, numbers: list[float]) -> None:
+    assert numbers, f"{title}: no data"
+    assert all(math.isfinite(number) for number in numbers), f"{title}: {numbers}"
+    if "Budget" in title:  # the share of a budget left goes below zero once it is overspent
+        assert all(number <= 1 for number in numbers), f"{title}: {numbers} above 1"
+    elif unit == "percentunit":
+        assert all(0 <= number <= 1 for number in numbers), f"{title}: {numbers} outside 0..1"
+    else:
+        assert all(number >= 0 for number in numbers), f"{title}: {numbers} negative"

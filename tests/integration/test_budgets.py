@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -14,22 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.harness import Service, wait_until
-from tests.integration.test_workers import children
+from tests.integration.harness import Service, children, reservations, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def reservations(database: Path, key_id: int) -> tuple[int, int]:
-    """The key's reserved amount (key_spend) and its number of reservation rows."""
-    with sqlite3.connect(database) as connection:
-        amount = connection.execute(
-            "SELECT coalesce(sum(reserved_nanodollars), 0) FROM key_spend WHERE key_id = ?", (key_id,)
-        ).fetchone()[0]
-        rows = connection.execute(
-            "SELECT count(*) FROM budget_reservations WHERE key_id = ?", (key_id,)
-        ).fetchone()[0]
-    return int(amount), int(rows)
 
 
 def test_a_worker_killed_mid_call_leaves_no_reservation(tmp_path: Path) -> None:

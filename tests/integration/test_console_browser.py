@@ -21,12 +21,12 @@ from playwright.sync_api import Browser, BrowserContext, Page
 from agentic_backend import stack
 from agentic_backend.loadgen import generate
 from agentic_backend.stack import StackOptions
+from tests.helpers import MONITORING
 from tests.integration.harness import Service, free_port, require_binary, wait_until
 from tests.integration.otlp import OtlpReceiver
 
 pytestmark = pytest.mark.integration
 
-MONITORING = Path(__file__).resolve().parents[2] / "monitoring"
 SHOTS = Path(__file__).parents[2] / "build" / "console-screenshots"
 HOSTILE = '<img src=x onerror="window.__pwned=1">'
 GRAPHS = (

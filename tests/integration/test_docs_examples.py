@@ -24,11 +24,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.helpers import ROOT
 from tests.integration.harness import Service
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 PAGES = sorted([*ROOT.glob("docs/*.md"), ROOT / "README.md"])
 FENCE = re.compile(r"^```(\w+)[^\n]*\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 

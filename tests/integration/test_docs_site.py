@@ -12,7 +12,6 @@ import sys
 import threading
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 import yaml
@@ -22,11 +21,11 @@ from playwright.sync_api import Page
 from agentic_backend.core.config import Settings
 from agentic_backend.metricstore.registry import SERIES_OVERFLOW
 from agentic_backend.monitoring.catalogue import CATALOGUE, GENAI_CATALOGUE
+from tests.helpers import ROOT
 from tests.integration.harness import require_binary
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "build" / "docs-screenshots"
 
 

@@ -29,6 +29,7 @@ import httpx
 import pytest
 
 from agentic_backend import stack
+from tests.helpers import MONITORING, samples, total
 from tests.integration.faults import (
     PostgresCluster,
     RedisServer,
@@ -41,19 +42,17 @@ from tests.integration.harness import (
     LOOPBACK,
     Prometheus,
     Service,
+    SimLLM,
     Webhook,
+    children,
     require_binary,
     scrape_config,
     stack_options,
     wait_until,
 )
-from tests.integration.test_providers import SimLLM
-from tests.integration.test_workers import children
-from tests.unit.monitoring.helpers import samples
 
 pytestmark = pytest.mark.integration
 
-MONITORING = Path(__file__).resolve().parents[2] / "monitoring"
 QUERY_ENDPOINT = "/api/v1/agents/{agent_type}/query"
 
 
@@ -96,12 +95,7 @@ def ledger_request_ids(url: str) -> set[str]:
 
 
 def metric_sum(service: Service, name: str, **labels: str) -> float:
-    text = httpx.get(f"{service.url}/api/v1/monitoring/metrics", timeout=10).text
-    return sum(
-        count
-        for (sample, found), count in samples(text).items()
-        if sample == name and labels.items() <= dict(found).items()
-    )
+    return total(httpx.get(f"{service.url}/api/v1/monitoring/metrics", timeout=10).text, name, **labels)
 
 
 def start_stack(tmp_path: Path, service: Service, webhook: Webhook) -> tuple[stack.StackOptions, str]:

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from tests.databases import database_url  # noqa: F401  (the fixture)
+from tests.helpers import value
 from tests.integration.harness import Service
-from tests.unit.monitoring.helpers import value
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.harness import Service, wait_until
-from tests.integration.test_workers import children
+from tests.integration.harness import Service, children, wait_until
 
 pytestmark = pytest.mark.integration
 

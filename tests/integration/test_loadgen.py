@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from agentic_backend.loadgen import generate
+from tests.helpers import samples
 from tests.integration.harness import Service
-from tests.unit.monitoring.helpers import samples
 
 pytestmark = pytest.mark.integration
 

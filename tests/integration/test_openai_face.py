@@ -12,8 +12,8 @@ import httpx
 import openai
 import pytest
 
+from tests.helpers import value
 from tests.integration.harness import Service
-from tests.unit.monitoring.helpers import value
 
 pytestmark = pytest.mark.integration
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.helpers import EXAMPLES
 from tests.integration.harness import Prometheus, Service, require_binary, wait_until
 
 pytestmark = pytest.mark.integration
@@ -165,11 +166,9 @@ def test_prometheus_negotiates_openmetrics(service: Service, prometheus: Prometh
 def test_every_class_of_hostile_record_leaves_the_openmetrics_scrape_healthy(
     service: Service, prometheus: Prometheus
 ) -> None:
-    """The explicit examples of every collision and escape class (tests/unit/monitoring/
-    test_exposition_validity.py) recorded over HTTP: the refused ones are 4xx, and a real Prometheus
+    """The explicit examples of every collision and escape class (tests/helpers.py, run by
+    tests/unit/metricstore/test_exposition_validity.py) recorded over HTTP: the refused ones are 4xx, and a real Prometheus
     negotiating OpenMetrics keeps scraping without an error."""
-    from tests.unit.monitoring.test_exposition_validity import EXAMPLES
-
     refused = 0
     with httpx.Client(base_url=service.url, headers=service.headers, timeout=5) as client:
         for batch, _ in EXAMPLES:

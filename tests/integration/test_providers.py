@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,27 +28,10 @@ from agentic_backend.llm.base import (
     ToolSpec,
 )
 from agentic_backend.llm.openai_provider import OpenAIProvider
-from tests.integration.harness import Process, Service, free_port, wait_until
-from tests.unit.agents.test_streaming import parse_sse
-from tests.unit.monitoring.helpers import samples
+from tests.helpers import parse_sse, samples
+from tests.integration.harness import Service, SimLLM
 
 pytestmark = pytest.mark.integration
-
-
-class SimLLM(Process):
-    def __init__(self, workdir: Path, *, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        super().__init__(
-            "sim-llm", [sys.executable, "-m", "agentic_backend", "sim-llm", "--port", str(self.port)], workdir
-        )
-        wait_until(
-            lambda: httpx.get(f"{self.url}/stats", timeout=2).status_code == 200, timeout=30, what="sim-llm"
-        )
-
-    def calls(self) -> dict[str, int]:
-        result: dict[str, int] = httpx.get(f"{self.url}/stats", timeout=5).json()
-        return result
 
 
 @pytest.fixture(scope="module")

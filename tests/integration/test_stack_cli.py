@@ -13,11 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.helpers import MONITORING
 from tests.integration.harness import LOOPBACK, free_port, require_binary
 
 pytestmark = pytest.mark.integration
-
-MONITORING = Path(__file__).resolve().parents[2] / "monitoring"
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from agentic_backend import stack
+from tests.helpers import MONITORING
 from tests.integration.harness import (
     LOOPBACK,
     Process,
@@ -29,8 +30,6 @@ from tests.integration.harness import (
 )
 
 pytestmark = pytest.mark.integration
-
-MONITORING = Path(__file__).resolve().parents[2] / "monitoring"
 
 
 def monitoring_copy(tmp_path: Path) -> Path:

@@ -13,11 +13,8 @@ out their ``for`` and Alertmanager does not batch. The rule expressions are the 
 from __future__ import annotations
 
 import asyncio
-import json
-import math
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -25,31 +22,20 @@ import yaml
 
 from agentic_backend import stack
 from agentic_backend.loadgen import generate
-from tests.integration.harness import Service, Webhook, require_binary, stack_options, wait_until
+from tests.helpers import MONITORING
+from tests.integration.harness import (
+    Service,
+    Webhook,
+    check_plausible,
+    panel_queries,
+    query,
+    require_binary,
+    stack_options,
+    values,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parents[2]
-MONITORING = ROOT / "monitoring"
-DASHBOARD = MONITORING / "grafana" / "dashboards" / "agentic-backend.json"
-GRAFANA_VARIABLES = {
-    "$__rate_interval": "5m",
-    "$__range": "1h",
-    '"$job"': '"agentic-backend"',
-    '"$instance"': '".+"',
-}
-
-
-def panel_queries() -> list[tuple[str, str, str]]:
-    board = json.loads(DASHBOARD.read_text())
-    found = []
-    for panel in board["panels"]:
-        for target in panel.get("targets", []):
-            expr = target["expr"]
-            for variable, value in GRAFANA_VARIABLES.items():
-                expr = expr.replace(variable, value)
-            found.append((panel["title"], panel["fieldConfig"]["defaults"]["unit"], expr))
-    return found
 
 
 def recording_rules() -> list[str]:
@@ -58,28 +44,6 @@ def recording_rules() -> list[str]:
         for group in yaml.safe_load(path.read_text())["groups"]:
             names += [rule["record"] for rule in group["rules"]]
     return names
-
-
-def query(prometheus: str, promql: str) -> list[dict[str, Any]]:
-    body = httpx.get(f"{prometheus}/api/v1/query", params={"query": promql}, timeout=10).json()
-    assert body["status"] == "success", body
-    result: list[dict[str, Any]] = body["data"]["result"]
-    return result
-
-
-def values(result: list[dict[str, Any]]) -> list[float]:
-    return [float(series["value"][1]) for series in result]
-
-
-def check_plausible(title: str, unit: str, numbers: list[float]) -> None:
-    assert numbers, f"{title}: no data"
-    assert all(math.isfinite(number) for number in numbers), f"{title}: {numbers}"
-    if "Budget" in title:  # the share of a budget left goes below zero once it is overspent
-        assert all(number <= 1 for number in numbers), f"{title}: {numbers} above 1"
-    elif unit == "percentunit":
-        assert all(0 <= number <= 1 for number in numbers), f"{title}: {numbers} outside 0..1"
-    else:
-        assert all(number >= 0 for number in numbers), f"{title}: {numbers} negative"
 
 
 def test_monitoring_stack_on_real_traffic(tmp_path: Path, webhook: Webhook) -> None:

@@ -10,9 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.harness import Service, wait_until
-from tests.integration.test_budgets import reservations
-from tests.unit.monitoring.helpers import value
+from tests.helpers import value
+from tests.integration.harness import Service, reservations, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.helpers import samples
 from tests.integration.harness import Service, wait_until
-from tests.unit.monitoring.helpers import samples
 
 pytestmark = pytest.mark.integration
 

@@ -9,24 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.harness import Service, wait_until
-from tests.unit.monitoring.helpers import value
+from tests.helpers import value
+from tests.integration.harness import Service, children, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def children(pid: int) -> list[int]:
-    """The worker processes of uvicorn's supervisor (not multiprocessing's resource tracker)."""
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            try:
-                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-            except FileNotFoundError:
-                continue
-            if b"spawn_main" in cmdline:
-                found.append(int(child))
-    return found
 
 
 def request_count(text: str) -> float:

@@ -16,8 +16,8 @@ import yaml
 from agentic_backend.metricstore.families import Aggregation, MetricType
 from agentic_backend.metricstore.registry import SERIES_OVERFLOW
 from agentic_backend.monitoring.catalogue import CATALOGUE, GENAI_CATALOGUE
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "monitoring" / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "agentic-backend.json"
 

@@ -12,10 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.helpers import MONITORING, ROOT
 from tests.integration.harness import require_binary
 
-ROOT = Path(__file__).resolve().parents[2]
-MONITORING = ROOT / "monitoring"
 # The cases of a day or more are in a file of their own, evaluated every 5 minutes (alerts_slow_test.yml).
 ALERT_TESTS = Path(__file__).with_name("alerts_test.yml")
 SLOW_ALERT_TESTS = Path(__file__).with_name("alerts_slow_test.yml")

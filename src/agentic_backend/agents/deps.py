@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from agentic_backend import state
 from agentic_backend.agents.service import AgentService
 from agentic_backend.core.security import RequirePermission
 from agentic_backend.identity.permissions import Permission
@@ -13,8 +14,7 @@ from agentic_backend.identity.schemas import Principal
 
 
 async def get_agent_service(request: Request) -> AgentService:
-    service: AgentService = request.app.state.agents
-    return service
+    return state.of(request.app).agents
 
 
 AgentServiceDep = Annotated[AgentService, Depends(get_agent_service)]

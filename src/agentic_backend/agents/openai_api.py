@@ -22,13 +22,12 @@ from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentic_backend.agents.deps import AgentServiceDep, AgentsQuerier
 from agentic_backend.agents.router import log_usage
 from agentic_backend.agents.schemas import QueryRequest, QueryResponse
-from agentic_backend.agents.streaming import KEEPALIVE, MEDIA_TYPE, Event, QueryStream
+from agentic_backend.agents.streaming import KEEPALIVE, MEDIA_TYPE, Event, QueryStream, sse_response
 from agentic_backend.core.deps import SettingsDep
 from agentic_backend.core.errors import BadRequest, NotFound, openai_error
 from agentic_backend.llm.base import Message
@@ -172,23 +171,17 @@ async def chat_completions(
             content=ChatCompletion.of(response, body.model, created).model_dump_json(),
             media_type="application/json",
         )
-    stream = QueryStream(
+    stream, first = await QueryStream.open(
         agents,
-        request.app.state.telemetry.metrics,
         principal,
         body.model,
         query,
         keepalive_seconds=settings.stream_keepalive_seconds,
         conversation=history,
         on_done=lambda response: log_usage(request, response),
-    )
-    first = await stream.first()  # a refusal raises here: an OpenAI-shaped error with its status
+    )  # a refusal raises here: an OpenAI-shaped error with its status
     include_usage = body.stream_options is not None and body.stream_options.include_usage
-    return StreamingResponse(
-        _chunks(stream, first, body.model, created, include_usage=include_usage),
-        media_type=MEDIA_TYPE,
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return sse_response(_chunks(stream, first, body.model, created, include_usage=include_usage))
 
 
 class ChatCompletion(BaseModel):

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import StreamingResponse
 
 from agentic_backend.agents.deps import AgentServiceDep, AgentsQuerier
 from agentic_backend.agents.schemas import AgentTypePublic, QueryRequest, QueryResponse
-from agentic_backend.agents.streaming import MEDIA_TYPE, QueryStream
+from agentic_backend.agents.streaming import MEDIA_TYPE, QueryStream, sse_response
 from agentic_backend.core.deps import SettingsDep
 from agentic_backend.core.logs import note_usage
 
@@ -82,18 +81,12 @@ async def query_agent(
         response = await agents.query(principal, agent_type, body)
         log_usage(request, response)
         return response
-    stream = QueryStream(
+    stream, first = await QueryStream.open(
         agents,
-        request.app.state.telemetry.metrics,
         principal,
         agent_type,
         body,
         keepalive_seconds=settings.stream_keepalive_seconds,
         on_done=lambda response: log_usage(request, response),
     )
-    first = await stream.first()  # a refusal raises here: a plain JSON error with its status
-    return StreamingResponse(
-        stream.frames(first),
-        media_type=MEDIA_TYPE,
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},  # nginx: do not buffer
-    )
+    return sse_response(stream.frames(first))

@@ -25,6 +25,7 @@ from agentic_backend.billing.pricing import NANOS_PER_DOLLAR, Pricer, nanos_to_d
 from agentic_backend.billing.ratelimit import Windows
 from agentic_backend.cache.service import ResponseCache, cache_key
 from agentic_backend.core.clock import Clock
+from agentic_backend.core.config import Settings
 from agentic_backend.core.db import Write
 from agentic_backend.core.errors import AppError, ServiceUnavailable
 from agentic_backend.identity.schemas import Principal
@@ -53,6 +54,17 @@ class Limits:
     default_tpm_limit: int | None = None
     reservation_grace_seconds: float = 30.0
     cache_per_key: bool = True  # AGENTIC_CACHE_SCOPE=key
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        return cls(
+            default_monthly_budget_dollars=settings.default_monthly_budget_dollars,
+            default_rpm_limit=settings.default_rpm_limit,
+            default_tpm_limit=settings.default_tpm_limit,
+            query_cost_estimate_dollars=settings.query_cost_estimate_dollars,
+            reservation_grace_seconds=settings.budget_reservation_grace_seconds,
+            cache_per_key=settings.cache_scope == "key",
+        )
 
 
 class QueryEvents(RunEvents, Protocol):
@@ -170,6 +182,11 @@ class AgentService:
         if agent is None:
             raise UnknownAgentType(f"no agent type {name!r}; available: {', '.join(sorted(self.agents))}.")
         return agent
+
+    @property
+    def metrics(self) -> BuiltinMetrics:
+        """The families this service records (a streamed answer records its timings into them too)."""
+        return self._metrics
 
     async def query(
         self,

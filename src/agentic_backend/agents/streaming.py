@@ -31,6 +31,7 @@ from typing import Any
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from fastapi.responses import StreamingResponse
 
 from agentic_backend.agents.registry import AgentType
 from agentic_backend.agents.runtime import Step
@@ -39,7 +40,6 @@ from agentic_backend.agents.service import AgentService
 from agentic_backend.core.errors import AppError
 from agentic_backend.identity.schemas import Principal
 from agentic_backend.llm.base import Message, estimate_tokens
-from agentic_backend.monitoring.catalogue import BuiltinMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -55,13 +55,19 @@ def sse(event: str, data: object) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
+def sse_response(frames: AsyncIterator[bytes]) -> StreamingResponse:
+    """A stream of Server-Sent Events, unbuffered by proxies (``X-Accel-Buffering``: nginx)."""
+    return StreamingResponse(
+        frames, media_type=MEDIA_TYPE, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
+
+
 class QueryStream:
     """Runs one query and turns what it reports into SSE frames."""
 
     def __init__(
         self,
         service: AgentService,
-        metrics: BuiltinMetrics,
         principal: Principal,
         agent_type: str,
         request: QueryRequest,
@@ -71,7 +77,7 @@ class QueryStream:
         on_done: Callable[[QueryResponse], None] | None = None,
     ) -> None:
         self._on_done = on_done
-        self._metrics = metrics
+        self._metrics = service.metrics
         self._keepalive = keepalive_seconds
         self._send: MemoryObjectSendStream[Event]
         self._receive: MemoryObjectReceiveStream[Event]
@@ -159,6 +165,32 @@ class QueryStream:
                 genai.server_tpot.labels(*labels).observe(per_token)
 
     # -- the route's side -------------------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        service: AgentService,
+        principal: Principal,
+        agent_type: str,
+        request: QueryRequest,
+        *,
+        keepalive_seconds: float,
+        conversation: list[Message] | None = None,
+        on_done: Callable[[QueryResponse], None] | None = None,
+    ) -> tuple[QueryStream, Event]:
+        """Start the query; a refusal (budget, rate limit, unknown agent) raises here, before any byte of
+        the stream is sent, so that it is a plain error with its status. Returns the stream and its first
+        event, for the route to frame in its own format."""
+        stream = cls(
+            service,
+            principal,
+            agent_type,
+            request,
+            keepalive_seconds=keepalive_seconds,
+            conversation=conversation,
+            on_done=on_done,
+        )
+        return stream, await stream.first()
 
     async def first(self) -> Event:
         """The first event, once the query is admitted; raises what refused it otherwise (the route then

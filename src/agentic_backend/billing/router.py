@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from agentic_backend import state
 from agentic_backend.billing.ledger import Ledger, UsageReport
 from agentic_backend.core.security import RequirePermission
 from agentic_backend.core.types import DateTimeParam
@@ -18,8 +19,7 @@ router = APIRouter(prefix="/api/v1/usage", tags=["usage"])
 
 
 async def get_ledger(request: Request) -> Ledger:
-    ledger: Ledger = request.app.state.ledger
-    return ledger
+    return state.of(request.app).ledger
 
 
 @router.get("")

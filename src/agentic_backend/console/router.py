@@ -19,10 +19,10 @@ from fastapi.responses import FileResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 
+from agentic_backend import state
 from agentic_backend.billing.budget import month_of
 from agentic_backend.billing.models import KeySpend, UsageRollup
 from agentic_backend.billing.pricing import nanos_to_dollars
-from agentic_backend.console.history import History
 from agentic_backend.console.overview import (
     RANGES,
     Overview,
@@ -63,21 +63,18 @@ class Authenticated:
     """Any valid key or session, whatever its role (the session routes)."""
 
     async def __call__(self, request: Request) -> Principal:
-        principal: Principal = await request.app.state.authorizer.authenticate(request)
-        return principal
+        return await state.of(request.app).authorizer.authenticate(request)
 
 
 Caller = Annotated[Principal, Depends(Authenticated())]
 
 
 def _sessions(request: Request) -> ConsoleSessions:
-    sessions: ConsoleSessions = request.app.state.console_sessions
-    return sessions
+    return state.of(request.app).console_sessions
 
 
 def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+    return state.of(request.app).settings
 
 
 class SignIn(BaseModel):
@@ -119,7 +116,7 @@ def _info(
 @api.post("/session", responses={401: {"description": "The key is not valid."}})
 async def sign_in(body: SignIn, request: Request, response: Response) -> SessionInfo:
     """Exchange an API key for a console session: an HttpOnly, SameSite=Strict cookie (Secure under TLS)."""
-    principal = await request.app.state.authorizer.verify_key(request, body.key)
+    principal = await state.of(request.app).authorizer.verify_key(request, body.key)
     sessions = _sessions(request)
     token, session = await sessions.create(principal)
     response.set_cookie(
@@ -167,15 +164,15 @@ async def overview(
     from the service's own history."""
     settings = _settings(request)
     if settings.prometheus_url is not None:
-        client: httpx.AsyncClient = request.app.state.console_http
+        client = state.of(request.app).console_http
         try:
             return await from_prometheus(client, settings.prometheus_url, range)
         except PrometheusUnavailable as exc:
             raise ServiceUnavailable(
                 f"{exc}; the charts need the Prometheus at AGENTIC_PROMETHEUS_URL."
             ) from None
-    history: History = request.app.state.metric_history
-    return await embedded(history, request.app.state.telemetry.snapshot_async, range)
+    services = state.of(request.app)
+    return await embedded(services.metric_history, services.telemetry.snapshot_async, range)
 
 
 class SpendRow(BaseModel):
@@ -248,7 +245,7 @@ async def spend(
     if not allows(principal.role, Permission.USAGE_ADMIN):
         conditions.append(UsageRollup.key_id == principal.key_id)
     settings = _settings(request)
-    database = request.app.state.database
+    database = state.of(request.app).database
     async with database.session() as session:
 
         async def grouped(column: Any) -> list[Any]:
@@ -329,7 +326,7 @@ class Alerts(BaseModel):
 async def alerts(request: Request, _: MonitoringReader) -> Alerts:
     """What fires now: from Alertmanager (AGENTIC_ALERTMANAGER_URL), else Prometheus's alerts."""
     settings = _settings(request)
-    client: httpx.AsyncClient = request.app.state.console_http
+    client = state.of(request.app).console_http
     try:
         if settings.alertmanager_url is not None:
             answer = await client.get(

@@ -11,11 +11,11 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from agentic_backend.core.config import Settings
+from agentic_backend.core.security import core_state
 
 
 async def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+    return core_state(request).settings
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from fastapi import Request
 
+from agentic_backend.core.config import Settings
 from agentic_backend.core.errors import Unauthorized
 
 
@@ -18,6 +19,22 @@ class Authorizer(Protocol):
     async def authorize(self, request: Request, permission: str) -> Any:
         """Return the caller's principal if it holds ``permission``; raise ``Unauthorized`` or ``Forbidden``
         (or ``LimitExceeded``) otherwise."""
+
+
+class CoreState(Protocol):
+    """What ``core`` reads of the application's state (``agentic_backend.state.AppState``, which it cannot
+    import: core knows no feature)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def authorizer(self) -> Authorizer: ...
+
+
+def core_state(request: Request) -> CoreState:
+    state: CoreState = request.app.state.services
+    return state
 
 
 class RequirePermission:
@@ -28,8 +45,7 @@ class RequirePermission:
         self.permission = permission
 
     async def __call__(self, request: Request) -> Any:
-        authorizer: Authorizer = request.app.state.authorizer
-        return await authorizer.authorize(request, self.permission)
+        return await core_state(request).authorizer.authorize(request, self.permission)
 
 
 def bearer_token(request: Request) -> str | None:

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from agentic_backend import state
 from agentic_backend.core.security import RequirePermission
 from agentic_backend.identity.permissions import Permission
 from agentic_backend.identity.schemas import Principal
@@ -13,8 +14,7 @@ from agentic_backend.identity.service import KeyService
 
 
 async def get_key_service(request: Request) -> KeyService:
-    service: KeyService = request.app.state.keys
-    return service
+    return state.of(request.app).keys
 
 
 KeyServiceDep = Annotated[KeyService, Depends(get_key_service)]

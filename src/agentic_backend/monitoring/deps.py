@@ -6,19 +6,24 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from agentic_backend import state
 from agentic_backend.monitoring.health import HealthCheck
 from agentic_backend.monitoring.service import Telemetry
+from agentic_backend.monitoring.summary import KeySpendSource
 
 
 async def get_telemetry(request: Request) -> Telemetry:
-    telemetry: Telemetry = request.app.state.telemetry
-    return telemetry
+    return state.of(request.app).telemetry
 
 
 async def get_health_checks(request: Request) -> list[HealthCheck]:
-    checks: list[HealthCheck] = request.app.state.health_checks
-    return checks
+    return state.of(request.app).health_checks
+
+
+async def get_key_spend(request: Request) -> KeySpendSource | None:
+    return state.of(request.app).key_spend
 
 
 TelemetryDep = Annotated[Telemetry, Depends(get_telemetry)]
 HealthChecksDep = Annotated[list[HealthCheck], Depends(get_health_checks)]
+KeySpendDep = Annotated[KeySpendSource | None, Depends(get_key_spend)]

@@ -21,7 +21,7 @@ from agentic_backend.metricstore.exposition import (
     CONTENT_TYPE_TEXT,
     stream_exposition,
 )
-from agentic_backend.monitoring.deps import HealthChecksDep, TelemetryDep
+from agentic_backend.monitoring.deps import HealthChecksDep, KeySpendDep, TelemetryDep
 from agentic_backend.monitoring.errors import InvalidMetric
 from agentic_backend.monitoring.health import HealthCheck, overall
 from agentic_backend.monitoring.schemas import (
@@ -85,8 +85,8 @@ async def metrics(request: Request, telemetry: TelemetryDep, settings: SettingsD
 
 @router.get("/summary")
 async def summary(
-    request: Request,
     telemetry: TelemetryDep,
+    key_spend: KeySpendDep,
     principal: Annotated[Principal, Depends(RequirePermission(Permission.MONITORING_READ))],
 ) -> MonitoringSummary:
     """The metrics in one JSON document. ``spend_by_key`` lists every key for a caller with
@@ -98,8 +98,7 @@ async def summary(
         uptime_seconds=telemetry.uptime_seconds(),
         multiprocess=telemetry.multiprocess,
     )
-    key_spend = getattr(request.app.state, "key_spend", None)  # the billing feature's ledger totals
-    if key_spend is not None:
+    if key_spend is not None:  # the billing feature's ledger totals
         every_key = allows(principal.role, Permission.USAGE_ADMIN)
         result.spend_by_key = [
             KeySpend.model_validate(row, from_attributes=True)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 from pydantic import BaseModel, Field
 
@@ -74,6 +75,20 @@ class PermissionSummary(BaseModel):
     allowed: float
     denied: float
     by_permission: dict[str, dict[str, float]]
+
+
+class KeySpendRow(Protocol):
+    """A key's spend as billing reports it, with (at least) ``KeySpend``'s fields."""
+
+    @property
+    def key_id(self) -> int: ...
+
+
+class KeySpendSource(Protocol):
+    """What monitoring needs of billing, registered at start-up: every key's spend this month
+    (``Ledger.totals_by_key``)."""
+
+    async def __call__(self) -> Sequence[KeySpendRow]: ...
 
 
 class KeySpend(BaseModel):

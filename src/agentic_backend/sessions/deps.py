@@ -6,12 +6,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from agentic_backend import state
 from agentic_backend.sessions.service import SessionService
 
 
 async def get_session_service(request: Request) -> SessionService:
-    service: SessionService = request.app.state.sessions
-    return service
+    return state.of(request.app).sessions
 
 
 SessionServiceDep = Annotated[SessionService, Depends(get_session_service)]

@@ -11,12 +11,13 @@ from typing import Any
 import httpx
 import pytest
 
+from agentic_backend import state
 from agentic_backend.app import create_app
 from agentic_backend.billing.budget import Budgets, month_of
 from agentic_backend.billing.pricing import NANOS_PER_DOLLAR, Pricer
 from agentic_backend.core.config import Settings
 from tests.conftest import ClientFor, FakeClock
-from tests.unit.monitoring.helpers import samples, value
+from tests.helpers import total, value
 
 AGENTS = "/api/v1/agents"
 
@@ -36,12 +37,7 @@ def db_settings(make_settings: Callable[..., Settings], database_url: str, tmp_p
 
 
 async def metric_sum(client: httpx.AsyncClient, name: str, **labels: str) -> float:
-    text = (await client.get("/api/v1/monitoring/metrics")).text
-    return sum(
-        v
-        for (n, ls), v in samples(text).items()
-        if n == name and all((k, w) in ls for k, w in labels.items())
-    )
+    return total((await client.get("/api/v1/monitoring/metrics")).text, name, **labels)
 
 
 async def test_agent_types_are_listed_with_configured_ones(admin: httpx.AsyncClient) -> None:
@@ -301,7 +297,7 @@ async def test_budgets_hold_within_one_model_call_whatever_the_estimate(
         spent = (await admin.get("/api/v1/usage", params={"key_id": created["id"]})).json()["totals"]
         assert round(spent["cost_dollars"], 9) == round(sum(a["cost_dollars"] for a in answered), 9)
         assert spent["cost_dollars"] * NANOS_PER_DOLLAR <= 0.002 * NANOS_PER_DOLLAR + max(calls)
-        budgets = Budgets(app.state.database)
+        budgets = Budgets(state.of(app).database)
         assert await budgets.spent(created["id"], month_of(clock.now())) == round(
             spent["cost_dollars"] * NANOS_PER_DOLLAR
         )

@@ -11,11 +11,12 @@ import httpx
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
+from agentic_backend import state
 from agentic_backend.app import create_app
 from agentic_backend.core.config import Settings
 from agentic_backend.llm.base import Completion
 from tests.conftest import ClientFor
-from tests.unit.monitoring.helpers import value
+from tests.helpers import value
 
 AGENTS = "/api/v1/agents"
 CALL = {
@@ -80,7 +81,7 @@ async def test_streamed_answers_record_the_server_time_to_first_token(admin: htt
 
 async def test_a_response_model_no_agent_configures_is_other(admin: httpx.AsyncClient, db_app: Any) -> None:
     """Providers choose the response model's string (a dated snapshot, anything): bounded to _OTHER."""
-    sim = db_app.state.agents._providers["sim"]
+    sim = state.of(db_app).agents._providers["sim"]
     original = sim.complete
 
     async def renamed(*args: Any, **kwargs: Any) -> Completion:

@@ -3,8 +3,7 @@ refusals as plain HTTP errors, cached answers, keep-alive comments, and the stre
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -12,26 +11,9 @@ import pytest
 
 from agentic_backend.app import create_app
 from agentic_backend.core.config import Settings
-from tests.unit.monitoring.helpers import samples, value
+from tests.helpers import parse_sse, samples, value
 
 AGENTS = "/api/v1/agents"
-
-
-def parse_sse(lines: Iterable[str]) -> list[tuple[str, Any]]:
-    """(event, data) pairs of an SSE body, and ("comment", text) for comment lines."""
-    events: list[tuple[str, Any]] = []
-    kind, data = "message", []
-    for line in lines:
-        if line.startswith(":"):
-            events.append(("comment", line[1:].strip()))
-        elif line.startswith("event:"):
-            kind = line.removeprefix("event:").strip()
-        elif line.startswith("data:"):
-            data.append(line.removeprefix("data:").strip())
-        elif not line and data:
-            events.append((kind, json.loads("\n".join(data))))
-            kind, data = "message", []
-    return events
 
 
 async def stream(client: httpx.AsyncClient, agent: str, body: dict[str, Any], **headers: str) -> Any:

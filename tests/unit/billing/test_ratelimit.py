@@ -12,7 +12,7 @@ import pytest
 
 from agentic_backend.billing.ratelimit import DatabaseWindows, RedisWindows, Windows
 from agentic_backend.core.db import Database
-from tests.unit.cache.test_cache import REDIS_URL, require_redis
+from tests.helpers import REDIS_URL, require_redis
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -10,14 +9,13 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from agentic_backend import state
 from agentic_backend.app import create_app
 from agentic_backend.cache.backends import MemoryCache, RedisCache
 from agentic_backend.core.config import Settings
 from tests.conftest import ClientFor
+from tests.helpers import REDIS_URL, require_redis, samples
 from tests.integration.harness import free_port
-from tests.unit.monitoring.helpers import samples
-
-REDIS_URL = os.environ.get("AGENTIC_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 async def test_memory_cache_evicts_least_recently_used_by_bytes() -> None:
@@ -39,20 +37,6 @@ async def test_memory_cache_evicts_least_recently_used_by_bytes() -> None:
     assert await cache.get("a") is None  # expired
     await cache.delete("c")
     assert await cache.size_bytes() == 31
-
-
-async def require_redis() -> None:
-    """The machine's Redis answers, or the test fails in CI (and is skipped elsewhere)."""
-    client = aioredis.Redis.from_url(REDIS_URL)
-    try:
-        await client.ping()
-    except OSError as exc:
-        message = f"Redis at {REDIS_URL} is not reachable ({exc}); .ci/run starts it"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    finally:
-        await client.aclose()
 
 
 @pytest.fixture
@@ -129,8 +113,8 @@ async def test_a_memory_cache_keeps_its_size_gauge_current_without_a_scrape(sett
     # With several workers, a scrape refreshes only the answering worker's gauges: the others' must be
     # right already, so the memory cache updates its gauge on every change.
     app = create_app(settings)
-    cache = app.state.cache
-    gauge = app.state.telemetry.metrics.cache_size.labels()
+    cache = state.of(app).cache
+    gauge = state.of(app).telemetry.metrics.cache_size.labels()
     await cache.set("k1", b"x" * 100)
     assert gauge.get() == 102
     await cache.set("k2", b"y" * 50)

@@ -10,7 +10,7 @@ import httpx
 from fastapi import FastAPI
 
 from tests.conftest import FakeClock
-from tests.unit.monitoring.helpers import value
+from tests.helpers import value
 
 
 def client_at(app: FastAPI, address: str) -> httpx.AsyncClient:

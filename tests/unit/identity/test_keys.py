@@ -13,6 +13,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from agentic_backend import state
 from agentic_backend.app import create_app
 from agentic_backend.core.config import Settings
 from tests.conftest import ADMIN_KEY, ClientFor, FakeClock
@@ -202,7 +203,7 @@ async def test_cli_key_lifecycle(
         revoked = run_cli("keys", "revoke", "cli-made", data_dir=tmp_path, database_url=database_url)
         assert revoked.returncode == 0, revoked.stderr
         # The CLI is another process: the service's memory of the key lasts AGENTIC_KEY_CACHE_SECONDS.
-        clock.advance(db_app.state.settings.key_cache_seconds)
+        clock.advance(state.of(db_app).settings.key_cache_seconds)
         assert (await client.get("/api/v1/monitoring/summary")).status_code == 401
     missing = run_cli("keys", "revoke", "nobody", data_dir=tmp_path, database_url=database_url)
     assert missing.returncode == 1

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from agentic_backend.identity.permissions import ROLE_PERMISSIONS, Permission, Role
-from tests.unit.monitoring.helpers import value
+from tests.helpers import value
 
 SESSION = "00000000-0000-4000-8000-000000000000"
 # (method, path, body, permission, status when allowed)

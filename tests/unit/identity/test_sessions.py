@@ -8,11 +8,12 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
+from agentic_backend import state
 from agentic_backend.app import create_app
 from agentic_backend.core.config import Settings
 from agentic_backend.sessions.service import SessionService
 from tests.conftest import ClientFor, FakeClock
-from tests.unit.monitoring.helpers import value
+from tests.helpers import value
 
 
 async def active_sessions(client: httpx.AsyncClient) -> float | None:
@@ -41,8 +42,8 @@ async def test_history_is_kept_in_order(
 ) -> None:
     headers = {"authorization": f"Bearer {await key_for('user')}"}
     session_id = (await anonymous.post("/api/v1/sessions", headers=headers)).json()["id"]
-    service: SessionService = db_app.state.sessions
-    principal = await db_app.state.keys.verify(headers["authorization"].removeprefix("Bearer "))
+    service: SessionService = state.of(db_app).sessions
+    principal = await state.of(db_app).keys.verify(headers["authorization"].removeprefix("Bearer "))
     await service.append(principal[0], session_id, [("user", "hello"), ("assistant", "héllo 👋")])
     got = (await anonymous.get(f"/api/v1/sessions/{session_id}", headers=headers)).json()
     assert [(m["role"], m["content"]) for m in got["messages"]] == [

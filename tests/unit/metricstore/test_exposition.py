@@ -11,7 +11,7 @@ from agentic_backend.metricstore.exposition import iter_exposition, render, stre
 from agentic_backend.metricstore.families import MetricSpec, MetricType, format_float
 from agentic_backend.metricstore.registry import Registry
 from agentic_backend.metricstore.storage import LocalPages
-from tests.unit.monitoring.helpers import samples
+from tests.helpers import samples
 
 
 def make_registry() -> Registry:

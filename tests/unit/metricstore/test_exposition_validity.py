@@ -25,8 +25,8 @@ from agentic_backend.core.errors import AppError
 from agentic_backend.metricstore.exposition import render
 from agentic_backend.monitoring.schemas import parse_record
 from agentic_backend.monitoring.service import Telemetry
+from tests.helpers import EXAMPLES, parse_openmetrics, parse_text
 from tests.integration.harness import require_binary
-from tests.unit.monitoring.helpers import parse_openmetrics, parse_text
 
 SUFFIXES = ["", "_total", "_created", "_bucket", "_count", "_sum", "_info", "_gcount", "_gsum", "_seconds"]
 STEMS = [
@@ -124,78 +124,6 @@ def promtool() -> str:
 def test_the_built_in_metrics_alone_are_valid_for_every_consumer(promtool: str) -> None:
     telemetry = Telemetry(Settings())
     assert_valid(telemetry)
-
-
-A, R = True, False  # accepted, refused
-EXAMPLES: list[tuple[list[dict[str, Any]], list[bool]]] = [
-    # A gauge named like another family's _created series, and the other way round.
-    (
-        [
-            {"metric_type": "counter", "name": "jobs_total", "value": 1},
-            {"metric_type": "gauge", "name": "jobs_created", "value": 1},
-        ],
-        [A, R],
-    ),
-    (
-        [
-            {"metric_type": "gauge", "name": "jobs_created", "value": 1},
-            {"metric_type": "counter", "name": "jobs_total", "value": 1},
-        ],
-        [A, R],
-    ),
-    (
-        [
-            {"metric_type": "histogram", "name": "job", "value": 1},
-            {"metric_type": "gauge", "name": "job_created", "value": 1},
-        ],
-        [A, R],
-    ),
-    # _info, _gcount, _gsum and the built-ins' families.
-    (
-        [
-            {"metric_type": "gauge", "name": "build_info", "value": 1},
-            {"metric_type": "gauge", "name": "build", "value": 1},
-        ],
-        [A, A],
-    ),
-    ([{"metric_type": "gauge", "name": "http_requests", "value": 1}], [R]),
-    ([{"metric_type": "gauge", "name": "http_requests_created", "value": 1}], [R]),
-    ([{"metric_type": "gauge", "name": "agent_query_duration_seconds_created", "value": 1}], [R]),
-    # Bucket edges: negative (OpenMetrics forbids _sum then), duplicated (also as 0 and -0); unordered
-    # ones are sorted (JSON Schema can say "each once" but not "in order", and the published schema is
-    # exact).
-    ([{"metric_type": "histogram", "name": "delta", "value": 1, "buckets": [-1, 0, 1]}], [R]),
-    ([{"metric_type": "histogram", "name": "delta", "value": 1, "buckets": [1, 1]}], [R]),
-    ([{"metric_type": "histogram", "name": "delta", "value": 1, "buckets": [0, -0.0]}], [R]),
-    ([{"metric_type": "histogram", "name": "delta", "value": 1, "buckets": [2, 1]}], [A]),
-    ([{"metric_type": "histogram", "name": "tiny", "value": 1e-6, "buckets": [1e-5, 1e22]}], [A]),
-    # Reserved label names per type, and names promtool's linter refuses.
-    ([{"metric_type": "gauge", "name": "depth", "value": 1, "labels": {"le": "1"}}], [R]),
-    ([{"metric_type": "counter", "name": "c_total", "value": 1, "labels": {"quantile": "0.5"}}], [R]),
-    ([{"metric_type": "gauge", "name": "queueDepth", "value": 1}], [R]),
-    ([{"metric_type": "gauge", "name": "depth", "value": 1, "labels": {"queueName": "a"}}], [R]),
-    ([{"metric_type": "gauge", "name": "job_count", "value": 1}], [R]),
-    ([{"metric_type": "gauge", "name": "job_sum", "value": 1}], [R]),
-    ([{"metric_type": "gauge", "name": "job_bucket", "value": 1}], [R]),
-    ([{"metric_type": "gauge", "name": "latency_ms", "value": 1}], [R]),
-    ([{"metric_type": "gauge", "name": "latency_milliseconds", "value": 1}], [R]),
-    ([{"metric_type": "gauge", "name": "queue_gauge", "value": 1}], [R]),
-    ([{"metric_type": "gauge", "name": "rule:depth", "value": 1}], [R]),
-    # Every escape case, in label values and help text.
-    (
-        [
-            {
-                "metric_type": "gauge",
-                "name": "esc",
-                "value": 1,
-                "labels": {"v": '\\"\n\r\t}{,=# EOF\x00\u2028'},
-                "help": 'a\\b"c\nd\re',
-            }
-        ],
-        [A],
-    ),
-    ([{"metric_type": "gauge", "name": "blank_help", "value": 1, "help": "   "}], [A]),
-]
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from agentic_backend.metricstore.families import (
 from agentic_backend.metricstore.registry import SERIES_OVERFLOW, Registry
 from agentic_backend.metricstore.storage import PAGE_SLOTS, LocalPages
 from agentic_backend.monitoring.catalogue import CATALOGUE, BuiltinMetrics
-from tests.unit.monitoring.helpers import samples, value
+from tests.helpers import samples, value
 
 SEED_METRICS = {
     "http_requests_total": ("counter", ("method", "endpoint", "status")),

@@ -17,7 +17,7 @@ from agentic_backend.metricstore.exposition import render
 from agentic_backend.monitoring.errors import MetricConflict
 from agentic_backend.monitoring.schemas import parse_record
 from agentic_backend.monitoring.service import Telemetry
-from tests.unit.monitoring.helpers import value
+from tests.helpers import value
 
 WORKER = textwrap.dedent(
     """

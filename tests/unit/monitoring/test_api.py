@@ -9,11 +9,12 @@ from typing import Any
 import httpx
 import pytest
 
+from agentic_backend import state
 from agentic_backend.app import create_app
 from agentic_backend.metricstore.exposition import CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT
-from tests.unit.monitoring.helpers import MONITORING, parse_openmetrics, samples, value
+from tests.helpers import MONITORING_API, parse_openmetrics, samples, value
 
-METRICS = f"{MONITORING}/metrics"
+METRICS = f"{MONITORING_API}/metrics"
 
 
 async def test_metrics_is_prometheus_text_by_default(client: httpx.AsyncClient) -> None:
@@ -62,7 +63,7 @@ async def test_metrics_token_protects_only_metrics(make_settings: Any, client_fo
         assert (await client.get(METRICS, headers={"authorization": "Basic czNjcmV0"})).status_code == 401
         good = await client.get(METRICS, headers={"authorization": "Bearer s3cret-token"})
         assert good.status_code == 200
-        assert (await client.get(f"{MONITORING}/health")).status_code == 200
+        assert (await client.get(f"{MONITORING_API}/health")).status_code == 200
         text = good.text
         assert value(text, "http_requests_total", method="GET", endpoint=METRICS, status="401") == 3.0
 
@@ -75,7 +76,7 @@ def test_production_refuses_a_short_metrics_token(make_settings: Any, client_for
 async def test_health_reports_components_and_no_secrets(make_settings: Any, client_for: Any) -> None:
     app = create_app(make_settings(metrics_token="a-secret-that-must-not-leak"))
     async with client_for(app) as client:
-        response = await client.get(f"{MONITORING}/health")
+        response = await client.get(f"{MONITORING_API}/health")
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
@@ -96,11 +97,14 @@ async def test_health_is_503_only_when_a_critical_component_is_down(
     async def broken() -> ComponentHealth:
         raise RuntimeError("password=hunter2")
 
-    app.state.health_checks = [*app.state.health_checks, HealthCheck("optional", down, critical=False)]
-    response = await client.get(f"{MONITORING}/health")
+    state.of(app).health_checks = [
+        *state.of(app).health_checks,
+        HealthCheck("optional", down, critical=False),
+    ]
+    response = await client.get(f"{MONITORING_API}/health")
     assert (response.status_code, response.json()["status"]) == (200, "degraded")
-    app.state.health_checks = [*app.state.health_checks, HealthCheck("database", broken)]
-    response = await client.get(f"{MONITORING}/health")
+    state.of(app).health_checks = [*state.of(app).health_checks, HealthCheck("database", broken)]
+    response = await client.get(f"{MONITORING_API}/health")
     assert (response.status_code, response.json()["status"]) == (503, "down")
     assert response.json()["components"]["database"]["detail"] == "check failed: RuntimeError"
     assert "hunter2" not in response.text
@@ -108,14 +112,14 @@ async def test_health_is_503_only_when_a_critical_component_is_down(
 
 async def test_summary_reads_the_same_registry_as_metrics(client: httpx.AsyncClient) -> None:
     for _ in range(3):
-        await client.get(f"{MONITORING}/health")
+        await client.get(f"{MONITORING_API}/health")
     await client.get("/no/such/route")
     await client.post(
-        f"{MONITORING}/record",
+        f"{MONITORING_API}/record",
         json={"metric_type": "gauge", "name": "things", "value": 2, "labels": {"k": "v"}},
     )
     text = (await client.get(METRICS)).text
-    summary = (await client.get(f"{MONITORING}/summary")).json()
+    summary = (await client.get(f"{MONITORING_API}/summary")).json()
     requests = sum(v for (name, _), v in samples(text).items() if name == "http_requests_total")
     # The summary request itself is counted once it has finished, so it sees what /metrics saw plus /metrics.
     assert summary["http"]["requests_total"] == requests + 1
@@ -129,14 +133,14 @@ async def test_summary_reads_the_same_registry_as_metrics(client: httpx.AsyncCli
 
 async def test_summary_schema_is_in_the_openapi_spec(client: httpx.AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
-    schema = spec["paths"][f"{MONITORING}/summary"]["get"]["responses"]["200"]["content"]["application/json"][
-        "schema"
-    ]
+    schema = spec["paths"][f"{MONITORING_API}/summary"]["get"]["responses"]["200"]["content"][
+        "application/json"
+    ]["schema"]
     assert schema["$ref"].endswith("/MonitoringSummary")
     assert {"http", "agents", "costs", "cache", "auth", "permissions"} <= set(
         spec["components"]["schemas"]["MonitoringSummary"]["properties"]
     )
-    assert "requestBody" in spec["paths"][f"{MONITORING}/record"]["post"]
+    assert "requestBody" in spec["paths"][f"{MONITORING_API}/record"]["post"]
 
 
 async def test_unknown_routes_and_methods_get_clear_errors(client: httpx.AsyncClient) -> None:

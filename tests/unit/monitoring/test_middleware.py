@@ -20,6 +20,7 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Host, Route, Router
 from starlette.types import Message
 
+from agentic_backend import state
 from agentic_backend.app import create_app
 from agentic_backend.core.config import Settings
 from agentic_backend.core.routes import UNMATCHED_ENDPOINT
@@ -28,7 +29,7 @@ from agentic_backend.monitoring import middleware
 from agentic_backend.monitoring.catalogue import HTTP_DURATION_BUCKETS
 from agentic_backend.monitoring.middleware import HttpMetricsMiddleware
 from agentic_backend.monitoring.service import Telemetry
-from tests.unit.monitoring.helpers import samples, value
+from tests.helpers import samples, value
 
 
 def closed_port() -> int:
@@ -90,7 +91,7 @@ def build(settings: Settings) -> tuple[FastAPI, Telemetry]:
         return {"size": len(await request.body())}
 
     app.include_router(router)
-    return app, app.state.telemetry
+    return app, state.of(app).telemetry
 
 
 async def call(

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 from agentic_backend.app import create_app
 from agentic_backend.core.config import Settings
-from tests.unit.monitoring.helpers import MONITORING, parse_openmetrics, samples, value
+from tests.helpers import MONITORING_API, parse_openmetrics, samples, value
 
-RECORD = f"{MONITORING}/record"
+RECORD = f"{MONITORING_API}/record"
 SEED_EXAMPLE = {
     "metric_type": "counter",
     "name": "custom_events_total",
@@ -24,7 +24,7 @@ SEED_EXAMPLE = {
 
 
 async def metrics_text(client: httpx.AsyncClient) -> str:
-    response = await client.get(f"{MONITORING}/metrics")
+    response = await client.get(f"{MONITORING_API}/metrics")
     assert response.status_code == 200
     return response.text
 
@@ -179,7 +179,9 @@ async def test_a_record_that_would_overflow_to_infinity_is_refused(
     assert value(text, shown) == expected
     assert value(text, "custom_events_total", event_type="signup") is None  # the batch applied nothing
     parse_openmetrics(
-        (await client.get(f"{MONITORING}/metrics", headers={"accept": "application/openmetrics-text"})).text
+        (
+            await client.get(f"{MONITORING_API}/metrics", headers={"accept": "application/openmetrics-text"})
+        ).text
     )
 
 
@@ -238,7 +240,7 @@ async def test_series_caps_per_metric_and_in_total(make_settings: Any, client_fo
         over_total = await client.post(RECORD, json=batch)
         assert over_total.status_code == 422
         assert "MAX_SERIES_TOTAL" in over_total.json()["detail"]
-        assert value((await client.get(f"{MONITORING}/metrics")).text, "g", k="0") is None
+        assert value((await client.get(f"{MONITORING_API}/metrics")).text, "g", k="0") is None
 
 
 async def test_oversized_malformed_and_non_json_bodies(client: httpx.AsyncClient, settings: Settings) -> None:
@@ -266,7 +268,7 @@ async def test_oversized_malformed_and_non_json_bodies(client: httpx.AsyncClient
     response = await client.post(RECORD, content=surrogate, headers={"content-type": "application/json"})
     assert response.status_code == 422
     assert "surrogate" in response.json()["detail"]
-    assert (await client.get(f"{MONITORING}/metrics")).status_code == 200
+    assert (await client.get(f"{MONITORING_API}/metrics")).status_code == 200
 
 
 json_values = st.recursive(
@@ -301,8 +303,8 @@ async def test_no_input_causes_a_server_error_or_an_invalid_exposition(
     assert response.status_code < 500
     if response.status_code >= 400:
         assert response.json()["detail"]
-    samples((await client.get(f"{MONITORING}/metrics")).text)
+    samples((await client.get(f"{MONITORING_API}/metrics")).text)
     openmetrics = await client.get(
-        f"{MONITORING}/metrics", headers={"accept": "application/openmetrics-text"}
+        f"{MONITORING_API}/metrics", headers={"accept": "application/openmetrics-text"}
     )
     list(parse_openmetrics(openmetrics.text))

@@ -1,0 +1,60 @@
+"""The application's state, typed: what ``create_app`` builds once and every request reads.
+
+Routes never read ``app.state`` themselves: each feature's ``deps`` module turns this into an ``Annotated``
+dependency (``AgentServiceDep``, ``TelemetryDep``, ...). ``core`` knows no feature, so it sees the same
+object through a protocol of its own (``core.security.CoreState``: the settings and the authorizer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import cast
+
+import httpx
+from fastapi import FastAPI, Request
+
+from agentic_backend.agents.service import AgentService
+from agentic_backend.billing.ledger import Ledger
+from agentic_backend.cache.service import ResponseCache
+from agentic_backend.console.history import History
+from agentic_backend.console.sessions import ConsoleSessions
+from agentic_backend.core.clock import Clock
+from agentic_backend.core.config import Settings
+from agentic_backend.core.db import Database
+from agentic_backend.identity.auth import ApiKeyAuthorizer
+from agentic_backend.identity.service import KeyService
+from agentic_backend.monitoring.health import HealthCheck
+from agentic_backend.monitoring.service import Telemetry
+from agentic_backend.monitoring.summary import KeySpendSource
+from agentic_backend.sessions.service import SessionService
+
+
+@dataclass(slots=True)
+class AppState:
+    settings: Settings
+    clock: Clock
+    database: Database
+    telemetry: Telemetry
+    keys: KeyService
+    authorizer: ApiKeyAuthorizer
+    sessions: SessionService
+    agents: AgentService
+    ledger: Ledger
+    cache: ResponseCache
+    health_checks: list[HealthCheck]
+    console_sessions: ConsoleSessions
+    metric_history: History
+    console_http: httpx.AsyncClient  # to Prometheus and Alertmanager, when configured
+    key_spend: KeySpendSource | None = None  # monitoring's spend per key: billing's, set at start-up
+
+
+def install(app: FastAPI, state: AppState) -> None:
+    app.state.services = state
+
+
+def of(app: FastAPI) -> AppState:
+    return cast(AppState, app.state.services)
+
+
+async def get_state(request: Request) -> AppState:
+    return of(request.app)
