@@ -7,12 +7,14 @@
 from __future__ import annotations
 
 import hmac
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fastapi import Request
 
-from agentic_backend.core.config import Settings
 from agentic_backend.core.errors import Unauthorized
+
+if TYPE_CHECKING:  # config imports is_weak from here
+    from agentic_backend.core.config import Settings
 
 
 class Authorizer(Protocol):
