@@ -171,7 +171,7 @@ async def chat_completions(
             content=ChatCompletion.of(response, body.model, created).model_dump_json(),
             media_type="application/json",
         )
-    stream, first = await QueryStream.open(
+    stream = QueryStream(
         agents,
         principal,
         body.model,
@@ -179,7 +179,8 @@ async def chat_completions(
         keepalive_seconds=settings.stream_keepalive_seconds,
         conversation=history,
         on_done=lambda response: log_usage(request, response),
-    )  # a refusal raises here: an OpenAI-shaped error with its status
+    )
+    first = await stream.first()  # a refusal raises here: an OpenAI-shaped error
     include_usage = body.stream_options is not None and body.stream_options.include_usage
     return sse_response(_chunks(stream, first, body.model, created, include_usage=include_usage))
 

@@ -81,7 +81,7 @@ async def query_agent(
         response = await agents.query(principal, agent_type, body)
         log_usage(request, response)
         return response
-    stream, first = await QueryStream.open(
+    stream = QueryStream(
         agents,
         principal,
         agent_type,
@@ -89,4 +89,5 @@ async def query_agent(
         keepalive_seconds=settings.stream_keepalive_seconds,
         on_done=lambda response: log_usage(request, response),
     )
+    first = await stream.first()  # a refusal raises here: a plain JSON error with its status
     return sse_response(stream.frames(first))

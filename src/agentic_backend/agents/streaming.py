@@ -166,32 +166,6 @@ class QueryStream:
 
     # -- the route's side -------------------------------------------------------------------------
 
-    @classmethod
-    async def open(
-        cls,
-        service: AgentService,
-        principal: Principal,
-        agent_type: str,
-        request: QueryRequest,
-        *,
-        keepalive_seconds: float,
-        conversation: list[Message] | None = None,
-        on_done: Callable[[QueryResponse], None] | None = None,
-    ) -> tuple[QueryStream, Event]:
-        """Start the query; a refusal (budget, rate limit, unknown agent) raises here, before any byte of
-        the stream is sent, so that it is a plain error with its status. Returns the stream and its first
-        event, for the route to frame in its own format."""
-        stream = cls(
-            service,
-            principal,
-            agent_type,
-            request,
-            keepalive_seconds=keepalive_seconds,
-            conversation=conversation,
-            on_done=on_done,
-        )
-        return stream, await stream.first()
-
     async def first(self) -> Event:
         """The first event, once the query is admitted; raises what refused it otherwise (the route then
         answers a plain JSON error with its status)."""
