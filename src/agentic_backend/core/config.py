@@ -13,12 +13,15 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from agentic_backend.core.security import is_weak
-
 
 class Environment(StrEnum):
     DEVELOPMENT = "development"
     PRODUCTION = "production"
+
+
+def is_weak(key: str) -> bool:
+    """Too short or too repetitive to be an admin key in production."""
+    return len(key) < 32 or len(set(key)) < 12
 
 
 class Settings(BaseSettings):

@@ -7,14 +7,12 @@
 from __future__ import annotations
 
 import hmac
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from fastapi import Request
 
+from agentic_backend.core.config import Settings
 from agentic_backend.core.errors import Unauthorized
-
-if TYPE_CHECKING:  # config imports is_weak from here
-    from agentic_backend.core.config import Settings
 
 
 class Authorizer(Protocol):
@@ -66,8 +64,3 @@ def require_static_token(request: Request, expected: str, *, realm: str) -> None
             f"{realm} needs 'Authorization: Bearer <token>' with the configured token.",
             headers={"WWW-Authenticate": f'Bearer realm="{realm}"'},
         )
-
-
-def is_weak(key: str) -> bool:
-    """Too short or too repetitive to be an admin key in production."""
-    return len(key) < 32 or len(set(key)) < 12
