@@ -26,18 +26,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 @router.get("")
 async def list_agent_types(_: AgentsQuerier, agents: AgentServiceDep) -> list[AgentTypePublic]:
-    return [
-        AgentTypePublic(
-            name=a.name,
-            description=a.description,
-            provider=a.provider,
-            model=a.model,
-            tools=list(a.tools),
-            max_steps=a.max_steps,
-            timeout_seconds=a.timeout_seconds,
-        )
-        for a in sorted(agents.agents.values(), key=lambda a: a.name)
-    ]
+    return [AgentTypePublic.model_validate(a) for a in sorted(agents.agents.values(), key=lambda a: a.name)]
 
 
 _STREAMED: dict[int | str, dict[str, Any]] = {

@@ -10,7 +10,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 import anyio
 from opentelemetry.trace import NoOpTracer, StatusCode, Tracer
@@ -26,10 +26,13 @@ from agentic_backend.llm.base import (
     estimate_tokens,
 )
 
+StepKind = Literal["model", "tool"]  # a model call, or a tool call
+StopReason = Literal["answer", "step_limit", "budget", "cache"]  # why a query ended; cache: answered from it
+
 
 @dataclass(slots=True)
 class Step:
-    kind: str  # "model" or "tool"
+    kind: StepKind
     name: str  # the model, or the tool
     detail: str
     input_tokens: int = 0
@@ -39,7 +42,7 @@ class Step:
 @dataclass(slots=True)
 class RunResult:
     answer: str
-    stop_reason: str  # answer, step_limit, budget
+    stop_reason: StopReason
     steps: list[Step] = field(default_factory=list)
     tool_calls: int = 0
 

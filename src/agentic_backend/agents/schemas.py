@@ -7,6 +7,8 @@ import uuid
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from agentic_backend.agents.runtime import StepKind, StopReason
+
 # A character that is not whitespace, spelt out: `\S` differs between Python (which counts \x1c-\x1f and
 # \x85 as space) and the ECMA-262 regexes of JSON Schema (\ufeff), and the published pattern must say
 # exactly what the service refuses. The set is Python's str.isspace().
@@ -40,7 +42,9 @@ class QueryRequest(BaseModel):
 
 
 class StepPublic(BaseModel):
-    kind: str
+    model_config = ConfigDict(from_attributes=True)  # built from a runtime Step
+
+    kind: StepKind
     name: str
     detail: str
     input_tokens: int
@@ -58,7 +62,7 @@ class QueryResponse(BaseModel):
     provider: str
     model: str
     answer: str
-    stop_reason: str = Field(description="answer, step_limit or budget; 'cache' for a cached answer.")
+    stop_reason: StopReason = Field(description="answer, step_limit or budget; 'cache' for a cached answer.")
     steps: list[StepPublic]
     tokens: TokenCounts
     cost_dollars: float
@@ -67,6 +71,8 @@ class QueryResponse(BaseModel):
 
 
 class AgentTypePublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # built from an AgentType, without its prompt
+
     name: str
     description: str
     provider: str

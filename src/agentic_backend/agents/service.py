@@ -373,16 +373,7 @@ class AgentService:
             model=agent.model,
             answer=result.answer,
             stop_reason=result.stop_reason,
-            steps=[
-                StepPublic(
-                    kind=s.kind,
-                    name=s.name,
-                    detail=s.detail,
-                    input_tokens=s.input_tokens,
-                    output_tokens=s.output_tokens,
-                )
-                for s in result.steps
-            ],
+            steps=[StepPublic.model_validate(step) for step in result.steps],
             tokens=TokenCounts(input=usage.input_tokens, output=usage.output_tokens),
             cost_dollars=nanos_to_dollars(usage.nanos),
             cached=False,
