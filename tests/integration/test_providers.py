@@ -15,17 +15,14 @@ from agentic_backend.agents.registry import BUILTIN
 from agentic_backend.agents.runtime import run_agent
 from agentic_backend.agents.tools import TOOLS
 from agentic_backend.llm.anthropic_provider import AnthropicProvider
-from agentic_backend.llm.base import (
-    Completion,
-    Message,
-    Provider,
+from agentic_backend.llm.base import Completion, Message, Provider, ToolSpec
+from agentic_backend.llm.errors import (
     ProviderAuthError,
     ProviderBadResponse,
     ProviderError,
     ProviderRateLimited,
     ProviderServerError,
     ProviderTimeout,
-    ToolSpec,
 )
 from agentic_backend.llm.openai_provider import OpenAIProvider
 from tests.helpers import parse_sse, samples

@@ -1,8 +1,8 @@
-"""Errors of the agents feature (see ``core.errors`` and ``llm.base`` for the whole hierarchy)."""
+"""Errors of the agents feature (see ``core.errors`` and ``llm.errors`` for the whole hierarchy)."""
 
 from __future__ import annotations
 
-from agentic_backend.core.errors import AppError, LimitExceeded, NotFound
+from agentic_backend.core.errors import AppError, LimitExceeded, NotFound, ServiceUnavailable
 
 
 class UnknownAgentType(NotFound):
@@ -17,3 +17,7 @@ class BudgetExceeded(AppError):
 
 class RateLimited(LimitExceeded):
     """The key sent more requests this minute than its limit."""
+
+
+class ProviderNotConfigured(ServiceUnavailable):
+    """The agent type's provider has no credentials configured (HTTP 503)."""

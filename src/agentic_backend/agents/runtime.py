@@ -17,14 +17,8 @@ from opentelemetry.trace import NoOpTracer, StatusCode, Tracer
 
 from agentic_backend.agents.registry import AgentType
 from agentic_backend.agents.tools import TOOLS, ToolError
-from agentic_backend.llm.base import (
-    Completion,
-    Message,
-    Provider,
-    ProviderTimeout,
-    ToolSpec,
-    estimate_tokens,
-)
+from agentic_backend.llm.base import Completion, Message, Provider, ToolSpec, estimate_tokens
+from agentic_backend.llm.errors import ProviderTimeout
 
 StepKind = Literal["model", "tool"]  # a model call, or a tool call
 StopReason = Literal["answer", "step_limit", "budget", "cache"]  # why a query ended; cache: answered from it

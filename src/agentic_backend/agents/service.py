@@ -15,7 +15,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import NoOpTracer, Span, SpanKind, StatusCode, Tracer
 
-from agentic_backend.agents.errors import BudgetExceeded, RateLimited, UnknownAgentType
+from agentic_backend.agents.errors import BudgetExceeded, ProviderNotConfigured, RateLimited, UnknownAgentType
 from agentic_backend.agents.registry import AgentType
 from agentic_backend.agents.runtime import RunEvents, RunResult, run_agent
 from agentic_backend.agents.schemas import QueryRequest, QueryResponse, StepPublic, TokenCounts
@@ -27,9 +27,10 @@ from agentic_backend.cache.service import ResponseCache, cache_key
 from agentic_backend.core.clock import Clock
 from agentic_backend.core.config import Settings
 from agentic_backend.core.db import Write
-from agentic_backend.core.errors import AppError, ServiceUnavailable
+from agentic_backend.core.errors import AppError
 from agentic_backend.identity.schemas import Principal
-from agentic_backend.llm.base import Completion, Message, Provider, ProviderError, ToolSpec
+from agentic_backend.llm.base import Completion, Message, Provider, ToolSpec
+from agentic_backend.llm.errors import ProviderError
 from agentic_backend.metricstore.exemplars import Exemplars
 from agentic_backend.monitoring.catalogue import (
     AGENT_DURATION,
@@ -40,10 +41,6 @@ from agentic_backend.monitoring.catalogue import (
     GenAIMetrics,
 )
 from agentic_backend.sessions.service import SessionService
-
-
-class ProviderNotConfigured(ServiceUnavailable):
-    """The agent type's provider has no credentials configured (HTTP 503)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ Every error a client can cause is an ``AppError`` subclass; the handler turns it
     │   └── identity.errors.PermissionDenied
     ├── NotFound (404)
     │   ├── identity.errors.KeyNotFound
-    │   ├── sessions.service.SessionNotFound
+    │   ├── sessions.errors.SessionNotFound
     │   └── agents.errors.UnknownAgentType
     ├── Conflict (409)
     │   ├── monitoring.errors.MetricConflict
@@ -28,8 +28,8 @@ Every error a client can cause is an ``AppError`` subclass; the handler turns it
     │   └── agents.errors.RateLimited
     ├── ServiceUnavailable (503)
     │   ├── StorageUnavailable (with Retry-After): the database or Redis failed (see ``storage_failure``)
-    │   └── agents.service.ProviderNotConfigured
-    └── llm.base.ProviderError (502; ProviderTimeout 504, ProviderRateLimited 429)
+    │   └── agents.errors.ProviderNotConfigured
+    └── llm.errors.ProviderError (502; ProviderTimeout 504, ProviderRateLimited 429)
 
 Request validation errors from FastAPI/pydantic are rendered in the same shape (422), with each problem's
 location and message, so that a client never has to parse two formats.

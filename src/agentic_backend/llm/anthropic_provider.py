@@ -6,15 +6,8 @@ from typing import Any, cast
 
 import anthropic
 
-from agentic_backend.llm.base import (
-    DEFAULT_MAX_TOKENS,
-    Completion,
-    Message,
-    ProviderBadResponse,
-    TextSink,
-    ToolCall,
-    ToolSpec,
-)
+from agentic_backend.llm.base import DEFAULT_MAX_TOKENS, Completion, Message, TextSink, ToolCall, ToolSpec
+from agentic_backend.llm.errors import ProviderBadResponse
 from agentic_backend.llm.openai_provider import classify
 
 

@@ -10,19 +10,14 @@ from typing import Any, cast
 
 import openai
 
-from agentic_backend.llm.base import (
-    DEFAULT_MAX_TOKENS,
-    Completion,
-    Message,
+from agentic_backend.llm.base import DEFAULT_MAX_TOKENS, Completion, Message, TextSink, ToolCall, ToolSpec
+from agentic_backend.llm.errors import (
     ProviderAuthError,
     ProviderBadResponse,
     ProviderError,
     ProviderRateLimited,
     ProviderServerError,
     ProviderTimeout,
-    TextSink,
-    ToolCall,
-    ToolSpec,
 )
 
 

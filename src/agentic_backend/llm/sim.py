@@ -13,19 +13,14 @@ import hashlib
 import json
 import re
 
-from agentic_backend.llm.base import (
-    DEFAULT_MAX_TOKENS,
-    Completion,
-    Message,
+from agentic_backend.llm.base import DEFAULT_MAX_TOKENS, Completion, Message, TextSink, ToolCall, ToolSpec
+from agentic_backend.llm.errors import (
     ProviderAuthError,
     ProviderBadResponse,
     ProviderError,
     ProviderRateLimited,
     ProviderServerError,
     ProviderTimeout,
-    TextSink,
-    ToolCall,
-    ToolSpec,
 )
 
 _FAIL = re.compile(r"#fail:(timeout|rate_limit|auth|server|bad_response)")

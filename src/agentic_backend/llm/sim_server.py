@@ -19,14 +19,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from agentic_backend.llm.base import (
-    DEFAULT_MAX_TOKENS,
-    Completion,
-    Message,
-    ProviderError,
-    ToolCall,
-    ToolSpec,
-)
+from agentic_backend.llm.base import DEFAULT_MAX_TOKENS, Completion, Message, ToolCall, ToolSpec
+from agentic_backend.llm.errors import ProviderError
 from agentic_backend.llm.openai_provider import openai_tool_calls
 from agentic_backend.llm.sim import SimProvider, token_pieces
 

@@ -19,20 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentic_backend.core.clock import Clock
 from agentic_backend.core.db import Database, Write
-from agentic_backend.core.errors import NotFound
 from agentic_backend.identity.schemas import Principal
 from agentic_backend.llm.base import Message
+from agentic_backend.sessions.errors import SessionNotFound
 from agentic_backend.sessions.models import AgentSession, SessionMessage
 from agentic_backend.sessions.schemas import MessagePublic, SessionPublic
-
-
-class SessionNotFound(NotFound):
-    """No unexpired session with this id belongs to the caller's key."""
-
-    def __init__(self, session_id: str) -> None:
-        super().__init__(
-            f"No session {session_id} for this API key: it never existed, expired or was deleted."
-        )
 
 
 def aware(moment: datetime) -> datetime:

@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from agentic_backend.agents.service import _end_call_span, call_error_type
-from agentic_backend.llm.base import ProviderError, ProviderRateLimited, ProviderTimeout
+from agentic_backend.llm.errors import ProviderError, ProviderRateLimited, ProviderTimeout
 
 
 @pytest.mark.parametrize(
