@@ -112,26 +112,8 @@ class AgentService:
         self._exemplars = exemplars
         self._models = frozenset(agent.model for agent in agents.values())
         for agent in agents.values():  # dashboards see every agent type from start-up
-            for status in ("success", "error", "rejected", "cancelled"):
-                metrics.agent_queries.labels(agent.name, status)
-            metrics.agent_ttft.labels(agent.name)  # empty until a streamed answer: rate() then reads 0
-            metrics.agent_tpot.labels(agent.name)
             provider = providers.get(agent.provider)
-            if provider is not None:
-                # At zero from start-up: increase() over a range counts a counter's first increment only
-                # if the series existed before it (Prometheus sees no rise in a series' first sample).
-                metrics.api_cost.labels(provider.name, agent.model)
-                for kind in ("input", "output"):
-                    metrics.api_tokens.labels(provider.name, agent.model, kind)
-                metrics.llm_ttft.labels(provider.name, agent.model)
-                metrics.llm_tpot.labels(provider.name, agent.model)
-                if metrics.genai is not None:
-                    call = ("chat", provider.name, agent.model, agent.model)
-                    metrics.genai.client_duration.labels(*call, "")
-                    for kind in ("input", "output"):
-                        metrics.genai.client_tokens.labels(*call, kind)
-                    query = ("invoke_agent", provider.name, agent.name, agent.model)
-                    metrics.genai.server_duration.labels(*query, "")
+            metrics.expect_agent(agent.name, provider.name if provider else None, agent.model)
 
     @staticmethod
     def _end_span(

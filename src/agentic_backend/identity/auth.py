@@ -48,12 +48,7 @@ class ApiKeyAuthorizer:
         self._attempts = metrics.auth_attempts
         self._failures = metrics.auth_failures
         self._checks = metrics.permission_checks
-        # Every series a dashboard shows exists from start-up (as zero), so rates read 0 rather than nothing.
-        for reason in ("missing", "malformed", "unknown", "revoked", "throttled"):
-            self._failures.labels(reason)
-        for permission in Permission:
-            for result in ("allowed", "denied"):
-                self._checks.labels(permission.value, result)
+        metrics.expect_permissions(permission.value for permission in Permission)
 
     async def authenticate(self, request: Request) -> Principal:
         cached: Principal | None = getattr(request.state, "principal", None)

@@ -8,6 +8,7 @@ Names follow Prometheus conventions: base units, a unit suffix (``_seconds``, ``
 from __future__ import annotations
 
 import platform
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
 from agentic_backend import __version__
@@ -185,6 +186,7 @@ AUTH_FAILURES = MetricSpec(
     "Failed authentications by reason: missing, malformed, unknown, revoked (a key that was revoked), "
     "throttled (the client address is cooling down after repeated failures).",
     ("reason",),
+    initial_labels=(("missing",), ("malformed",), ("unknown",), ("revoked",), ("throttled",)),
 )
 PERMISSION_CHECKS = MetricSpec(
     "permission_checks_total",
@@ -415,3 +417,33 @@ class BuiltinMetrics:
         metrics = cls(**handles, genai=GenAIMetrics.register(registry) if genai else None)
         metrics.build_info.labels(__version__, platform.python_version()).set(1.0)
         return metrics
+
+    # Series a dashboard shows exist from start-up, at zero, so that a rate reads 0 rather than nothing and
+    # increase() over a range counts a counter's first increment (Prometheus sees no rise in a series'
+    # first sample). Fixed label sets are the specs' ``initial_labels``; those that depend on the
+    # configuration (permissions, agent types and their models) are declared here, in one place.
+
+    def expect_permissions(self, permissions: Iterable[str]) -> None:
+        for permission in permissions:
+            for result in ("allowed", "denied"):
+                self.permission_checks.labels(permission, result)
+
+    def expect_agent(self, agent_type: str, provider: str | None, model: str) -> None:
+        """``provider`` is None when the agent type's provider is not configured (it makes no calls)."""
+        for status in ("success", "error", "rejected", "cancelled"):
+            self.agent_queries.labels(agent_type, status)
+        self.agent_ttft.labels(agent_type)
+        self.agent_tpot.labels(agent_type)
+        if provider is None:
+            return
+        self.api_cost.labels(provider, model)
+        for kind in ("input", "output"):
+            self.api_tokens.labels(provider, model, kind)
+        self.llm_ttft.labels(provider, model)
+        self.llm_tpot.labels(provider, model)
+        if self.genai is not None:
+            call = ("chat", provider, model, model)
+            self.genai.client_duration.labels(*call, "")
+            for kind in ("input", "output"):
+                self.genai.client_tokens.labels(*call, kind)
+            self.genai.server_duration.labels("invoke_agent", provider, agent_type, model, "")
