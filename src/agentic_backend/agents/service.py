@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from contextvars import Token
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Protocol
@@ -13,6 +14,7 @@ from typing import Protocol
 import anyio
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.trace import NoOpTracer, Span, SpanKind, StatusCode, Tracer
 
 from agentic_backend.agents.errors import BudgetExceeded, ProviderNotConfigured, RateLimited, UnknownAgentType
@@ -117,7 +119,7 @@ class AgentService:
 
     @staticmethod
     def _end_span(
-        span: Span, token: object, status: str, error_kind: str | None, usage: _Usage, cached: bool
+        span: Span, token: Token[Context], status: str, error_kind: str | None, usage: _Usage, cached: bool
     ) -> None:
         span.set_attributes(
             {
@@ -132,7 +134,7 @@ class AgentService:
             span.set_attribute("error.type", error_kind)
             span.set_status(StatusCode.ERROR, error_kind)
         span.end()
-        otel_context.detach(token)  # type: ignore[arg-type]
+        otel_context.detach(token)
 
     def _genai_call(
         self,

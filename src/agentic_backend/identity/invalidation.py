@@ -32,7 +32,7 @@ import struct
 from pathlib import Path
 from typing import Any, Protocol
 
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type hints
 from sqlalchemy import make_url
 
 logger = logging.getLogger(__name__)
