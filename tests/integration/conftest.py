@@ -8,8 +8,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from playwright import sync_api as playwright_api
+from playwright.sync_api import Browser
 
-from tests.integration.harness import LOOPBACK, Prometheus, Service, Webhook, scrape_config
+from tests.integration.harness import LOOPBACK, Prometheus, Service, Webhook, require_binary, scrape_config
 
 
 @pytest.fixture
@@ -49,3 +51,13 @@ def webhook() -> Iterator[Webhook]:
     yield hook
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium through Playwright (the bootstrap installs it; in CI a missing one fails)."""
+    chromium = require_binary("chromium")
+    with playwright_api.sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        yield launched
+        launched.close()

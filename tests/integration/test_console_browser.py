@@ -15,7 +15,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright import sync_api as playwright_api
 from playwright.sync_api import Browser, BrowserContext, Page
 
 from agentic_backend import stack
@@ -53,15 +52,6 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         yield running
     finally:
         running.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    chromium = require_binary("chromium")
-    with playwright_api.sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        yield launched
-        launched.close()
 
 
 def shot(page: Page, name: str) -> None:

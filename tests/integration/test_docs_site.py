@@ -15,14 +15,12 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
-from playwright import sync_api as playwright_api
-from playwright.sync_api import Page
+from playwright.sync_api import Browser, Page
 
 from agentic_backend.core.config import Settings
 from agentic_backend.metricstore.registry import SERIES_OVERFLOW
 from agentic_backend.monitoring.catalogue import CATALOGUE, GENAI_CATALOGUE
 from tests.helpers import ROOT
-from tests.integration.harness import require_binary
 
 pytestmark = pytest.mark.integration
 
@@ -56,12 +54,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def page() -> Iterator[Page]:
-    chromium = require_binary("chromium")
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        yield browser.new_page(viewport={"width": 1280, "height": 900})
-        browser.close()
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    yield context.new_page()
+    context.close()
 
 
 def _pages() -> list[str]:
