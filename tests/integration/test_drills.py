@@ -423,8 +423,17 @@ def kill_a_worker_mid_scrape(service: Service) -> bool:
 def test_workers_killed_under_load_and_mid_scrape_with_an_ha_pair_scraping(
     tmp_path: Path, webhook: Webhook
 ) -> None:
-    service = Service(tmp_path / "service", workers=4)
-    wait_until(lambda: len(children(service.popen.pid)) == 4, timeout=30, what="four workers")
+    metrics = tmp_path / "metrics"
+    service = Service(tmp_path / "service", workers=4, env={"AGENTIC_METRICS_MULTIPROCESS_DIR": str(metrics)})
+
+    def four_ready() -> bool:
+        """Four workers, each with its metric files: a replacement killed while it still starts up has
+        counted nothing and is no exit of the archive's (nor one the drill means to make)."""
+        pids = children(service.popen.pid)
+        journaled = {path.name.split("-")[1] for path in metrics.glob("agentic-metrics-*/w-*.journal")}
+        return len(pids) == 4 and {str(pid) for pid in pids} <= journaled
+
+    wait_until(four_ready, timeout=30, what="four workers")
     # A registry large enough that a scrape takes a while: a kill can land while it is being answered.
     # (About 1 MB: more than the kernel buffers between the worker and a client that reads slowly.)
     for metric in range(4):
@@ -454,7 +463,7 @@ def test_workers_killed_under_load_and_mid_scrape_with_an_ha_pair_scraping(
                 else:
                     os.kill(children(service.popen.pid)[0], signal.SIGKILL)  # under load
                 kills += 1
-                wait_until(lambda: len(children(service.popen.pid)) == 4, timeout=30, what="a replacement")
+                wait_until(four_ready, timeout=30, what="a replacement, started")
                 time.sleep(1.5)  # both Prometheus servers scrape in between
             alert_after = wait_for_alert(
                 lambda: webhook.alerts("WorkerRestarts", since=began), "WorkerRestarts"
