@@ -23,6 +23,7 @@ from sqlalchemy import text
 
 from agentic_backend import __version__, state
 from agentic_backend.agents.openai_api import router as openai_router
+from agentic_backend.agents.recorder import Recorder
 from agentic_backend.agents.registry import load_agent_types
 from agentic_backend.agents.router import router as agents_router
 from agentic_backend.agents.service import AgentService, Limits
@@ -198,20 +199,25 @@ def _build(settings: Settings, clock: Clock) -> _Parts:
     if tracing.enabled:  # each latency bucket and the cost counter keep a recent trace (exemplars.py)
         names = (cat.HTTP_DURATION.name, cat.AGENT_DURATION.name, cat.LLM_DURATION.name, cat.API_COST.name)
         telemetry.exemplars = Exemplars(frozenset(names))
+    agent_types = load_agent_types(settings.agents_file)
     agents = AgentService(
-        load_agent_types(settings.agents_file),
+        agent_types,
         providers,
         pricer=pricer,
         cache=cache,
         budgets=budgets,
         limiter=windows,
         sessions=sessions,
-        ledger=ledger,
-        metrics=telemetry.metrics,
+        recorder=Recorder(
+            telemetry.metrics,
+            ledger,
+            clock,
+            models=frozenset(agent.model for agent in agent_types.values()),
+            tracer=tracing.tracer,
+            exemplars=telemetry.exemplars,
+        ),
         limits=Limits.of(settings),
         clock=clock,
-        tracer=tracing.tracer,
-        exemplars=telemetry.exemplars,
     )
     console_sessions = ConsoleSessions(database, clock, timedelta(hours=settings.console_session_hours))
     # The console's charts: Prometheus when configured, else a history this service keeps. One worker of

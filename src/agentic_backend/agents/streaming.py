@@ -77,7 +77,7 @@ class QueryStream:
         on_done: Callable[[QueryResponse], None] | None = None,
     ) -> None:
         self._on_done = on_done
-        self._metrics = service.metrics
+        self._recorder = service.recorder
         self._keepalive = keepalive_seconds
         self._send: MemoryObjectSendStream[Event]
         self._receive: MemoryObjectReceiveStream[Event]
@@ -151,18 +151,9 @@ class QueryStream:
     def _observe_answer(self) -> None:
         if self._agent is None or self._first_text is None:
             return
-        agent, genai = self._agent, self._metrics.genai
-        first = self._first_text - self._started_at
-        self._metrics.agent_ttft.labels(agent.name).observe(first)
-        labels = ("invoke_agent", agent.provider, agent.name, agent.model)
-        if genai is not None:
-            genai.server_ttft.labels(*labels).observe(first)
         tokens = estimate_tokens("".join(self._text))
-        if tokens > 1:
-            per_token = (self._last_text - self._first_text) / (tokens - 1)
-            self._metrics.agent_tpot.labels(agent.name).observe(per_token)
-            if genai is not None:
-                genai.server_tpot.labels(*labels).observe(per_token)
+        per_token = (self._last_text - self._first_text) / (tokens - 1) if tokens > 1 else None
+        self._recorder.answer_streamed(self._agent, self._first_text - self._started_at, per_token)
 
     # -- the route's side -------------------------------------------------------------------------
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from sqlalchemy import func, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -43,6 +43,10 @@ class LedgerEntry:
 
 
 class UsagePublic(BaseModel):
+    """A ledger row as the API shows it, read from the row (``from_attributes``): the cost in dollars."""
+
+    model_config = ConfigDict(from_attributes=True)
+
     id: int = Field(description="The record's number: pass as before_id for the next (older) page.")
     request_id: str
     key_id: int
@@ -51,7 +55,9 @@ class UsagePublic(BaseModel):
     model: str
     input_tokens: int
     output_tokens: int
-    cost_dollars: float
+    cost_dollars: Annotated[float, BeforeValidator(nanos_to_dollars)] = Field(
+        validation_alias="cost_nanodollars"
+    )
     cached: bool
     status: str
     error_kind: str | None
@@ -208,26 +214,7 @@ class Ledger:
             ).all()
         return UsageReport(
             totals=UsageTotals(**_totals(totals)),
-            records=[
-                UsagePublic(
-                    id=r.id,
-                    request_id=r.request_id,
-                    key_id=r.key_id,
-                    agent_type=r.agent_type,
-                    provider=r.provider,
-                    model=r.model,
-                    input_tokens=r.input_tokens,
-                    output_tokens=r.output_tokens,
-                    cost_dollars=nanos_to_dollars(r.cost_nanodollars),
-                    cached=r.cached,
-                    status=r.status,
-                    error_kind=r.error_kind,
-                    duration_seconds=r.duration_seconds,
-                    created_at=r.created_at,
-                    trace_id=r.trace_id,
-                )
-                for r in rows
-            ],
+            records=[UsagePublic.model_validate(row) for row in rows],
         )
 
     @staticmethod

@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from agentic_backend.agents.service import _end_call_span, call_error_type
+from agentic_backend.agents.recorder import _end_call_span, call_error_type
 from agentic_backend.llm.errors import ProviderError, ProviderRateLimited, ProviderTimeout
 
 
