@@ -43,9 +43,9 @@ class LedgerEntry:
 
 
 class UsagePublic(BaseModel):
-    """A ledger row as the API shows it, read from the row (``from_attributes``): the cost in dollars."""
+    """One query in the usage ledger: who asked which agent type, what it used and cost, how it ended."""
 
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(from_attributes=True)  # read from the ledger's row itself, not field by field
 
     id: int = Field(description="The record's number: pass as before_id for the next (older) page.")
     request_id: str
