@@ -24,7 +24,7 @@ from sqlalchemy import text
 from agentic_backend import __version__, state
 from agentic_backend.agents.openai_api import router as openai_router
 from agentic_backend.agents.recorder import Recorder
-from agentic_backend.agents.registry import load_agent_types
+from agentic_backend.agents.registry import AgentType, load_agent_types
 from agentic_backend.agents.router import router as agents_router
 from agentic_backend.agents.service import AgentService, Limits
 from agentic_backend.billing.budget import Budgets
@@ -195,11 +195,8 @@ def _build(settings: Settings, clock: Clock) -> _Parts:
         telemetry.share_between_workers(telemetry.metrics.cache_size.spec.name)
     ledger, budgets, pricer = Ledger(database), Budgets(database), Pricer(settings.model_prices)
     providers = build_providers(settings)
-    tracing = Tracing()
-    if tracing.enabled:  # each latency bucket and the cost counter keep a recent trace (exemplars.py)
-        names = (cat.HTTP_DURATION.name, cat.AGENT_DURATION.name, cat.LLM_DURATION.name, cat.API_COST.name)
-        telemetry.exemplars = Exemplars(frozenset(names))
     agent_types = load_agent_types(settings.agents_file)
+    tracing, recorder = _recorder(telemetry, ledger, clock, agent_types)
     agents = AgentService(
         agent_types,
         providers,
@@ -208,30 +205,12 @@ def _build(settings: Settings, clock: Clock) -> _Parts:
         budgets=budgets,
         limiter=windows,
         sessions=sessions,
-        recorder=Recorder(
-            telemetry.metrics,
-            ledger,
-            clock,
-            models=frozenset(agent.model for agent in agent_types.values()),
-            tracer=tracing.tracer,
-            exemplars=telemetry.exemplars,
-        ),
+        recorder=recorder,
         limits=Limits.of(settings),
         clock=clock,
     )
     console_sessions = ConsoleSessions(database, clock, timedelta(hours=settings.console_session_hours))
-    # The console's charts: Prometheus when configured, else a history this service keeps. One worker of
-    # a run (slot 0) writes it; every worker reads it.
-    run = settings.metrics_multiprocess_dir.name if settings.metrics_multiprocess_dir else None
-    history = History(
-        database,
-        leaves_of(t.expr for p in PANELS for t in p.targets),
-        run or f"run-{uuid.uuid4().hex[:12]}",
-        settings.history_interval_seconds,
-    )
-    sampler = None
-    if settings.prometheus_url is None and telemetry.worker_slot.number == 0:
-        sampler = Sampler(history, telemetry.snapshot_async)
+    history, sampler = _history(settings, database, telemetry)
     active_sessions = telemetry.metrics.active_sessions.labels()
 
     async def count_sessions() -> None:
@@ -261,6 +240,37 @@ def _build(settings: Settings, clock: Clock) -> _Parts:
         key_spend=ledger.totals_by_key,
     )
     return _Parts(app_state, windows, budgets, backend, providers, tracing, pricer, sampler)
+
+
+def _recorder(
+    telemetry: Telemetry, ledger: Ledger, clock: Clock, agent_types: dict[str, AgentType]
+) -> tuple[Tracing, Recorder]:
+    """Tracing (when configured), and the recorder that counts every query in metrics, spans and ledger."""
+    tracing = Tracing()
+    if tracing.enabled:  # each latency bucket and the cost counter keep a recent trace (exemplars.py)
+        names = (cat.HTTP_DURATION.name, cat.AGENT_DURATION.name, cat.LLM_DURATION.name, cat.API_COST.name)
+        telemetry.exemplars = Exemplars(frozenset(names))
+    models = frozenset(agent.model for agent in agent_types.values())
+    recorder = Recorder(
+        telemetry.metrics, ledger, clock, models=models, tracer=tracing.tracer, exemplars=telemetry.exemplars
+    )
+    return tracing, recorder
+
+
+def _history(settings: Settings, database: Database, telemetry: Telemetry) -> tuple[History, Sampler | None]:
+    """The console's charts: Prometheus when configured, else a history this service keeps. One worker of
+    a run (slot 0) writes it; every worker reads it."""
+    run = settings.metrics_multiprocess_dir.name if settings.metrics_multiprocess_dir else None
+    history = History(
+        database,
+        leaves_of(t.expr for p in PANELS for t in p.targets),
+        run or f"run-{uuid.uuid4().hex[:12]}",
+        settings.history_interval_seconds,
+    )
+    sampler = None
+    if settings.prometheus_url is None and telemetry.worker_slot.number == 0:
+        sampler = Sampler(history, telemetry.snapshot_async)
+    return history, sampler
 
 
 async def _purge_forever(parts: _Parts) -> None:

@@ -17,7 +17,7 @@ from opentelemetry.trace import NoOpTracer, StatusCode, Tracer
 
 from agentic_backend.agents.registry import AgentType
 from agentic_backend.agents.tools import TOOLS, ToolError
-from agentic_backend.llm.base import Completion, Message, Provider, ToolSpec, estimate_tokens
+from agentic_backend.llm.base import Completion, Message, Provider, ToolCall, ToolSpec, estimate_tokens
 from agentic_backend.llm.errors import ProviderTimeout
 
 StepKind = Literal["model", "tool"]  # a model call, or a tool call
@@ -158,26 +158,8 @@ async def run_agent(
             return result
         messages.append(Message("assistant", completion.text or "", completion.tool_calls))
         for call in completion.tool_calls:
-            tool = TOOLS.get(call.name) if call.name in agent.tools else None
-            name = call.name if tool is not None else "unknown"  # span names stay few
-            with (tracer or _NO_TRACER).start_as_current_span(
-                f"execute_tool {name}",
-                attributes={
-                    "gen_ai.operation.name": "execute_tool",
-                    "gen_ai.tool.name": name,
-                    "gen_ai.tool.call.id": call.id,
-                },
-            ) as span:
-                try:
-                    if tool is None:
-                        raise ToolError(f"no tool {call.name!r} for this agent")
-                    output = await tool.run(call.arguments)
-                    ok = True
-                except ToolError as exc:
-                    output, ok = f"error: {exc}", False
-                    span.set_attribute("error.type", "tool_error")
-                    span.set_status(StatusCode.ERROR, "tool_error")
-            on_tool(call.name if tool is not None else "unknown", ok)
+            name, output, ok = await _run_tool(agent, call, tracer or _NO_TRACER)
+            on_tool(name, ok)
             result.tool_calls += 1
             step = Step("tool", call.name, json.dumps(call.arguments)[:200] + " -> " + output[:200])
             result.steps.append(step)
@@ -188,3 +170,26 @@ async def run_agent(
         result.answer or "I could not finish within the limits of this query; here is what I have so far."
     )
     return result
+
+
+async def _run_tool(agent: AgentType, call: ToolCall, tracer: Tracer) -> tuple[str, str, bool]:
+    """Run one tool the model called, in its span: the tool's name as counted (``unknown`` for one the
+    agent type does not have, so span names and labels stay few), its output, and whether it worked."""
+    tool = TOOLS.get(call.name) if call.name in agent.tools else None
+    name = call.name if tool is not None else "unknown"
+    with tracer.start_as_current_span(
+        f"execute_tool {name}",
+        attributes={
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": name,
+            "gen_ai.tool.call.id": call.id,
+        },
+    ) as span:
+        try:
+            if tool is None:
+                raise ToolError(f"no tool {call.name!r} for this agent")
+            return name, await tool.run(call.arguments), True
+        except ToolError as exc:
+            span.set_attribute("error.type", "tool_error")
+            span.set_status(StatusCode.ERROR, "tool_error")
+            return name, f"error: {exc}", False
