@@ -158,66 +158,12 @@ def _merged_histogram(family: FamilySnapshot | None, keep: int | None = None) ->
     return merged
 
 
+_Families = dict[str, FamilySnapshot]
+
+
 def build_summary(snapshot: Snapshot, *, uptime_seconds: float, multiprocess: bool) -> MonitoringSummary:
     by_name = {f.spec.name: f for f in snapshot}
     builtin = {spec.name for spec in (*cat.CATALOGUE, *cat.GENAI_CATALOGUE)}
-
-    status_classes: dict[str, float] = defaultdict(float)
-    for labels, (value,) in _rows(by_name.get(cat.HTTP_REQUESTS.name)):
-        status = labels[2]
-        status_classes[f"{status[0]}xx" if status[:1].isdigit() else status] += value
-    requests = sum(status_classes.values())
-    errors = status_classes.get("5xx", 0.0)
-    http_hist = _merged_histogram(by_name.get(cat.HTTP_DURATION.name)).get("")
-    edges = cat.HTTP_DURATION.buckets
-
-    def single(spec_name: str) -> float:
-        return sum(v[0] for _, v in _rows(by_name.get(spec_name)))
-
-    agent_counts: dict[str, dict[str, float]] = defaultdict(dict)
-    for (agent_type, status), (value,) in _rows(by_name.get(cat.AGENT_QUERIES.name)):
-        agent_counts[agent_type][status] = agent_counts[agent_type].get(status, 0.0) + value
-    agent_hists = _merged_histogram(by_name.get(cat.AGENT_DURATION.name), keep=0)
-    agent_edges = cat.AGENT_DURATION.buckets
-    by_type = {}
-    for agent_type in sorted(set(agent_counts) | set(agent_hists)):
-        hist = agent_hists.get(agent_type)
-        by_type[agent_type] = AgentTypeSummary(
-            queries=agent_counts.get(agent_type, {}),
-            duration_seconds=estimate_percentiles(agent_edges, hist[:-1], hist[-1])
-            if hist
-            else estimate_percentiles(agent_edges, [], 0.0),
-        )
-
-    usage: dict[tuple[str, str], ModelUsage] = {}
-    for (provider, model), (value,) in _rows(by_name.get(cat.API_COST.name)):
-        entry = usage.setdefault(
-            (provider, model),
-            ModelUsage(provider=provider, model=model, cost_dollars=0, input_tokens=0, output_tokens=0),
-        )
-        entry.cost_dollars += value
-    for (provider, model, kind), (value,) in _rows(by_name.get(cat.API_TOKENS.name)):
-        entry = usage.setdefault(
-            (provider, model),
-            ModelUsage(provider=provider, model=model, cost_dollars=0, input_tokens=0, output_tokens=0),
-        )
-        if kind == "input":
-            entry.input_tokens += value
-        elif kind == "output":
-            entry.output_tokens += value
-
-    cache: dict[tuple[str, ...], float] = {
-        labels: v[0] for labels, v in _rows(by_name.get(cat.CACHE_OPERATIONS.name))
-    }
-    hits, misses = cache.get(("get", "hit"), 0.0), cache.get(("get", "miss"), 0.0)
-
-    auth: dict[str, dict[str, float]] = defaultdict(dict)
-    for (method, result), (value,) in _rows(by_name.get(cat.AUTH_ATTEMPTS.name)):
-        auth[method][result] = auth[method].get(result, 0.0) + value
-    perms: dict[str, dict[str, float]] = defaultdict(dict)
-    for (permission, result), (value,) in _rows(by_name.get(cat.PERMISSION_CHECKS.name)):
-        perms[permission][result] = perms[permission].get(result, 0.0) + value
-
     custom = [
         f
         for f in snapshot
@@ -227,42 +173,116 @@ def build_summary(snapshot: Snapshot, *, uptime_seconds: float, multiprocess: bo
         version=__version__,
         uptime_seconds=uptime_seconds,
         workers="multiprocess" if multiprocess else "single",
-        http=HttpSummary(
-            requests_total=requests,
-            errors_total=errors,
-            error_ratio=errors / requests if requests else None,
-            by_status_class=dict(sorted(status_classes.items())),
-            latency_seconds=estimate_percentiles(edges, http_hist[:-1], http_hist[-1])
-            if http_hist
-            else estimate_percentiles(edges, [], 0.0),
-            active_requests=single(cat.ACTIVE_REQUESTS.name),
-        ),
-        agents=AgentsSummary(
-            queries_total=sum(sum(v.values()) for v in agent_counts.values()), by_type=by_type
-        ),
-        costs=CostSummary(
-            total_dollars=sum(u.cost_dollars for u in usage.values()),
-            total_input_tokens=sum(u.input_tokens for u in usage.values()),
-            total_output_tokens=sum(u.output_tokens for u in usage.values()),
-            by_model=sorted(usage.values(), key=lambda u: -u.cost_dollars),
-        ),
-        cache=CacheSummary(
-            hits=hits,
-            misses=misses,
-            hit_ratio=hits / (hits + misses) if hits + misses else None,
-            errors=sum(v for (_, result), v in cache.items() if result == "error"),
-            size_bytes=single(cat.CACHE_SIZE.name),
-        ),
-        auth=AuthSummary(
-            success=sum(m.get("success", 0.0) for m in auth.values()),
-            failure=sum(m.get("failure", 0.0) for m in auth.values()),
-            by_method=dict(auth),
-        ),
-        permissions=PermissionSummary(
-            allowed=sum(p.get("allowed", 0.0) for p in perms.values()),
-            denied=sum(p.get("denied", 0.0) for p in perms.values()),
-            by_permission=dict(perms),
-        ),
-        active_sessions=single(cat.ACTIVE_SESSIONS.name),
+        http=_http(by_name),
+        agents=_agents(by_name),
+        costs=_costs(by_name),
+        cache=_cache(by_name),
+        auth=_auth(by_name),
+        permissions=_permissions(by_name),
+        active_sessions=_single(by_name, cat.ACTIVE_SESSIONS.name),
         custom_metrics={"families": len(custom), "series": sum(len(f.series) for f in custom)},
+    )
+
+
+def _single(by_name: _Families, name: str) -> float:
+    return sum(v[0] for _, v in _rows(by_name.get(name)))
+
+
+def _percentiles(edges: tuple[float, ...], hist: list[float] | None) -> Percentiles:
+    return estimate_percentiles(edges, hist[:-1], hist[-1]) if hist else estimate_percentiles(edges, [], 0.0)
+
+
+def _http(by_name: _Families) -> HttpSummary:
+    status_classes: dict[str, float] = defaultdict(float)
+    for labels, (value,) in _rows(by_name.get(cat.HTTP_REQUESTS.name)):
+        status = labels[2]
+        status_classes[f"{status[0]}xx" if status[:1].isdigit() else status] += value
+    requests = sum(status_classes.values())
+    errors = status_classes.get("5xx", 0.0)
+    return HttpSummary(
+        requests_total=requests,
+        errors_total=errors,
+        error_ratio=errors / requests if requests else None,
+        by_status_class=dict(sorted(status_classes.items())),
+        latency_seconds=_percentiles(
+            cat.HTTP_DURATION.buckets, _merged_histogram(by_name.get(cat.HTTP_DURATION.name)).get("")
+        ),
+        active_requests=_single(by_name, cat.ACTIVE_REQUESTS.name),
+    )
+
+
+def _agents(by_name: _Families) -> AgentsSummary:
+    counts: dict[str, dict[str, float]] = defaultdict(dict)
+    for (agent_type, status), (value,) in _rows(by_name.get(cat.AGENT_QUERIES.name)):
+        counts[agent_type][status] = counts[agent_type].get(status, 0.0) + value
+    hists = _merged_histogram(by_name.get(cat.AGENT_DURATION.name), keep=0)
+    by_type = {
+        agent_type: AgentTypeSummary(
+            queries=counts.get(agent_type, {}),
+            duration_seconds=_percentiles(cat.AGENT_DURATION.buckets, hists.get(agent_type)),
+        )
+        for agent_type in sorted(set(counts) | set(hists))
+    }
+    return AgentsSummary(queries_total=sum(sum(v.values()) for v in counts.values()), by_type=by_type)
+
+
+def _costs(by_name: _Families) -> CostSummary:
+    usage: dict[tuple[str, str], ModelUsage] = {}
+
+    def of(provider: str, model: str) -> ModelUsage:
+        return usage.setdefault(
+            (provider, model),
+            ModelUsage(provider=provider, model=model, cost_dollars=0, input_tokens=0, output_tokens=0),
+        )
+
+    for (provider, model), (value,) in _rows(by_name.get(cat.API_COST.name)):
+        of(provider, model).cost_dollars += value
+    for (provider, model, kind), (value,) in _rows(by_name.get(cat.API_TOKENS.name)):
+        if kind == "input":
+            of(provider, model).input_tokens += value
+        elif kind == "output":
+            of(provider, model).output_tokens += value
+    return CostSummary(
+        total_dollars=sum(u.cost_dollars for u in usage.values()),
+        total_input_tokens=sum(u.input_tokens for u in usage.values()),
+        total_output_tokens=sum(u.output_tokens for u in usage.values()),
+        by_model=sorted(usage.values(), key=lambda u: -u.cost_dollars),
+    )
+
+
+def _cache(by_name: _Families) -> CacheSummary:
+    cache = {labels: v[0] for labels, v in _rows(by_name.get(cat.CACHE_OPERATIONS.name))}
+    hits, misses = cache.get(("get", "hit"), 0.0), cache.get(("get", "miss"), 0.0)
+    return CacheSummary(
+        hits=hits,
+        misses=misses,
+        hit_ratio=hits / (hits + misses) if hits + misses else None,
+        errors=sum(v for (_, result), v in cache.items() if result == "error"),
+        size_bytes=_single(by_name, cat.CACHE_SIZE.name),
+    )
+
+
+def _by_first_label(by_name: _Families, name: str) -> dict[str, dict[str, float]]:
+    """A two-label counter as {first label: {second label: value}}."""
+    table: dict[str, dict[str, float]] = defaultdict(dict)
+    for (first, second), (value,) in _rows(by_name.get(name)):
+        table[first][second] = table[first].get(second, 0.0) + value
+    return dict(table)
+
+
+def _auth(by_name: _Families) -> AuthSummary:
+    auth = _by_first_label(by_name, cat.AUTH_ATTEMPTS.name)
+    return AuthSummary(
+        success=sum(m.get("success", 0.0) for m in auth.values()),
+        failure=sum(m.get("failure", 0.0) for m in auth.values()),
+        by_method=auth,
+    )
+
+
+def _permissions(by_name: _Families) -> PermissionSummary:
+    perms = _by_first_label(by_name, cat.PERMISSION_CHECKS.name)
+    return PermissionSummary(
+        allowed=sum(p.get("allowed", 0.0) for p in perms.values()),
+        denied=sum(p.get("denied", 0.0) for p in perms.values()),
+        by_permission=perms,
     )
