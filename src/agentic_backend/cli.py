@@ -103,31 +103,9 @@ def serve(
 ) -> None:
     """Run the API server (settings come from AGENTIC_* environment variables)."""
     settings = _settings()
-    from agentic_backend.core.tracing import TracingConfigError, check_tracing_config
-
-    try:
-        check_tracing_config()
-    except TracingConfigError as exc:
-        raise SystemExit(f"error: {exc}") from None
-    # Migrate and create the first admin key once, here, rather than racing in every worker.
-    admin = settings.admin_api_key.get_secret_value() if settings.admin_api_key else None
-    _with_keys(lambda keys: keys.ensure_admin(admin))
-    cpus = usable_cpus()
-    if workers > cpus:
-        typer.echo(
-            f"warning: --workers {workers} on {cpus:g} CPU(s): workers beyond the CPUs add no capacity, "
-            "and each request may wait for the CPU while the other workers run (event_loop_lag_seconds "
-            "shows it); use at most one worker per CPU",
-            err=True,
-        )
-    folder: Path | None = None
-    if workers > 1:
-        # Each worker publishes its metrics here; one scrape of any worker reports the sum over all.
-        from agentic_backend.metricstore.rundir import claim_run_folder
-
-        configured = os.environ.get("AGENTIC_METRICS_MULTIPROCESS_DIR")
-        folder = claim_run_folder(Path(configured) if configured else None)
-        os.environ["AGENTIC_METRICS_MULTIPROCESS_DIR"] = str(folder)
+    _before_serving(settings, workers)
+    # Each worker publishes its metrics in a folder of the run; one scrape of any worker reports the sum.
+    folder = _claim_metrics_folder() if workers > 1 else None
     try:
         json_logs = settings.log_format == "json"  # the app logs each request itself (core/logs.py)
         uvicorn.run(
@@ -151,6 +129,36 @@ def serve(
             from agentic_backend.metricstore.rundir import release_run_folder
 
             release_run_folder(folder)
+
+
+def _before_serving(settings: Settings, workers: int) -> None:
+    """Refuse a tracing configuration that cannot work, migrate and create the first admin key once
+    (here, rather than racing in every worker), and warn of more workers than CPUs."""
+    from agentic_backend.core.tracing import TracingConfigError, check_tracing_config
+
+    try:
+        check_tracing_config()
+    except TracingConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    admin = settings.admin_api_key.get_secret_value() if settings.admin_api_key else None
+    _with_keys(lambda keys: keys.ensure_admin(admin))
+    cpus = usable_cpus()
+    if workers > cpus:
+        typer.echo(
+            f"warning: --workers {workers} on {cpus:g} CPU(s): workers beyond the CPUs add no capacity, "
+            "and each request may wait for the CPU while the other workers run (event_loop_lag_seconds "
+            "shows it); use at most one worker per CPU",
+            err=True,
+        )
+
+
+def _claim_metrics_folder() -> Path:
+    from agentic_backend.metricstore.rundir import claim_run_folder
+
+    configured = os.environ.get("AGENTIC_METRICS_MULTIPROCESS_DIR")
+    folder = claim_run_folder(Path(configured) if configured else None)
+    os.environ["AGENTIC_METRICS_MULTIPROCESS_DIR"] = str(folder)
+    return folder
 
 
 def usable_cpus() -> float:

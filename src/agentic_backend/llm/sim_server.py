@@ -160,6 +160,45 @@ async def _anthropic_stream(result: Completion, model: str, interval: float) -> 
     yield _sse({"type": "message_stop"}, "message_stop")
 
 
+def _openai_completion(result: Completion, model: str) -> dict[str, Any]:
+    """A ``chat.completion`` object as OpenAI's API returns it."""
+    message: dict[str, Any] = {"role": "assistant", "content": result.text}
+    if result.tool_calls:
+        message["tool_calls"] = openai_tool_calls(result.tool_calls)
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": 0,
+        "model": model,
+        "choices": [
+            {"index": 0, "message": message, "finish_reason": "tool_calls" if result.tool_calls else "stop"}
+        ],
+        "usage": {
+            "prompt_tokens": result.input_tokens,
+            "completion_tokens": result.output_tokens,
+            "total_tokens": result.input_tokens + result.output_tokens,
+        },
+    }
+
+
+def _anthropic_message(result: Completion, model: str) -> dict[str, Any]:
+    """A ``message`` object as Anthropic's Messages API returns it."""
+    content: list[dict[str, Any]] = [{"type": "text", "text": result.text}] if result.text else []
+    content += [
+        {"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments} for c in result.tool_calls
+    ]
+    return {
+        "id": f"msg_{uuid.uuid4().hex}",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": "tool_use" if result.tool_calls else "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": result.input_tokens, "output_tokens": result.output_tokens},
+    }
+
+
 def create_sim_server(provider: SimProvider | None = None) -> FastAPI:
     sim = provider or SimProvider()
     app = FastAPI(title="sim LLM", docs_url=None, redoc_url=None)
@@ -201,29 +240,7 @@ def create_sim_server(provider: SimProvider | None = None) -> FastAPI:
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             events = _openai_stream(result, body["model"], include_usage, sim.token_interval)
             return StreamingResponse(events, media_type="text/event-stream")
-        message: dict[str, Any] = {"role": "assistant", "content": result.text}
-        if result.tool_calls:
-            message["tool_calls"] = openai_tool_calls(result.tool_calls)
-        return JSONResponse(
-            {
-                "id": f"chatcmpl-{uuid.uuid4().hex}",
-                "object": "chat.completion",
-                "created": 0,
-                "model": body["model"],
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": message,
-                        "finish_reason": "tool_calls" if result.tool_calls else "stop",
-                    }
-                ],
-                "usage": {
-                    "prompt_tokens": result.input_tokens,
-                    "completion_tokens": result.output_tokens,
-                    "total_tokens": result.input_tokens + result.output_tokens,
-                },
-            }
-        )
+        return JSONResponse(_openai_completion(result, body["model"]))
 
     @app.post("/v1/messages")
     async def messages(request: Request) -> Response:
@@ -245,21 +262,6 @@ def create_sim_server(provider: SimProvider | None = None) -> FastAPI:
         if body.get("stream"):
             events = _anthropic_stream(result, body["model"], sim.token_interval)
             return StreamingResponse(events, media_type="text/event-stream")
-        content: list[dict[str, Any]] = [{"type": "text", "text": result.text}] if result.text else []
-        content += [
-            {"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments} for c in result.tool_calls
-        ]
-        return JSONResponse(
-            {
-                "id": f"msg_{uuid.uuid4().hex}",
-                "type": "message",
-                "role": "assistant",
-                "model": body["model"],
-                "content": content,
-                "stop_reason": "tool_use" if result.tool_calls else "end_turn",
-                "stop_sequence": None,
-                "usage": {"input_tokens": result.input_tokens, "output_tokens": result.output_tokens},
-            }
-        )
+        return JSONResponse(_anthropic_message(result, body["model"]))
 
     return app

@@ -83,19 +83,14 @@ class MergePlan:
 _STEP = 200
 
 
-def build_plan(
+def _contributions(
     registry: Registry,
     sources: Iterable[tuple[str, bool, Sequence[Entry]]],
     archive: Sequence[tuple[str, Sequence[str], Sequence[float]]],
     shared: set[str],
-    signature: object,
-    lines: dict[Key, tuple[str, ...]],
-) -> Generator[None, None, MergePlan]:
-    """The layout of the merged snapshot and where each contribution comes from, yielding every ``_STEP``
-    series so that a rebuild (a new series somewhere) never holds the event loop for long. ``sources`` are
-    (worker, whether it is the answering worker, its entries) in the order their pages are concatenated; a
-    SHARED metric (or one named in ``shared``) is read from the answering worker only. ``lines`` caches
-    each series' exposition lines across rebuilds: formatting them is most of a rebuild's cost."""
+) -> Generator[None, None, tuple[dict[Key, list[int]], dict[str, int], list[float]]]:
+    """Per series, the index of its first value in each source (the workers' pages concatenated, then the
+    archive's values); each worker's page count; the archive's values."""
     contributors: dict[Key, list[int]] = {}  # per series, the index of its first value in each source
     pages: dict[str, int] = {}
     base = 0
@@ -122,7 +117,23 @@ def build_plan(
         if registry.spec(name) is not None:
             contributors.setdefault((name, tuple(archived_labels)), []).append(base + len(archived))
             archived.extend(values)
+    return contributors, pages, archived
 
+
+def build_plan(
+    registry: Registry,
+    sources: Iterable[tuple[str, bool, Sequence[Entry]]],
+    archive: Sequence[tuple[str, Sequence[str], Sequence[float]]],
+    shared: set[str],
+    signature: object,
+    lines: dict[Key, tuple[str, ...]],
+) -> Generator[None, None, MergePlan]:
+    """The layout of the merged snapshot and where each contribution comes from, yielding every ``_STEP``
+    series so that a rebuild (a new series somewhere) never holds the event loop for long. ``sources`` are
+    (worker, whether it is the answering worker, its entries) in the order their pages are concatenated; a
+    SHARED metric (or one named in ``shared``) is read from the answering worker only. ``lines`` caches
+    each series' exposition lines across rebuilds: formatting them is most of a rebuild's cost."""
+    contributors, pages, archived = yield from _contributions(registry, sources, archive, shared)
     by_family: dict[str, list[tuple[str, ...]]] = {}
     for n, (name, labels) in enumerate(contributors):
         if n % _STEP == _STEP - 1:
