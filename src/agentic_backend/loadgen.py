@@ -142,118 +142,136 @@ class _Clients:
             await pool.aclose()
 
 
-def _actions(
-    keys: Keys, agent_types: list[str], rng: random.Random, other_address: httpx.AsyncClient | None
-) -> list[tuple[float, str, Callable[[httpx.AsyncClient], Awaitable[int]]]]:
-    def auth(key: str) -> dict[str, str]:
-        return {"authorization": f"Bearer {key}"}
+Action = Callable[[httpx.AsyncClient], Awaitable[int]]
 
-    async def cached_query(client: httpx.AsyncClient) -> int:
-        agent = rng.choice(agent_types)
-        body = {"query": rng.choice(QUESTIONS)}
+
+def _auth(key: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"}
+
+
+class _Traffic:
+    """The kinds of request loadgen sends, each one method, and their weights in the mix."""
+
+    def __init__(
+        self, keys: Keys, agent_types: list[str], rng: random.Random, other_address: httpx.AsyncClient | None
+    ) -> None:
+        self._keys = keys
+        self._agents = agent_types
+        self._rng = rng
+        self._other = other_address
+        self._streamed = itertools.cycle(agent_types)  # every agent type streams: its panels have data
+
+    def actions(self) -> list[tuple[float, str, Action]]:
+        actions: list[tuple[float, str, Action]] = [
+            (30.0, "query (repeated)", self._cached_query),
+            (15.0, "query (new)", self._new_query),
+            (10.0, "conversation", self._conversation),
+            (10.0, "query (streamed)", self._streamed_query),
+            (4.0, "chat completion (OpenAI face)", self._openai_face),
+            (6.0, "provider error", self._provider_error),
+            (8.0, "bad key", self._bad_key),
+            (8.0, "summary", self._summary),
+            (8.0, "health", self._health),
+            (5.0, "custom metric", self._custom_metric),
+        ]
+        if self._keys.viewer is not None:
+            actions.append((5.0, "forbidden", self._forbidden))
+        if self._keys.limited is not None:
+            actions.append((4.0, "query (rate-limited key)", self._limited))
+        return actions
+
+    async def _cached_query(self, client: httpx.AsyncClient) -> int:
+        agent = self._rng.choice(self._agents)
+        body = {"query": self._rng.choice(QUESTIONS)}
         return (
-            await client.post(f"/api/v1/agents/{agent}/query", json=body, headers=auth(keys.user))
+            await client.post(f"/api/v1/agents/{agent}/query", json=body, headers=_auth(self._keys.user))
         ).status_code
 
-    async def new_query(client: httpx.AsyncClient) -> int:
-        agent = rng.choice(agent_types)
-        body = {"query": f"{rng.choice(QUESTIONS)} (case {uuid.uuid4().hex[:6]})"}
+    async def _new_query(self, client: httpx.AsyncClient) -> int:
+        agent = self._rng.choice(self._agents)
+        body = {"query": f"{self._rng.choice(QUESTIONS)} (case {uuid.uuid4().hex[:6]})"}
         return (
-            await client.post(f"/api/v1/agents/{agent}/query", json=body, headers=auth(keys.user))
+            await client.post(f"/api/v1/agents/{agent}/query", json=body, headers=_auth(self._keys.user))
         ).status_code
 
-    streamed_agents = itertools.cycle(agent_types)  # every agent type streams: its panels have data
-
-    async def streamed_query(client: httpx.AsyncClient) -> int:
-        body = {"query": f"{rng.choice(QUESTIONS)} (streamed {uuid.uuid4().hex[:6]})", "stream": True}
-        url = f"/api/v1/agents/{next(streamed_agents)}/query"
-        async with client.stream("POST", url, json=body, headers=auth(keys.user)) as response:
+    async def _streamed_query(self, client: httpx.AsyncClient) -> int:
+        body = {"query": f"{self._rng.choice(QUESTIONS)} (streamed {uuid.uuid4().hex[:6]})", "stream": True}
+        url = f"/api/v1/agents/{next(self._streamed)}/query"
+        async with client.stream("POST", url, json=body, headers=_auth(self._keys.user)) as response:
             async for _ in response.aiter_bytes():
                 pass
         return response.status_code
 
-    async def openai_face(client: httpx.AsyncClient) -> int:
-        question = f"{rng.choice(QUESTIONS)} (openai {uuid.uuid4().hex[:6]})"
-        body = {"model": rng.choice(agent_types), "messages": [{"role": "user", "content": question}]}
-        return (await client.post("/v1/chat/completions", json=body, headers=auth(keys.user))).status_code
+    async def _openai_face(self, client: httpx.AsyncClient) -> int:
+        question = f"{self._rng.choice(QUESTIONS)} (openai {uuid.uuid4().hex[:6]})"
+        body = {"model": self._rng.choice(self._agents), "messages": [{"role": "user", "content": question}]}
+        return (
+            await client.post("/v1/chat/completions", json=body, headers=_auth(self._keys.user))
+        ).status_code
 
-    async def conversation(client: httpx.AsyncClient) -> int:
-        created = await client.post("/api/v1/sessions", headers=auth(keys.user))
+    async def _conversation(self, client: httpx.AsyncClient) -> int:
+        created = await client.post("/api/v1/sessions", headers=_auth(self._keys.user))
         if created.status_code != 201:
             return created.status_code
         session = created.json()["id"]
         status = 0
-        for question in rng.sample(QUESTIONS, 2):
+        for question in self._rng.sample(QUESTIONS, 2):
             response = await client.post(
-                f"/api/v1/agents/{rng.choice(agent_types)}/query",
+                f"/api/v1/agents/{self._rng.choice(self._agents)}/query",
                 json={"query": question, "session_id": session},
-                headers=auth(keys.user),
+                headers=_auth(self._keys.user),
             )
             status = response.status_code
         return status
 
-    async def provider_error(client: httpx.AsyncClient) -> int:
-        body = {"query": f"{rng.choice(QUESTIONS)} {rng.choice(FAILURES)}"}
+    async def _provider_error(self, client: httpx.AsyncClient) -> int:
+        body = {"query": f"{self._rng.choice(QUESTIONS)} {self._rng.choice(FAILURES)}"}
         return (
             await client.post(
-                f"/api/v1/agents/{rng.choice(agent_types)}/query", json=body, headers=auth(keys.user)
+                f"/api/v1/agents/{self._rng.choice(self._agents)}/query",
+                json=body,
+                headers=_auth(self._keys.user),
             )
         ).status_code
 
-    async def bad_key(client: httpx.AsyncClient) -> int:
+    async def _bad_key(self, client: httpx.AsyncClient) -> int:
         # From an address of its own (on loopback), so that the brute-force guard's cool-down, which the
         # bad keys soon earn, falls on them and not on the rest of the traffic.
-        sender = other_address or client
-        headers = auth("agb_loadgenbadkey000_nope")
+        sender = self._other or client
+        headers = _auth("agb_loadgenbadkey000_nope")
         return (await sender.get("/api/v1/monitoring/summary", headers=headers)).status_code
 
-    async def forbidden(client: httpx.AsyncClient) -> int:
-        assert keys.viewer is not None
+    async def _forbidden(self, client: httpx.AsyncClient) -> int:
+        assert self._keys.viewer is not None
         body = {"query": "may I?"}
         return (
-            await client.post(f"/api/v1/agents/{agent_types[0]}/query", json=body, headers=auth(keys.viewer))
+            await client.post(
+                f"/api/v1/agents/{self._agents[0]}/query", json=body, headers=_auth(self._keys.viewer)
+            )
         ).status_code
 
-    async def limited(client: httpx.AsyncClient) -> int:
-        assert keys.limited is not None
-        body = {"query": f"{rng.choice(QUESTIONS)} (limited {uuid.uuid4().hex[:6]})"}
-        url = f"/api/v1/agents/{rng.choice(agent_types)}/query"
-        return (await client.post(url, json=body, headers=auth(keys.limited))).status_code
+    async def _limited(self, client: httpx.AsyncClient) -> int:
+        assert self._keys.limited is not None
+        body = {"query": f"{self._rng.choice(QUESTIONS)} (limited {uuid.uuid4().hex[:6]})"}
+        url = f"/api/v1/agents/{self._rng.choice(self._agents)}/query"
+        return (await client.post(url, json=body, headers=_auth(self._keys.limited))).status_code
 
-    async def summary(client: httpx.AsyncClient) -> int:
-        return (await client.get("/api/v1/monitoring/summary", headers=auth(keys.main))).status_code
+    async def _summary(self, client: httpx.AsyncClient) -> int:
+        return (await client.get("/api/v1/monitoring/summary", headers=_auth(self._keys.main))).status_code
 
-    async def health(client: httpx.AsyncClient) -> int:
+    async def _health(self, client: httpx.AsyncClient) -> int:
         return (await client.get("/api/v1/monitoring/health")).status_code
 
-    async def custom_metric(client: httpx.AsyncClient) -> int:
+    async def _custom_metric(self, client: httpx.AsyncClient) -> int:
         body = {
             "metric_type": "counter",
             "name": "loadgen_events_total",
             "value": 1,
-            "labels": {"kind": rng.choice(["signup", "login"])},
+            "labels": {"kind": self._rng.choice(["signup", "login"])},
         }
         return (
-            await client.post("/api/v1/monitoring/record", json=body, headers=auth(keys.main))
+            await client.post("/api/v1/monitoring/record", json=body, headers=_auth(self._keys.main))
         ).status_code
-
-    actions: list[tuple[float, str, Callable[[httpx.AsyncClient], Awaitable[int]]]] = [
-        (30.0, "query (repeated)", cached_query),
-        (15.0, "query (new)", new_query),
-        (10.0, "conversation", conversation),
-        (10.0, "query (streamed)", streamed_query),
-        (4.0, "chat completion (OpenAI face)", openai_face),
-        (6.0, "provider error", provider_error),
-        (8.0, "bad key", bad_key),
-        (8.0, "summary", summary),
-        (8.0, "health", health),
-        (5.0, "custom metric", custom_metric),
-    ]
-    if keys.viewer is not None:
-        actions.append((5.0, "forbidden", forbidden))
-    if keys.limited is not None:
-        actions.append((4.0, "query (rate-limited key)", limited))
-    return actions
 
 
 async def generate(
@@ -290,7 +308,7 @@ async def generate(
         agent_types = [a["name"] for a in listed.json() if a["provider"] == "sim"] or [
             a["name"] for a in listed.json()
         ]
-        actions = _actions(keys, agent_types, rng, other if loopback else None)
+        actions = _Traffic(keys, agent_types, rng, other if loopback else None).actions()
         weights = [w for w, _, _ in actions]
         total = max(1, int(rate * duration))
         pending: set[asyncio.Task[None]] = set()

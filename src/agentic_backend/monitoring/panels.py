@@ -111,8 +111,11 @@ def single(
 
 def seed_panels() -> list[Panel]:
     """The seed's 13 panels, with its titles, in its order."""
-    get_hits = f"sum(rate(cache_operations_total{selector(GET, HIT)}[{WINDOW}]))"
-    gets = f"sum(rate(cache_operations_total{selector(GET)}[{WINDOW}]))"
+    return [*_traffic_panels(), *_spend_panels(), *_security_panels()]
+
+
+def _traffic_panels() -> list[Panel]:
+    """The seed's first row: how much traffic, how fast, for the service and for the agents."""
     return [
         single(
             "HTTP Requests",
@@ -181,6 +184,14 @@ def seed_panels() -> list[Panel]:
                 )
             ),
         ),
+    ]
+
+
+def _spend_panels() -> list[Panel]:
+    """What it costs, per model, and whether the cache pays off."""
+    get_hits = f"sum(rate(cache_operations_total{selector(GET, HIT)}[{WINDOW}]))"
+    gets = f"sum(rate(cache_operations_total{selector(GET)}[{WINDOW}]))"
+    return [
         graph(
             "API Cost",
             "LLM spend by provider and model, in US dollars per hour at the current pace.",
@@ -232,6 +243,12 @@ def seed_panels() -> list[Panel]:
             width=6,
             height=8,
         ),
+    ]
+
+
+def _security_panels() -> list[Panel]:
+    """Whether anyone is hammering the login or poking at permissions."""
+    return [
         graph(
             "Authentication",
             "Authentication attempts per second by result; a burst of failures is someone guessing keys.",
@@ -308,6 +325,11 @@ def slo_panels() -> list[Panel]:
 
 def agent_panels() -> list[Panel]:
     """What the seed lacks: model calls, errors by class, tool calls, steps, cache savings, saturation."""
+    return [*_model_call_panels(), *_capacity_panels()]
+
+
+def _model_call_panels() -> list[Panel]:
+    """The model calls and tools beneath the agents: latency, errors, tools, steps."""
     return [
         graph(
             "LLM Call Latency (p95)",
@@ -357,6 +379,12 @@ def agent_panels() -> list[Panel]:
                 )
             ],
         ),
+    ]
+
+
+def _capacity_panels() -> list[Panel]:
+    """What the cache saves and holds, requests in flight, and what escapes pricing or the series budget."""
+    return [
         graph(
             "Cache Savings",
             "US dollars per hour the response cache saves: what its answers cost when first computed.",
