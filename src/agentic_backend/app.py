@@ -297,7 +297,8 @@ async def _lifespan(parts: _Parts, app: FastAPI) -> AsyncIterator[None]:
         await services.keys.ensure_admin(admin)
         await services.keys.generation.start()
         services.database.start()
-        await services.telemetry.refresh()  # the gauges read at a scrape (active sessions, cache size)
+        sessions_gauge = services.telemetry.metrics.active_sessions.labels()
+        sessions_gauge.set(await services.sessions.count_active())  # before the first scrape refreshes it
         purger = asyncio.create_task(_purge_forever(parts))
         models = {agent.model for agent in services.agents.agents.values()}
         await warm_up(app, services.database, parts.pricer, models)
