@@ -72,7 +72,7 @@ async def test_a_tool_loop_round_trips_through_the_wire_format(sim_llm: SimLLM, 
     class Account:
         opened = 0
 
-        async def open(self, messages: list[Message], tools: list[ToolSpec]) -> bool:
+        async def open(self, messages: list[Message], tools: list[ToolSpec], max_tokens: int) -> bool:
             self.opened += 1
             return True
 

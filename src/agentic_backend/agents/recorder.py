@@ -212,7 +212,7 @@ class Recorder:
 
     # -- the model calls and tools ------------------------------------------------------------------
 
-    def open_call(self, agent: AgentType, provider: str) -> Span:
+    def open_call(self, agent: AgentType, provider: str, max_tokens: int) -> Span:
         return self._tracer.start_span(
             f"chat {agent.model}",
             kind=SpanKind.CLIENT,
@@ -220,7 +220,7 @@ class Recorder:
                 "gen_ai.operation.name": "chat",
                 "gen_ai.provider.name": provider,
                 "gen_ai.request.model": agent.model,
-                "gen_ai.request.max_tokens": agent.max_output_tokens,
+                "gen_ai.request.max_tokens": max_tokens,
             },
         )
 

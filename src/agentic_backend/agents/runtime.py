@@ -17,11 +17,44 @@ from opentelemetry.trace import NoOpTracer, StatusCode, Tracer
 
 from agentic_backend.agents.registry import AgentType
 from agentic_backend.agents.tools import TOOLS, ToolError
-from agentic_backend.llm.base import Completion, Message, Provider, ToolCall, ToolSpec, estimate_tokens
+from agentic_backend.llm.base import (
+    NO_OPTIONS,
+    CallOptions,
+    Completion,
+    Message,
+    Provider,
+    ToolCall,
+    ToolSpec,
+    estimate_tokens,
+)
 from agentic_backend.llm.errors import ProviderTimeout
 
 StepKind = Literal["model", "tool"]  # a model call, or a tool call
-StopReason = Literal["answer", "step_limit", "budget", "cache"]  # why a query ended; cache: answered from it
+# Why a query ended: answered; out of steps; out of budget; answered from the cache; its answer cut at the
+# caller's max_tokens.
+StopReason = Literal["answer", "step_limit", "budget", "cache", "length"]
+
+
+@dataclass(frozen=True, slots=True)
+class QueryOptions:
+    """What the caller asks of a query beyond its text: a cap on each model call's output tokens (below
+    the agent type's own), and the options passed to every model call."""
+
+    max_tokens: int | None = None
+    call: CallOptions = NO_OPTIONS
+
+    def cap(self, agent: AgentType) -> int:
+        """The most output tokens one model call of ``agent`` may produce (and its budget reserves)."""
+        if self.max_tokens is None:
+            return agent.max_output_tokens
+        return min(agent.max_output_tokens, self.max_tokens)
+
+    def variant(self) -> str:
+        """A stable text of the options, for the cache key: a different ask is a different answer."""
+        return "" if self == ASKED_NOTHING else repr(self)
+
+
+ASKED_NOTHING = QueryOptions()
 
 
 @dataclass(slots=True)
@@ -42,8 +75,9 @@ class RunResult:
 
 
 class CallAccount(Protocol):
-    async def open(self, messages: list[Message], tools: list[ToolSpec]) -> bool:
-        """Before a model call: whether it may run (False: the budget is spent, the loop stops)."""
+    async def open(self, messages: list[Message], tools: list[ToolSpec], max_tokens: int) -> bool:
+        """Before a model call that may write ``max_tokens``: whether it may run (False: the budget is
+        spent, the loop stops)."""
         ...
 
     async def close(
@@ -110,8 +144,10 @@ async def run_agent(
     on_tool: ToolHook,
     events: RunEvents | None = None,
     tracer: Tracer | None = None,
+    options: QueryOptions = ASKED_NOTHING,
 ) -> RunResult:
     """``deadline`` is a ``time.monotonic()`` value. With ``events`` the model calls are streamed."""
+    cap = options.cap(agent)
     messages = [Message("system", agent.system_prompt), *history, Message("user", query)]
     tools = [TOOLS[name].spec for name in agent.tools]
     result = RunResult(answer="", stop_reason="step_limit")
@@ -119,7 +155,7 @@ async def run_agent(
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise ProviderTimeout(f"the query's deadline of {agent.timeout_seconds:g} s passed")
-        if not await account.open(messages, tools):
+        if not await account.open(messages, tools, cap):
             result.stop_reason = "budget"
             break
         started = time.monotonic()
@@ -130,8 +166,9 @@ async def run_agent(
                 messages,
                 tools,
                 timeout=remaining,
-                max_tokens=agent.max_output_tokens,
+                max_tokens=cap,
                 on_text=stream.on_text if stream is not None else None,
+                options=options.call,
             )
         except BaseException as exc:
             # A streamed call cancelled (the client went away) is charged what it consumed; a failed
@@ -154,7 +191,7 @@ async def run_agent(
             await events.step(step)
         if not completion.tool_calls:
             result.answer = completion.text or ""
-            result.stop_reason = "answer"
+            result.stop_reason = "length" if completion.truncated else "answer"
             return result
         messages.append(Message("assistant", completion.text or "", completion.tool_calls))
         for call in completion.tool_calls:

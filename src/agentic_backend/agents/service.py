@@ -14,7 +14,7 @@ from opentelemetry.trace import Span
 from agentic_backend.agents.errors import BudgetExceeded, ProviderNotConfigured, RateLimited, UnknownAgentType
 from agentic_backend.agents.recorder import QueryRecord, Recorder
 from agentic_backend.agents.registry import AgentType
-from agentic_backend.agents.runtime import RunEvents, RunResult, run_agent
+from agentic_backend.agents.runtime import ASKED_NOTHING, QueryOptions, RunEvents, RunResult, run_agent
 from agentic_backend.agents.schemas import QueryRequest, QueryResponse, StepPublic, TokenCounts
 from agentic_backend.billing.budget import Budgets, Reservation, call_bound, input_token_bound, month_of
 from agentic_backend.billing.pricing import NANOS_PER_DOLLAR, Pricer, nanos_to_dollars
@@ -100,17 +100,20 @@ class AgentService:
         request: QueryRequest,
         events: QueryEvents | None = None,
         conversation: list[Message] | None = None,
+        options: QueryOptions = ASKED_NOTHING,
     ) -> QueryResponse:
         """Answer ``request``; with ``events``, streamed: ``events.start`` once the query is admitted (so
         a refusal is still an HTTP error), then its text and steps as they come. ``conversation`` is the
-        history a caller sends along (the OpenAI-compatible face), in place of a session's."""
+        history a caller sends along (the OpenAI-compatible face), in place of a session's; ``options``
+        what it asks of the model calls (a cap on their output, sampling, a response format)."""
         agent = self.agent(agent_type)
         provider = self._provider(agent)
         record = self._recorder.start(agent, provider.name, principal.key_id)
         try:
             account = _Account(self._billing, provider, principal, record)
             await self._admit(principal, account)
-            return await self._answer(provider, principal, request, record, account, events, conversation)
+            asked = _Asked(request, conversation, options)
+            return await self._answer(provider, principal, asked, record, account, events)
         except BaseException as exc:
             record.failed(exc)
             raise
@@ -135,19 +138,19 @@ class AgentService:
         self,
         provider: Provider,
         principal: Principal,
-        request: QueryRequest,
+        asked: _Asked,
         record: QueryRecord,
         account: _Account,
         events: QueryEvents | None,
-        conversation: list[Message] | None,
     ) -> QueryResponse:
         """The admitted query: its history, the cache, then the run."""
-        agent = record.agent
+        agent, request, conversation = record.agent, asked.request, asked.conversation
         session_id = str(request.session_id) if request.session_id else None
         history = await self._sessions.history(principal, session_id) if session_id else []
         history += conversation or []
         scope = str(principal.key_id) if self._limits.cache_per_key else ""
         stateless = session_id is None and not conversation  # the answer depends on the query alone
+        scope += asked.options.variant()  # another cap, format or sampling: another answer
         key = cache_key(agent.name, agent.model, request.query, scope) if stateless else None
         hit = await self._cache.get(key) if key is not None else None
         if hit is not None:
@@ -159,7 +162,7 @@ class AgentService:
             return answer
         if events is not None:
             await events.start(record.request_id, agent)
-        result = await self._run(agent, provider, request.query, history, account, events)
+        result = await self._run(agent, provider, request.query, history, account, events, asked.options)
         if session_id is not None:  # written with the ledger's row, in one transaction
             record.writes = self._sessions.append_writes(
                 principal, session_id, [("user", request.query), ("assistant", result.answer)]
@@ -189,6 +192,7 @@ class AgentService:
         history: list[Message],
         account: _Account,
         events: QueryEvents | None,
+        options: QueryOptions,
     ) -> RunResult:
         recorder = self._recorder
         deadline = time.monotonic() + agent.timeout_seconds
@@ -203,6 +207,7 @@ class AgentService:
                 on_tool=lambda tool, ok: recorder.tool(agent, tool, ok),
                 events=events,
                 tracer=recorder.tracer,
+                options=options,
             )
         except ProviderError as exc:
             recorder.call_failed(account.record, exc.kind)
@@ -239,6 +244,15 @@ class AgentService:
                 "cost_dollars": 0.0,
             }
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Asked:
+    """What the caller asked: the query, the history it sent along (the OpenAI face), its options."""
+
+    request: QueryRequest
+    conversation: list[Message] | None
+    options: QueryOptions
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,21 +305,21 @@ class _Account:
             "(or held by its queries in flight); an admin can raise it with PUT /api/v1/keys/{id}/limits."
         )
 
-    async def open(self, messages: list[Message], tools: list[ToolSpec]) -> bool:
-        if not await self._admit(messages, tools):
+    async def open(self, messages: list[Message], tools: list[ToolSpec], max_tokens: int) -> bool:
+        if not await self._admit(messages, tools, max_tokens):
             return False
-        self._span = self._billing.recorder.open_call(self.record.agent, self._provider.name)
+        self._span = self._billing.recorder.open_call(self.record.agent, self._provider.name, max_tokens)
         return True
 
-    async def _admit(self, messages: list[Message], tools: list[ToolSpec]) -> bool:
-        """Hold the call's tokens and reserve its most cost; whether it may run."""
+    async def _admit(self, messages: list[Message], tools: list[ToolSpec], max_tokens: int) -> bool:
+        """Hold the call's tokens and reserve its most cost (``max_tokens`` of output); whether it may run."""
         billing, agent = self._billing, self.record.agent
         tokens = input_token_bound(messages, tools)
-        if self._tpm is not None and not await self._hold_tokens(tokens + agent.max_output_tokens):
+        if self._tpm is not None and not await self._hold_tokens(tokens + max_tokens):
             return False
         if self._budget is None:
             return True
-        bound = call_bound(billing.pricer, agent.model, tokens, agent.max_output_tokens)
+        bound = call_bound(billing.pricer, agent.model, tokens, max_tokens)
         self._reservation = await billing.budgets.reserve(
             self._principal.key_id,
             self._month,

@@ -6,7 +6,16 @@ from typing import Any, cast
 
 import anthropic
 
-from agentic_backend.llm.base import DEFAULT_MAX_TOKENS, Completion, Message, TextSink, ToolCall, ToolSpec
+from agentic_backend.llm.base import (
+    DEFAULT_MAX_TOKENS,
+    NO_OPTIONS,
+    CallOptions,
+    Completion,
+    Message,
+    TextSink,
+    ToolCall,
+    ToolSpec,
+)
 from agentic_backend.llm.errors import ProviderBadResponse
 from agentic_backend.llm.openai_provider import classify
 
@@ -34,6 +43,40 @@ def _to_anthropic(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:
     return system, converted
 
 
+# OpenAI's reasoning efforts as the Messages API's (output_config.effort).
+_EFFORT = {
+    "none": "low",
+    "minimal": "low",
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "xhigh": "xhigh",
+}
+# What the Messages API does not take (the route refuses them for an agent type on this provider).
+UNSUPPORTED = ("seed", "frequency_penalty", "presence_penalty")
+
+
+def sampling(options: CallOptions) -> dict[str, Any]:
+    """The caller's options as Messages API parameters; a response format becomes structured output
+    (``output_config.format``, a JSON schema)."""
+    kwargs: dict[str, Any] = {}
+    if options.temperature is not None:
+        kwargs["temperature"] = options.temperature
+    if options.top_p is not None:
+        kwargs["top_p"] = options.top_p
+    if options.stop:
+        kwargs["stop_sequences"] = list(options.stop)
+    config: dict[str, Any] = {}
+    schema = options.json_schema()
+    if schema is not None:
+        config["format"] = {"type": "json_schema", "schema": schema}
+    if options.reasoning_effort is not None:
+        config["effort"] = _EFFORT.get(options.reasoning_effort, "medium")
+    if config:
+        kwargs["output_config"] = config
+    return kwargs
+
+
 class AnthropicProvider:
     name = "anthropic"
 
@@ -51,9 +94,10 @@ class AnthropicProvider:
         timeout: float,
         max_tokens: int = DEFAULT_MAX_TOKENS,
         on_text: TextSink | None = None,
+        options: CallOptions = NO_OPTIONS,
     ) -> Completion:
         system, converted = _to_anthropic(messages)
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = sampling(options)
         if tools:
             kwargs["tools"] = [
                 {"name": t.name, "description": t.description, "input_schema": t.parameters} for t in tools
@@ -90,7 +134,8 @@ class AnthropicProvider:
                 if b.type == "tool_use"
             )
             usage = response.usage
-            return Completion(text, calls, usage.input_tokens, usage.output_tokens, response.model)
+            truncated = response.stop_reason == "max_tokens"
+            return Completion(text, calls, usage.input_tokens, usage.output_tokens, response.model, truncated)
         except (AttributeError, TypeError, ValueError) as exc:
             raise ProviderBadResponse(f"anthropic: unusable response ({type(exc).__name__})") from None
 

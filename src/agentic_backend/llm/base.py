@@ -50,6 +50,35 @@ class Completion:
     input_tokens: int = 0
     output_tokens: int = 0
     model: str | None = None  # the model that answered, as the provider names it (if it says)
+    truncated: bool = False  # the answer stopped at max_tokens (OpenAI's finish_reason "length")
+
+
+@dataclass(frozen=True, slots=True)
+class CallOptions:
+    """What a caller asks of each model call beyond the conversation, passed to the provider as given
+    (the ranges are checked where the request comes in). ``response_format`` is OpenAI's:
+    ``{"type": "json_object"}`` or ``{"type": "json_schema", "json_schema": {"name", "schema", ...}}``."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    response_format: dict[str, Any] | None = None
+    reasoning_effort: str | None = None
+
+    def json_schema(self) -> dict[str, Any] | None:
+        """The JSON schema the answer must follow: the caller's, ``{"type": "object"}`` for a JSON object,
+        None for text."""
+        asked = self.response_format or {}
+        if asked.get("type") == "json_schema":
+            schema = asked.get("json_schema", {}).get("schema")
+            return schema if isinstance(schema, dict) else {"type": "object"}
+        return {"type": "object"} if asked.get("type") == "json_object" else None
+
+
+NO_OPTIONS = CallOptions()
 
 
 def estimate_tokens(text: str) -> int:
@@ -83,6 +112,7 @@ class Provider(Protocol):
         timeout: float,
         max_tokens: int = DEFAULT_MAX_TOKENS,
         on_text: TextSink | None = None,
+        options: CallOptions = NO_OPTIONS,
     ) -> Completion: ...
 
     async def close(self) -> None: ...

@@ -10,7 +10,16 @@ from typing import Any, cast
 
 import openai
 
-from agentic_backend.llm.base import DEFAULT_MAX_TOKENS, Completion, Message, TextSink, ToolCall, ToolSpec
+from agentic_backend.llm.base import (
+    DEFAULT_MAX_TOKENS,
+    NO_OPTIONS,
+    CallOptions,
+    Completion,
+    Message,
+    TextSink,
+    ToolCall,
+    ToolSpec,
+)
 from agentic_backend.llm.errors import (
     ProviderAuthError,
     ProviderBadResponse,
@@ -62,6 +71,22 @@ def openai_tool_calls(calls: tuple[ToolCall, ...]) -> list[dict[str, Any]]:
     ]
 
 
+def sampling(options: CallOptions) -> dict[str, Any]:
+    """The caller's options as chat-completions parameters: only those it set, so a model that refuses
+    one (a reasoning model and ``temperature``) is not sent it unasked."""
+    asked: dict[str, Any] = {
+        "temperature": options.temperature,
+        "top_p": options.top_p,
+        "seed": options.seed,
+        "stop": list(options.stop) or None,
+        "frequency_penalty": options.frequency_penalty,
+        "presence_penalty": options.presence_penalty,
+        "response_format": options.response_format,
+        "reasoning_effort": options.reasoning_effort,
+    }
+    return {name: value for name, value in asked.items() if value is not None}
+
+
 def _to_openai(message: Message) -> dict[str, Any]:
     if message.role == "tool":
         return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
@@ -88,8 +113,9 @@ class OpenAIProvider:
         timeout: float,
         max_tokens: int = DEFAULT_MAX_TOKENS,
         on_text: TextSink | None = None,
+        options: CallOptions = NO_OPTIONS,
     ) -> Completion:
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = sampling(options)
         if tools:
             kwargs["tools"] = [
                 {
@@ -124,6 +150,7 @@ class OpenAIProvider:
                 usage.prompt_tokens if usage else 0,
                 usage.completion_tokens if usage else 0,
                 response.model,
+                response.choices[0].finish_reason == "length",
             )
         except (IndexError, AttributeError, ValueError, TypeError) as exc:
             raise ProviderBadResponse(f"openai: unusable response ({type(exc).__name__})") from None
@@ -135,6 +162,7 @@ class OpenAIProvider:
         calls: dict[int, list[str]] = {}  # index -> [id, name, arguments so far]
         input_tokens = output_tokens = 0
         answered_by: str | None = None
+        truncated = False
         try:
             stream = await self._client.chat.completions.create(
                 **kwargs, stream=True, stream_options={"include_usage": True}
@@ -146,6 +174,7 @@ class OpenAIProvider:
                         input_tokens = chunk.usage.prompt_tokens
                         output_tokens = chunk.usage.completion_tokens
                     for choice in chunk.choices:
+                        truncated = truncated or choice.finish_reason == "length"
                         delta = choice.delta
                         if delta.content:
                             text.append(delta.content)
@@ -165,7 +194,9 @@ class OpenAIProvider:
             )
         except (ValueError, TypeError) as exc:
             raise ProviderBadResponse(f"openai: unusable tool call ({type(exc).__name__})") from None
-        return Completion("".join(text) or None, tool_calls, input_tokens, output_tokens, answered_by)
+        return Completion(
+            "".join(text) or None, tool_calls, input_tokens, output_tokens, answered_by, truncated
+        )
 
     async def close(self) -> None:
         await self._client.close()

@@ -4,6 +4,11 @@ Deterministic: the same conversation gets the same answer, token counts and tool
 the usual ~4 characters per token; latency, a failure rate and tool-call behaviour are settings. A query can
 force an error class with a directive in its text, e.g. ``#fail:rate_limit`` (or timeout, auth, server,
 bad_response), which the traffic generator uses to exercise error paths.
+
+It honours a call's options as a model does, deterministically: the answer stops before the first ``stop``
+sequence, is cut at ``max_tokens`` (``truncated``), changes with ``seed``, and with a ``response_format`` is
+JSON (an object, or a value valid for the caller's JSON schema). Temperature, top_p and the penalties
+change nothing: the sim has no randomness to shape.
 """
 
 from __future__ import annotations
@@ -12,8 +17,18 @@ import asyncio
 import hashlib
 import json
 import re
+from typing import Any
 
-from agentic_backend.llm.base import DEFAULT_MAX_TOKENS, Completion, Message, TextSink, ToolCall, ToolSpec
+from agentic_backend.llm.base import (
+    DEFAULT_MAX_TOKENS,
+    NO_OPTIONS,
+    CallOptions,
+    Completion,
+    Message,
+    TextSink,
+    ToolCall,
+    ToolSpec,
+)
 from agentic_backend.llm.errors import (
     ProviderAuthError,
     ProviderBadResponse,
@@ -96,6 +111,7 @@ class SimProvider:
         timeout: float,
         max_tokens: int = DEFAULT_MAX_TOKENS,
         on_text: TextSink | None = None,
+        options: CallOptions = NO_OPTIONS,
     ) -> Completion:
         user_text = next((m.content for m in reversed(messages) if m.role == "user"), "")
         forced = _FAIL.search(user_text)
@@ -121,12 +137,21 @@ class SimProvider:
         if call is not None:
             output = count_tokens(json.dumps(call.arguments)) + 8
             return Completion(None, (call,), input_tokens, output, model)
-        answer = self._answer(model, user_text, last)
-        if count_tokens(answer) > max_tokens:  # a model stops at max_tokens
+        seed = "" if options.seed is None else str(options.seed)
+        schema = options.json_schema()
+        if schema is not None:
+            answer = json.dumps(schema_instance(schema, self._answer(model, user_text + seed, last)))
+        else:
+            answer = self._answer(model, user_text + seed, last)
+        for stop in options.stop:  # the model stops before the first stop sequence it would write
+            if stop and stop in answer:
+                answer = answer[: answer.index(stop)]
+        truncated = count_tokens(answer) > max_tokens
+        if truncated:  # a model stops at max_tokens
             answer = answer[: max_tokens * 4]
         if on_text is not None:
             await self._stream(answer, on_text)
-        return Completion(answer, (), input_tokens, count_tokens(answer), model)
+        return Completion(answer, (), input_tokens, count_tokens(answer), model, truncated)
 
     async def _stream(self, answer: str, on_text: TextSink) -> None:
         """Hand ``answer`` over a token at a time, at AGENTIC_SIM_TOKENS_PER_SECOND."""
@@ -161,3 +186,56 @@ class SimProvider:
 
     async def close(self) -> None:
         return None
+
+
+def schema_instance(
+    schema: dict[str, Any], text: str, defs: dict[str, Any] | None = None, depth: int = 0
+) -> Any:
+    """A value valid for the JSON schema ``schema``, strings filled from ``text``: what a model in
+    structured-output mode answers. Written here because the libraries that do it (hypothesis-jsonschema)
+    draw random values and pull in a test framework; this covers what pydantic and the SDKs' ``parse``
+    emit: objects with required properties, arrays, enums, consts, unions, ``$ref`` to ``$defs``, bounds."""
+    defs = defs if defs is not None else {**schema.get("$defs", {}), **schema.get("definitions", {})}
+    if depth > 20:
+        return None
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.rsplit("/", 1)[-1] in defs:
+        return schema_instance(defs[ref.rsplit("/", 1)[-1]], text, defs, depth + 1)
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for union in ("anyOf", "oneOf", "allOf"):
+        options = [o for o in schema.get(union, ()) if isinstance(o, dict) and o.get("type") != "null"]
+        if options:
+            return schema_instance(options[0], text, defs, depth + 1)
+    kind = schema.get("type", "object" if "properties" in schema else "string")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object":
+        properties = schema.get("properties", {})
+        if not properties and schema.get("additionalProperties", True) is not False:
+            return {"answer": text}
+        return {
+            name: schema_instance(sub, text, defs, depth + 1)
+            for name, sub in properties.items()
+            if isinstance(sub, dict)
+        }
+    if kind == "array":
+        items = schema.get("items")
+        items = items if isinstance(items, dict) else {}
+        return [
+            schema_instance(items, text, defs, depth + 1) for _ in range(max(1, schema.get("minItems", 1)))
+        ]
+    if kind in ("integer", "number"):
+        low = schema.get("minimum", schema.get("exclusiveMinimum", 0))
+        value = max(low + (1 if "exclusiveMinimum" in schema else 0), 1)
+        value = min(value, schema.get("maximum", value))
+        return int(value) if kind == "integer" else float(value)
+    if kind == "boolean":
+        return True
+    if kind == "null":
+        return None
+    least, most = schema.get("minLength", 0), schema.get("maxLength")
+    value = text if most is None else text[:most]
+    return value + "x" * max(0, least - len(value))

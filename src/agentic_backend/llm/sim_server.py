@@ -19,7 +19,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from agentic_backend.llm.base import DEFAULT_MAX_TOKENS, Completion, Message, ToolCall, ToolSpec
+from agentic_backend.llm.base import DEFAULT_MAX_TOKENS, CallOptions, Completion, Message, ToolCall, ToolSpec
 from agentic_backend.llm.errors import ProviderError
 from agentic_backend.llm.openai_provider import openai_tool_calls
 from agentic_backend.llm.sim import SimProvider, token_pieces
@@ -90,6 +90,41 @@ async def _paced(pieces: list[str], interval: float) -> AsyncIterator[str]:
         yield piece
 
 
+def _openai_finish(result: Completion) -> str:
+    return "tool_calls" if result.tool_calls else "length" if result.truncated else "stop"
+
+
+def _anthropic_stop(result: Completion) -> str:
+    return "tool_use" if result.tool_calls else "max_tokens" if result.truncated else "end_turn"
+
+
+def _openai_options(body: dict[str, Any]) -> CallOptions:
+    """The sampling parameters of a chat-completions body (sim honours stop, seed and the format)."""
+    stop = body.get("stop")
+    return CallOptions(
+        temperature=body.get("temperature"),
+        top_p=body.get("top_p"),
+        seed=body.get("seed"),
+        stop=(stop,) if isinstance(stop, str) else tuple(stop or ()),
+        frequency_penalty=body.get("frequency_penalty"),
+        presence_penalty=body.get("presence_penalty"),
+        response_format=body.get("response_format"),
+        reasoning_effort=body.get("reasoning_effort"),
+    )
+
+
+def _anthropic_options(body: dict[str, Any]) -> CallOptions:
+    """A Messages API body's options; structured output (``output_config.format``) as a JSON schema."""
+    output = (body.get("output_config") or {}).get("format")
+    response_format = {"type": "json_schema", "json_schema": {"schema": output["schema"]}} if output else None
+    return CallOptions(
+        temperature=body.get("temperature"),
+        top_p=body.get("top_p"),
+        stop=tuple(body.get("stop_sequences") or ()),
+        response_format=response_format,
+    )
+
+
 async def _openai_stream(
     result: Completion, model: str, include_usage: bool, interval: float
 ) -> AsyncIterator[bytes]:
@@ -108,7 +143,7 @@ async def _openai_stream(
         yield chunk({"tool_calls": [{"index": index, **head}]})
         for piece in token_pieces(arguments):
             yield chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
-    yield chunk({}, "tool_calls" if result.tool_calls else "stop")
+    yield chunk({}, _openai_finish(result))
     if include_usage:
         usage = {
             "prompt_tokens": result.input_tokens,
@@ -154,7 +189,7 @@ async def _anthropic_stream(result: Completion, model: str, interval: float) -> 
             yield _sse({"type": "content_block_delta", "index": index, "delta": delta}, "content_block_delta")
         yield _sse({"type": "content_block_stop", "index": index}, "content_block_stop")
         index += 1
-    stop = {"stop_reason": "tool_use" if result.tool_calls else "end_turn", "stop_sequence": None}
+    stop = {"stop_reason": _anthropic_stop(result), "stop_sequence": None}
     usage = {"output_tokens": result.output_tokens}
     yield _sse({"type": "message_delta", "delta": stop, "usage": usage}, "message_delta")
     yield _sse({"type": "message_stop"}, "message_stop")
@@ -170,9 +205,7 @@ def _openai_completion(result: Completion, model: str) -> dict[str, Any]:
         "object": "chat.completion",
         "created": 0,
         "model": model,
-        "choices": [
-            {"index": 0, "message": message, "finish_reason": "tool_calls" if result.tool_calls else "stop"}
-        ],
+        "choices": [{"index": 0, "message": message, "finish_reason": _openai_finish(result)}],
         "usage": {
             "prompt_tokens": result.input_tokens,
             "completion_tokens": result.output_tokens,
@@ -193,7 +226,7 @@ def _anthropic_message(result: Completion, model: str) -> dict[str, Any]:
         "role": "assistant",
         "model": model,
         "content": content,
-        "stop_reason": "tool_use" if result.tool_calls else "end_turn",
+        "stop_reason": _anthropic_stop(result),
         "stop_sequence": None,
         "usage": {"input_tokens": result.input_tokens, "output_tokens": result.output_tokens},
     }
@@ -210,12 +243,12 @@ def create_sim_server(provider: SimProvider | None = None) -> FastAPI:
         return calls
 
     async def complete(
-        model: str, messages: list[Message], tools: list[ToolSpec], max_tokens: int
+        model: str, messages: list[Message], tools: list[ToolSpec], max_tokens: int, options: CallOptions
     ) -> Completion:
         last = next((m.content for m in reversed(messages) if m.role == "user"), "")
         if "#fail:timeout" in last and messages[-1].role == "user":
             await asyncio.sleep(3600)  # the client's timeout ends it
-        return await sim.complete(model, messages, tools, timeout=600, max_tokens=max_tokens)
+        return await sim.complete(model, messages, tools, timeout=600, max_tokens=max_tokens, options=options)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
@@ -233,7 +266,8 @@ def create_sim_server(provider: SimProvider | None = None) -> FastAPI:
             max_tokens = int(
                 body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_MAX_TOKENS
             )
-            result = await complete(body["model"], _openai_messages(body["messages"]), tools, max_tokens)
+            messages = _openai_messages(body["messages"])
+            result = await complete(body["model"], messages, tools, max_tokens, _openai_options(body))
         except ProviderError as exc:
             return _error(exc, "openai")
         if body.get("stream"):
@@ -256,6 +290,7 @@ def create_sim_server(provider: SimProvider | None = None) -> FastAPI:
                 _anthropic_messages(body.get("system"), body["messages"]),
                 tools,
                 int(body["max_tokens"]),  # required by the Messages API
+                _anthropic_options(body),
             )
         except ProviderError as exc:
             return _error(exc, "anthropic")
