@@ -9,9 +9,25 @@ metrics and streaming. The reply is a ``chat.completion`` (or, with ``"stream": 
 ``chat.completion.chunk`` events ending in ``data: [DONE]``, and a usage chunk when
 ``stream_options.include_usage`` asks); errors have OpenAI's shape (core/errors.py).
 
-Sampling parameters (``temperature``, ``top_p``, ``seed``, ...) are accepted and ignored: the agent type
-fixes its model's settings. What cannot be honoured is refused with a 400 rather than silently dropped:
-``n`` other than 1, caller-supplied ``tools``, and non-text content parts.
+Every request parameter is checked as OpenAI checks it (types, ranges, counts; an unknown one is refused)
+and is either honoured or refused with a 400 naming the ``param``, never dropped:
+
+- honoured: ``max_completion_tokens`` / ``max_tokens`` (caps each model call's answer and what it reserves
+  of the budget; an answer cut there ends with ``finish_reason: "length"``), ``temperature``, ``top_p``,
+  ``seed``, ``stop``, ``frequency_penalty``, ``presence_penalty``, ``reasoning_effort`` and
+  ``response_format`` (``json_object``, ``json_schema``) passed to the provider with every model call
+  (Anthropic: structured output; it takes no seed or penalties, so those are refused for its agent
+  types), ``stream``, ``stream_options.include_usage``, ``user``, ``safety_identifier`` and ``metadata``
+  (bounded: 16 pairs of at most 64 and 512 characters), ``parallel_tool_calls`` (moot without caller
+  tools), ``n: 1``, ``store: false``, ``service_tier: auto|default``;
+- refused: ``n`` above 1, caller ``tools`` and ``functions`` (the agent type runs its own), a
+  ``tool_choice`` that needs them, ``logprobs``, ``logit_bias``, audio output, ``prediction``,
+  ``web_search_options``, ``verbosity``, ``prompt_cache_key`` (the service caches by the query),
+  ``store: true``, other service tiers, non-text content parts.
+
+Errors are OpenAI's: a spent budget is 429 ``insufficient_quota`` (the native route's 402 has no class in
+OpenAI's SDKs), an unknown model 404 ``model_not_found``. A cached answer reports the tokens it holds,
+its input as ``prompt_tokens_details.cached_tokens``, and ``X-Agentic-Cost-Dollars: 0.0``.
 """
 
 from __future__ import annotations
@@ -19,62 +35,202 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
 
 from agentic_backend.agents.deps import AgentServiceDep, AgentsQuerier
-from agentic_backend.agents.router import log_usage
+from agentic_backend.agents.errors import ModelNotFound
+from agentic_backend.agents.router import answer_headers, log_usage
+from agentic_backend.agents.runtime import QueryOptions
 from agentic_backend.agents.schemas import QueryRequest, QueryResponse
 from agentic_backend.agents.streaming import KEEPALIVE, MEDIA_TYPE, Event, QueryStream, sse_response
 from agentic_backend.core.deps import SettingsDep
-from agentic_backend.core.errors import BadRequest, NotFound, openai_error
-from agentic_backend.llm.base import Message
+from agentic_backend.core.errors import BadRequest, openai_error
+from agentic_backend.llm.anthropic_provider import UNSUPPORTED as anthropic_unsupported
+from agentic_backend.llm.base import CallOptions, Message
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 
 _MAX_MESSAGES = 1000
-_FINISH = {"answer": "stop", "cache": "stop", "step_limit": "length", "budget": "length"}
+_FINISH = {"answer": "stop", "cache": "stop", "step_limit": "length", "budget": "length", "length": "length"}
 
 
 class ContentPart(BaseModel):
     """A text part of a message (images, audio and files are not taken: agents read text)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="forbid")
 
     type: Literal["text"]
-    text: str
+    text: StrictStr
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")  # name, tool_calls, refusal, ...: accepted, not used
+    model_config = ConfigDict(extra="allow")  # name, tool_calls, refusal, ...: a turn's own fields
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[ContentPart] | None = None
+    content: StrictStr | list[ContentPart] | None = None
 
 
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="forbid")
 
-    include_usage: bool = False
+    include_usage: StrictBool = False
+    include_obfuscation: StrictBool = Field(default=False, description="Accepted; no padding is sent.")
+
+
+class JsonSchemaFormat(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: StrictStr | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: StrictBool | None = None
+
+
+class ResponseFormat(BaseModel):
+    """OpenAI's ``response_format``: ``text``, ``json_object``, or ``json_schema`` with a schema."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+
+Number = Annotated[StrictFloat, Field(allow_inf_nan=False)]
+Penalty = Annotated[Number, Field(ge=-2, le=2)]
 
 
 class ChatCompletionRequest(BaseModel):
-    """OpenAI's chat completion request; ``model`` is an agent type (``GET /v1/models``)."""
+    """OpenAI's chat completion request, checked as OpenAI checks it (an unknown parameter, a wrong type or
+    a value out of range is a 400 naming the ``param``); ``model`` is an agent type (``GET /v1/models``).
+    Every parameter is honoured or refused: see the module's docstring."""
 
-    model_config = ConfigDict(extra="allow")  # sampling parameters: accepted, the agent type decides
+    model_config = ConfigDict(extra="forbid")
 
     model: str = Field(min_length=1, max_length=200)
     messages: list[ChatMessage] = Field(min_length=1, max_length=_MAX_MESSAGES)
-    stream: bool = False
+    stream: StrictBool | None = False
     stream_options: StreamOptions | None = None
-    n: Literal[1] | None = Field(default=None, description="Must be 1: an agent gives one answer.")
-    tools: list[Any] | None = Field(
-        default=None,
-        max_length=0,
-        description="Not taken: the agent type runs its own tools.",
+    max_tokens: StrictInt | None = Field(default=None, ge=1, description="Deprecated by OpenAI; as below.")
+    max_completion_tokens: StrictInt | None = Field(
+        default=None, ge=1, description="Caps each model call's answer (and what it reserves of the budget)."
     )
+    temperature: Annotated[Number, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[Number, Field(ge=0, le=1)] | None = None
+    frequency_penalty: Penalty | None = None
+    presence_penalty: Penalty | None = None
+    seed: StrictInt | None = None
+    stop: StrictStr | Annotated[list[StrictStr], Field(max_length=4)] | None = None
+    response_format: ResponseFormat | None = None
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    user: StrictStr | None = Field(default=None, max_length=256)
+    safety_identifier: StrictStr | None = Field(default=None, max_length=256)
+    metadata: (
+        dict[Annotated[str, Field(max_length=64)], Annotated[StrictStr, Field(max_length=512)]] | None
+    ) = Field(default=None, max_length=16)
+    store: StrictBool | None = None
+    parallel_tool_calls: StrictBool | None = None
+    service_tier: Literal["auto", "default", "flex", "scale", "priority"] | None = None
+    # Validated, then refused unless they ask for nothing (route: _refuse_unsupported).
+    n: StrictInt | None = Field(
+        default=None, ge=1, le=128, description="Must be 1: an agent gives one answer."
+    )
+    tools: list[dict[str, Any]] | None = Field(default=None, max_length=128)
+    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+    logprobs: StrictBool | None = None
+    top_logprobs: StrictInt | None = Field(default=None, ge=0, le=20)
+    logit_bias: dict[str, Annotated[Number, Field(ge=-100, le=100)]] | None = None
+    modalities: list[Literal["text", "audio"]] | None = None
+    audio: dict[str, Any] | None = None
+    prediction: dict[str, Any] | None = None
+    web_search_options: dict[str, Any] | None = None
+    verbosity: Literal["low", "medium", "high"] | None = None
+    prompt_cache_key: StrictStr | None = None
+    prompt_cache_retention: StrictStr | None = None
+    functions: list[dict[str, Any]] | None = None
+    function_call: StrictStr | dict[str, Any] | None = None
+
+    def options(self) -> QueryOptions:
+        stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+        response_format = (
+            self.response_format.model_dump(by_alias=True, exclude_none=True)
+            if self.response_format
+            else None
+        )
+        if response_format is not None and response_format["type"] == "text":
+            response_format = None
+        call = CallOptions(
+            temperature=self.temperature,
+            top_p=self.top_p,
+            seed=self.seed,
+            stop=stop,
+            frequency_penalty=self.frequency_penalty,
+            presence_penalty=self.presence_penalty,
+            response_format=response_format,
+            reasoning_effort=self.reasoning_effort,
+        )
+        return QueryOptions(self.max_completion_tokens or self.max_tokens, call)
+
+
+# What is refused when set to anything but "nothing asked": (parameter, its harmless values, why).
+_REFUSED: tuple[tuple[str, tuple[object, ...], str], ...] = (
+    ("n", (None, 1), "an agent gives one answer; n must be 1"),
+    ("tools", (None, []), "the agent type runs its own tools; caller tools are not taken yet"),
+    ("tool_choice", (None, "none", "auto"), "there are no caller tools to choose"),
+    ("functions", (None, []), "the agent type runs its own tools"),
+    ("function_call", (None, "none", "auto"), "there are no caller functions to call"),
+    ("logprobs", (None, False), "agents do not return log probabilities"),
+    ("top_logprobs", (None, 0), "agents do not return log probabilities"),
+    ("logit_bias", (None, {}), "the agent type decides its model's sampling"),
+    ("modalities", (None, ["text"]), "agents answer in text"),
+    ("audio", (None,), "agents answer in text"),
+    ("prediction", (None,), "predicted outputs are not taken"),
+    ("web_search_options", (None,), "agents search through their own tools"),
+    ("verbosity", (None,), "not passed to the model"),
+    ("store", (None, False), "answers are not stored for OpenAI's evals or distillation"),
+    ("service_tier", (None, "auto", "default"), "one tier of service"),
+    ("prompt_cache_key", (None,), "the service caches by the query itself (AGENTIC_CACHE_SCOPE)"),
+    ("prompt_cache_retention", (None,), "the service caches by the query itself (AGENTIC_CACHE_TTL_SECONDS)"),
+    ("stream_options", (None,), "only with stream: true"),
+)
+
+
+def _refuse_unsupported(body: ChatCompletionRequest, provider: str) -> None:
+    """A 400 naming the first parameter asked for that this service does not do, rather than dropping it."""
+    for name, harmless, why in _REFUSED:
+        value = getattr(body, name)
+        if name == "stream_options" and body.stream:
+            continue
+        if value not in harmless:
+            raise BadRequest(f"Unsupported parameter: '{name}': {why}.", param=name)
+    if provider == "anthropic":
+        for name in anthropic_unsupported:
+            if getattr(body, name) is not None:
+                raise BadRequest(
+                    f"Unsupported parameter: '{name}' is not taken by this agent type's provider, anthropic.",
+                    param=name,
+                )
+        if body.temperature is not None and body.temperature > 1:
+            raise BadRequest(
+                "Invalid 'temperature': this agent type's provider (anthropic) takes 0 to 1.",
+                param="temperature",
+            )
+    if body.max_tokens is not None and body.max_completion_tokens is not None:
+        raise BadRequest(
+            "Give max_tokens or max_completion_tokens, not both (max_tokens is deprecated).",
+            param="max_tokens",
+        )
 
 
 class ModelCard(BaseModel):
@@ -115,12 +271,17 @@ def _conversation(body: ChatCompletionRequest) -> tuple[QueryRequest, list[Messa
     return query, history
 
 
-def _usage(response: QueryResponse) -> dict[str, int]:
-    tokens = response.tokens
+def _usage(response: QueryResponse) -> dict[str, Any]:
+    """OpenAI's usage object. A cached answer reports the tokens it holds, all of its input as cached
+    (``prompt_tokens_details.cached_tokens``): the query cost nothing, which ``X-Agentic-Cost-Dollars``
+    says too."""
+    tokens = response.cached_tokens or response.tokens
+    cached = tokens.input if response.cached_tokens is not None else 0
     return {
         "prompt_tokens": tokens.input,
         "completion_tokens": tokens.output,
         "total_tokens": tokens.input + tokens.output,
+        "prompt_tokens_details": {"cached_tokens": cached},
     }
 
 
@@ -134,7 +295,7 @@ async def list_models(_: AgentsQuerier, agents: AgentServiceDep) -> ModelList:
 async def get_model(model: str, _: AgentsQuerier, agents: AgentServiceDep) -> ModelCard:
     """One agent type, as an OpenAI model."""
     if model not in agents.agents:
-        raise NotFound(f"The model '{model}' does not exist; GET /v1/models lists the agent types.")
+        raise ModelNotFound(f"The model '{model}' does not exist; GET /v1/models lists the agent types.")
     return ModelCard(id=model)
 
 
@@ -145,7 +306,7 @@ async def get_model(model: str, _: AgentsQuerier, agents: AgentServiceDep) -> Mo
             "description": "A chat.completion; with 'stream': true, chat.completion.chunk events (SSE).",
             "content": {MEDIA_TYPE: {"schema": {"type": "string"}}},
         },
-        402: {"description": "The key's monthly budget is spent."},
+        429: {"description": "The key's rate or its monthly budget (code insufficient_quota) is spent."},
         404: {"description": "No agent type of this name (model)."},
         502: {"description": "The provider failed or answered something unusable."},
         503: {"description": "The agent's provider is not configured."},
@@ -160,16 +321,22 @@ async def chat_completions(
     settings: SettingsDep,
 ) -> Response:
     """Run the agent named by ``model`` on the conversation, as OpenAI's chat completions API does."""
-    if body.model not in agents.agents:
-        raise NotFound(f"The model '{body.model}' does not exist; GET /v1/models lists the agent types.")
+    agent = agents.agents.get(body.model)
+    if agent is None:
+        raise ModelNotFound(
+            f"The model '{body.model}' does not exist; GET /v1/models lists the agent types.", param="model"
+        )
+    _refuse_unsupported(body, agent.provider)
     query, history = _conversation(body)
+    options = body.options()
     created = int(time.time())
     if not body.stream:
-        response = await agents.query(principal, body.model, query, conversation=history)
+        response = await agents.query(principal, body.model, query, conversation=history, options=options)
         log_usage(request, response)
         return Response(
             content=ChatCompletion.of(response, body.model, created).model_dump_json(),
             media_type="application/json",
+            headers=answer_headers(response),
         )
     stream = QueryStream(
         agents,
@@ -178,6 +345,7 @@ async def chat_completions(
         query,
         keepalive_seconds=settings.stream_keepalive_seconds,
         conversation=history,
+        options=options,
         on_done=lambda response: log_usage(request, response),
     )
     first = await stream.first()  # a refusal raises here: an OpenAI-shaped error
@@ -191,7 +359,7 @@ class ChatCompletion(BaseModel):
     created: int
     model: str
     choices: list[dict[str, Any]]
-    usage: dict[str, int]
+    usage: dict[str, Any]
     system_fingerprint: str | None = None
 
     @classmethod

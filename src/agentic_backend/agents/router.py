@@ -51,6 +51,15 @@ def log_usage(request: Request, response: QueryResponse) -> None:
     )
 
 
+CACHE_HEADER = "X-Agentic-Cache"
+COST_HEADER = "X-Agentic-Cost-Dollars"
+
+
+def answer_headers(response: QueryResponse) -> dict[str, str]:
+    """Whether the answer came from the cache, and what the query cost (nothing, when it did)."""
+    return {CACHE_HEADER: "hit" if response.cached else "miss", COST_HEADER: repr(response.cost_dollars)}
+
+
 def wants_stream(request: Request, body: QueryRequest) -> bool:
     return body.stream or MEDIA_TYPE in request.headers.get("accept", "")
 
@@ -63,12 +72,14 @@ async def query_agent(
     agents: AgentServiceDep,
     request: Request,
     settings: SettingsDep,
+    reply: Response,
 ) -> Response | QueryResponse:
     """Run the agent: model calls and tool calls until it answers, within its step limit and deadline
     and the key's budget. Stateless queries (no session) may be answered from the cache at no cost."""
     if not wants_stream(request, body):
         response = await agents.query(principal, agent_type, body)
         log_usage(request, response)
+        reply.headers.update(answer_headers(response))
         return response
     stream = QueryStream(
         agents,

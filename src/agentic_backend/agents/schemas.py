@@ -62,9 +62,17 @@ class QueryResponse(BaseModel):
     provider: str
     model: str
     answer: str
-    stop_reason: StopReason = Field(description="answer, step_limit or budget; 'cache' for a cached answer.")
+    stop_reason: StopReason = Field(
+        description="answer; step_limit or budget (it ran out); length (cut at the caller's max_tokens); "
+        "cache (a cached answer)."
+    )
     steps: list[StepPublic]
-    tokens: TokenCounts
+    tokens: TokenCounts = Field(
+        description="What this query used of the provider (none, for a cached answer)."
+    )
+    cached_tokens: TokenCounts | None = Field(
+        default=None, description="For a cached answer: the tokens it holds, as its first run used them."
+    )
     cost_dollars: float
     cached: bool
     session_id: str | None

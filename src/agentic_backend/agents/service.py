@@ -17,7 +17,7 @@ from agentic_backend.agents.registry import AgentType
 from agentic_backend.agents.runtime import ASKED_NOTHING, QueryOptions, RunEvents, RunResult, run_agent
 from agentic_backend.agents.schemas import QueryRequest, QueryResponse, StepPublic, TokenCounts
 from agentic_backend.billing.budget import Budgets, Reservation, call_bound, input_token_bound, month_of
-from agentic_backend.billing.pricing import NANOS_PER_DOLLAR, Pricer, nanos_to_dollars
+from agentic_backend.billing.pricing import NANOS_PER_DOLLAR, Pricer, dollars_text, nanos_to_dollars
 from agentic_backend.billing.ratelimit import Windows
 from agentic_backend.cache.service import ResponseCache, cache_key
 from agentic_backend.core.clock import Clock
@@ -240,6 +240,7 @@ class AgentService:
                 "cached": True,
                 "stop_reason": "cache",
                 "steps": [],
+                "cached_tokens": response.tokens,
                 "tokens": TokenCounts(input=0, output=0),
                 "cost_dollars": 0.0,
             }
@@ -301,7 +302,7 @@ class _Account:
     def _exceeded(self) -> BudgetExceeded:
         assert self._budget is not None
         return BudgetExceeded(
-            f"This key's monthly budget of ${nanos_to_dollars(self._budget):.2f} is spent for {self._month} "
+            f"This key's monthly budget of {dollars_text(self._budget)} is spent for {self._month} "
             "(or held by its queries in flight); an admin can raise it with PUT /api/v1/keys/{id}/limits."
         )
 

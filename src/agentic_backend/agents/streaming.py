@@ -34,7 +34,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from fastapi.responses import StreamingResponse
 
 from agentic_backend.agents.registry import AgentType
-from agentic_backend.agents.runtime import Step
+from agentic_backend.agents.runtime import ASKED_NOTHING, QueryOptions, Step
 from agentic_backend.agents.schemas import QueryRequest, QueryResponse
 from agentic_backend.agents.service import AgentService
 from agentic_backend.core.errors import AppError
@@ -74,6 +74,7 @@ class QueryStream:
         *,
         keepalive_seconds: float,
         conversation: list[Message] | None = None,
+        options: QueryOptions = ASKED_NOTHING,
         on_done: Callable[[QueryResponse], None] | None = None,
     ) -> None:
         self._on_done = on_done
@@ -89,7 +90,9 @@ class QueryStream:
         self._text: list[str] = []
         self._error: BaseException | None = None
         self._request_id = ""
-        self._task = asyncio.create_task(self._run(service, principal, agent_type, request, conversation))
+        self._task = asyncio.create_task(
+            self._run(service, principal, agent_type, request, conversation, options)
+        )
 
     async def _run(
         self,
@@ -98,11 +101,12 @@ class QueryStream:
         agent_type: str,
         request: QueryRequest,
         conversation: list[Message] | None,
+        options: QueryOptions,
     ) -> None:
         async with self._send:
             try:
                 response = await service.query(
-                    principal, agent_type, request, events=self, conversation=conversation
+                    principal, agent_type, request, events=self, conversation=conversation, options=options
                 )
             except Exception as exc:
                 self._error = exc

@@ -25,6 +25,15 @@ def nanos_to_dollars(nanos: int) -> float:
     return nanos / NANOS_PER_DOLLAR
 
 
+def dollars_text(nanos: int) -> str:
+    """An amount as it is, for people: cents always shown, smaller digits only when there are some
+    (``$5.00``, ``$0.0001``, ``$1,234.567891``), never rounded to a misleading ``$0.00``."""
+    amount = (Decimal(nanos) / NANOS_PER_DOLLAR).normalize()
+    exponent = amount.as_tuple().exponent
+    places = max(2, -exponent) if isinstance(exponent, int) else 2
+    return f"${amount:,.{places}f}"
+
+
 @lru_cache(maxsize=1024)
 def _per_token_nanos(model: str) -> tuple[Decimal, Decimal] | None:
     """Nanodollars per input and per output token, or None if genai-prices does not know the model."""

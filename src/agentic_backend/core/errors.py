@@ -55,7 +55,8 @@ import logging
 import re
 import sqlite3
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar
 
@@ -77,15 +78,30 @@ STORAGE_RETRY_AFTER_SECONDS = 2
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
+@dataclass(frozen=True, slots=True)
+class OpenAIShape:
+    """How the OpenAI face answers an error where OpenAI's own API answers it differently from the native
+    route (its SDKs map the status to an exception class, and clients read ``code``)."""
+
+    status: int
+    type: str
+    code: str
+
+
 class AppError(Exception):
-    """Base of every error the service reports to a client."""
+    """Base of every error the service reports to a client. ``param`` names the request field at fault
+    (OpenAI's errors carry it)."""
 
     status_code: ClassVar[int] = 500
+    openai: ClassVar[OpenAIShape | None] = None
 
-    def __init__(self, detail: str, *, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, detail: str, *, headers: Mapping[str, str] | None = None, param: str | None = None
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.headers = dict(headers or {})
+        self.param = param
 
 
 class BadRequest(AppError):
@@ -148,9 +164,14 @@ _OPENAI_TYPES = {
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 
 
-def openai_error(name: str, detail: str, status: int, param: str | None = None) -> dict[str, Any]:
-    kind = _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-    code = _CAMEL.sub("_", name).lower()
+def openai_error(
+    name: str, detail: str, status: int, param: str | None = None, shape: OpenAIShape | None = None
+) -> dict[str, Any]:
+    if shape is not None:
+        kind, code = shape.type, shape.code
+    else:
+        kind = _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+        code = _CAMEL.sub("_", name).lower()
     return {"error": {"message": detail, "type": kind, "param": param, "code": code}}
 
 
@@ -163,13 +184,16 @@ def error_response(
     *,
     request_id: str | None = None,
     param: str | None = None,
+    openai: OpenAIShape | None = None,
 ) -> JSONResponse:
     """The one error body of every route: ``{"error", "detail"}`` (and the request id of a server
-    failure), or OpenAI's shape under /v1/."""
+    failure), or OpenAI's shape under /v1/ (with ``openai``'s status, type and code where given)."""
     if request.url.path.startswith(OPENAI_PREFIX):
         if status == 422:
             status = 400  # OpenAI: an invalid request is a 400
-        body = openai_error(name, detail, status, param)
+        if openai is not None:
+            status = openai.status
+        body = openai_error(name, detail, status, param, openai)
         if request_id is not None:
             body["error"]["request_id"] = request_id
     else:
@@ -181,11 +205,29 @@ def error_response(
 
 async def _app_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
-    return error_response(request, type(exc).__name__, exc.detail, exc.status_code, exc.headers)
+    return error_response(
+        request,
+        type(exc).__name__,
+        exc.detail,
+        exc.status_code,
+        exc.headers,
+        param=exc.param,
+        openai=exc.openai,
+    )
 
 
 async def _validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    if request.url.path.startswith(OPENAI_PREFIX) and exc.errors():
+        detail, param, code = openai_invalid(exc.errors()[0])
+        return error_response(
+            request,
+            "ValidationError",
+            detail,
+            400,
+            param=param,
+            openai=OpenAIShape(400, "invalid_request_error", code),
+        )
     problems = []
     for err in exc.errors():
         location = ".".join(str(part) for part in err.get("loc", ()))
@@ -194,6 +236,85 @@ async def _validation_error_handler(request: Request, exc: Exception) -> JSONRes
     first = exc.errors()[0].get("loc", ()) if exc.errors() else ()
     param = ".".join(str(part) for part in first[1:]) or None  # without "body"
     return error_response(request, "ValidationError", detail, 422, param=param)
+
+
+_TYPE_NAMES = {"bool": "a boolean", "int": "an integer", "float": "a number", "string": "a string"}
+_TYPE_NAMES |= {"dict": "an object", "list": "an array", "model": "an object", "finite": "a finite number"}
+_NOT_A_FIELD = re.compile(r"[^A-Za-z0-9_]|^(str|int|float|bool|list|dict|none|literal)$")
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "null" if value is None else "an object"
+
+
+def openai_param(loc: Sequence[Any]) -> str | None:
+    """A validation error's location as OpenAI names a parameter (``messages[0].content``): without
+    ``body``, the union members pydantic names, and a tag that repeats its field's name."""
+    parts: list[str] = []
+    for part in loc[1:]:
+        if isinstance(part, int):
+            if parts:
+                parts[-1] += f"[{part}]"
+            continue
+        text = str(part)
+        if _NOT_A_FIELD.search(text) or (parts and parts[-1] == text):
+            continue
+        parts.append(text)
+    return ".".join(parts) or None
+
+
+def openai_invalid(error: Mapping[str, Any]) -> tuple[str, str | None, str]:
+    """The message, ``param`` and ``code`` OpenAI's API gives for the request error pydantic found."""
+    param = openai_param(error.get("loc", ()))
+    kind, given, ctx = str(error.get("type", "")), error.get("input"), error.get("ctx") or {}
+    number = "integer" if isinstance(given, int) and not isinstance(given, bool) else "decimal"
+    if kind == "extra_forbidden":
+        return f"Unrecognized request argument supplied: {param}", param, "unknown_parameter"
+    if kind == "missing":
+        return f"Missing required parameter: '{param}'.", param, "missing_required_parameter"
+    if kind in ("greater_than_equal", "greater_than"):
+        bound = f">= {ctx['ge']}" if "ge" in ctx else f"> {ctx.get('gt')}"
+        message = (
+            f"Invalid '{param}': {number} below minimum value. Expected a value {bound}, but got {given}."
+        )
+        return message, param, f"{number}_below_min_value"
+    if kind in ("less_than_equal", "less_than"):
+        bound = f"<= {ctx['le']}" if "le" in ctx else f"< {ctx.get('lt')}"
+        message = (
+            f"Invalid '{param}': {number} above maximum value. Expected a value {bound}, but got {given}."
+        )
+        return message, param, f"{number}_above_max_value"
+    if kind in ("too_long", "too_short", "string_too_long", "string_too_short"):
+        what = "string" if kind.startswith("string") else "array"
+        side, code = (
+            ("maximum", "above_max_length") if kind.endswith("long") else ("minimum", "below_min_length")
+        )
+        limit = ctx.get("max_length", ctx.get("min_length"))
+        too = kind.rsplit("_", 1)[-1]
+        message = f"Invalid '{param}': {what} too {too}. Expected a {what} with {side} length {limit}."
+        return message, param, f"{what}_{code}"
+    expected = next((name for prefix, name in _TYPE_NAMES.items() if kind.startswith(prefix)), None)
+    if expected is not None or kind in ("int_from_float", "model_attributes_type"):
+        expected = expected or "an integer"
+        message = f"Invalid type for '{param}': expected {expected}, but got {_json_type(given)} instead."
+        if kind == "finite_number":
+            message = f"Invalid '{param}': expected a finite number, but got {given}."
+        return message, param, "invalid_type"
+    if kind in ("literal_error", "enum"):
+        return (
+            f"Invalid value for '{param}': {error.get('msg', 'not one of the supported values')}.",
+            param,
+            "invalid_value",
+        )
+    return f"Invalid '{param}': {error.get('msg', 'invalid')}.", param, "invalid_value"
 
 
 def _allowed_methods(request: Request) -> list[str]:
