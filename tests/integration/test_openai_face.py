@@ -121,7 +121,8 @@ def test_errors_arrive_as_the_sdks_exceptions(service: Service) -> None:
     with client(service, key) as sdk:
         with pytest.raises(openai.NotFoundError) as unknown:
             sdk.chat.completions.create(model="gpt-9", messages=[{"role": "user", "content": "hi"}])
-        assert unknown.value.code == "not_found"
+        assert unknown.value.code == "model_not_found"
+        assert unknown.value.param == "model"
         with pytest.raises(openai.BadRequestError) as bad:
             sdk.chat.completions.create(
                 model="assistant", messages=[{"role": "assistant", "content": "the last is not the user's"}]
@@ -130,8 +131,15 @@ def test_errors_arrive_as_the_sdks_exceptions(service: Service) -> None:
         assert "last message" in bad.value.message
         with pytest.raises(openai.BadRequestError):
             sdk.chat.completions.create(model="assistant", messages=[], n=1)
-        with pytest.raises(openai.BadRequestError):
+        with pytest.raises(openai.BadRequestError) as two:
             sdk.chat.completions.create(model="assistant", messages=[{"role": "user", "content": "hi"}], n=2)
+        assert two.value.param == "n"
+        with pytest.raises(openai.BadRequestError) as hot:
+            sdk.chat.completions.create(
+                model="assistant", messages=[{"role": "user", "content": "hi"}], temperature=5
+            )
+        assert hot.value.param == "temperature"
+        assert hot.value.code == "decimal_above_max_value"
         sdk.chat.completions.create(model="assistant", messages=[{"role": "user", "content": "one"}])
         sdk.chat.completions.create(model="assistant", messages=[{"role": "user", "content": "two"}])
         with pytest.raises(openai.RateLimitError) as limited:  # the key's rpm_limit, as natively
@@ -146,14 +154,15 @@ def test_errors_arrive_as_the_sdks_exceptions(service: Service) -> None:
     with client(service, viewer) as sdk, pytest.raises(openai.PermissionDeniedError):
         sdk.chat.completions.create(model="assistant", messages=[{"role": "user", "content": "hi"}])
     broke_id, broke = user_key(service, monthly_budget_dollars=0)
-    with client(service, broke) as sdk, pytest.raises(openai.APIStatusError) as spent:
+    with client(service, broke) as sdk, pytest.raises(openai.RateLimitError) as spent:  # OpenAI's quota error
         sdk.chat.completions.create(model="assistant", messages=[{"role": "user", "content": "hi"}])
-    assert spent.value.status_code == 402
+    assert spent.value.code == "insufficient_quota"
+    assert "$0.00 " in spent.value.message
     assert key_id != broke_id
     text = httpx.get(f"{service.url}/api/v1/monitoring/metrics", timeout=5).text
     endpoint = "/v1/chat/completions"
-    assert value(text, "http_requests_total", method="POST", endpoint=endpoint, status="429") == 1
-    assert value(text, "http_requests_total", method="POST", endpoint=endpoint, status="400") == 3
+    assert value(text, "http_requests_total", method="POST", endpoint=endpoint, status="429") == 2
+    assert value(text, "http_requests_total", method="POST", endpoint=endpoint, status="400") == 4
     assert "Traceback" not in service.log()
 
 

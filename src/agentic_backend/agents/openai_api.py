@@ -108,7 +108,7 @@ class ResponseFormat(BaseModel):
 
 
 Number = Annotated[StrictFloat, Field(allow_inf_nan=False)]
-Penalty = Annotated[Number, Field(ge=-2, le=2)]
+Penalty = Annotated[Number, Field(ge=-2.0, le=2.0)]
 
 
 class ChatCompletionRequest(BaseModel):
@@ -126,8 +126,8 @@ class ChatCompletionRequest(BaseModel):
     max_completion_tokens: StrictInt | None = Field(
         default=None, ge=1, description="Caps each model call's answer (and what it reserves of the budget)."
     )
-    temperature: Annotated[Number, Field(ge=0, le=2)] | None = None
-    top_p: Annotated[Number, Field(ge=0, le=1)] | None = None
+    temperature: Annotated[Number, Field(ge=0.0, le=2.0)] | None = None
+    top_p: Annotated[Number, Field(ge=0.0, le=1.0)] | None = None
     frequency_penalty: Penalty | None = None
     presence_penalty: Penalty | None = None
     seed: StrictInt | None = None
@@ -150,7 +150,7 @@ class ChatCompletionRequest(BaseModel):
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
     logprobs: StrictBool | None = None
     top_logprobs: StrictInt | None = Field(default=None, ge=0, le=20)
-    logit_bias: dict[str, Annotated[Number, Field(ge=-100, le=100)]] | None = None
+    logit_bias: dict[str, Annotated[Number, Field(ge=-100.0, le=100.0)]] | None = None
     modalities: list[Literal["text", "audio"]] | None = None
     audio: dict[str, Any] | None = None
     prediction: dict[str, Any] | None = None

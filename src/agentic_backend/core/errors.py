@@ -219,7 +219,7 @@ async def _app_error_handler(request: Request, exc: Exception) -> JSONResponse:
 async def _validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     if request.url.path.startswith(OPENAI_PREFIX) and exc.errors():
-        detail, param, code = openai_invalid(exc.errors()[0])
+        detail, param, code = openai_invalid(_first_problem(exc.errors()))
         return error_response(
             request,
             "ValidationError",
@@ -255,6 +255,14 @@ def _json_type(value: Any) -> str:
     return "null" if value is None else "an object"
 
 
+def _first_problem(errors: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+    """The error to report: the first field's, and of a union's errors the member that had the right type
+    but a wrong value (``stop`` of five strings is too long an array, not "not a string")."""
+    field = tuple(errors[0].get("loc", ()))[:2]
+    own = [e for e in errors if tuple(e.get("loc", ()))[:2] == field]
+    return next((e for e in own if not str(e.get("type", "")).endswith("_type")), own[0])
+
+
 def openai_param(loc: Sequence[Any]) -> str | None:
     """A validation error's location as OpenAI names a parameter (``messages[0].content``): without
     ``body``, the union members pydantic names, and a tag that repeats its field's name."""
@@ -275,7 +283,9 @@ def openai_invalid(error: Mapping[str, Any]) -> tuple[str, str | None, str]:
     """The message, ``param`` and ``code`` OpenAI's API gives for the request error pydantic found."""
     param = openai_param(error.get("loc", ()))
     kind, given, ctx = str(error.get("type", "")), error.get("input"), error.get("ctx") or {}
-    number = "integer" if isinstance(given, int) and not isinstance(given, bool) else "decimal"
+    # OpenAI names the field's kind: a float bound (``le=2.0``) is a decimal's, an int bound an integer's.
+    bound_value = next((ctx[k] for k in ("ge", "gt", "le", "lt") if k in ctx), None)
+    number = "decimal" if isinstance(bound_value, float) else "integer"
     if kind == "extra_forbidden":
         return f"Unrecognized request argument supplied: {param}", param, "unknown_parameter"
     if kind == "missing":
@@ -293,16 +303,22 @@ def openai_invalid(error: Mapping[str, Any]) -> tuple[str, str | None, str]:
         )
         return message, param, f"{number}_above_max_value"
     if kind in ("too_long", "too_short", "string_too_long", "string_too_short"):
-        what = "string" if kind.startswith("string") else "array"
-        side, code = (
-            ("maximum", "above_max_length") if kind.endswith("long") else ("minimum", "below_min_length")
-        )
         limit = ctx.get("max_length", ctx.get("min_length"))
-        too = kind.rsplit("_", 1)[-1]
-        message = f"Invalid '{param}': {what} too {too}. Expected a {what} with {side} length {limit}."
-        return message, param, f"{what}_{code}"
+        many = kind.endswith("long")
+        side, code = ("maximum", "above_max_length") if many else ("minimum", "below_min_length")
+        if ctx.get("field_type") == "Dictionary":
+            message = (
+                f"Invalid '{param}': too {'many' if many else 'few'} properties. Expected an object with "
+            )
+            message += f"at {'most' if many else 'least'} {limit} properties."
+            return message, param, f"object_{code.replace('length', 'properties')}"
+        what = "a string" if kind.startswith("string") else "an array"
+        message = f"Invalid '{param}': {what[what.index(' ') + 1 :]} too {'long' if many else 'short'}. "
+        message += f"Expected {what} with {side} length {limit}."
+        return message, param, f"{what.split()[-1]}_{code}"
+    typed = kind.endswith(("_type", "_parsing")) or kind in ("int_from_float", "finite_number")
     expected = next((name for prefix, name in _TYPE_NAMES.items() if kind.startswith(prefix)), None)
-    if expected is not None or kind in ("int_from_float", "model_attributes_type"):
+    if typed:
         expected = expected or "an integer"
         message = f"Invalid type for '{param}': expected {expected}, but got {_json_type(given)} instead."
         if kind == "finite_number":
