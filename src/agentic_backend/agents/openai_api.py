@@ -180,7 +180,10 @@ class ChatCompletionRequest(BaseModel):
             response_format=response_format,
             reasoning_effort=self.reasoning_effort,
         )
-        return QueryOptions(self.max_completion_tokens or self.max_tokens, call)
+        end_user = self.user or self.safety_identifier
+        return QueryOptions(
+            self.max_completion_tokens or self.max_tokens, call, end_user, self.metadata or None
+        )
 
 
 # What is refused when set to anything but "nothing asked": (parameter, its harmless values, why).

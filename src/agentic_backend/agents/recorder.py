@@ -65,6 +65,8 @@ class QueryRecord:
     error_kind: str | None = None
     cached: bool = False
     writes: list[Write] = field(default_factory=list)  # written with the ledger's row (session messages)
+    end_user: str | None = None
+    tags: dict[str, str] | None = None
 
     def failed(self, exc: BaseException) -> None:
         """Classify how the query ended from what it raised."""
@@ -165,6 +167,8 @@ class Recorder:
             duration_seconds=seconds,
             created_at=self._clock.now(),
             trace_id=_trace_id(record.span),
+            end_user=record.end_user,
+            tags=record.tags,
         )
         self._end_query_span(record)
         await self._ledger.record(entry, also=record.writes)

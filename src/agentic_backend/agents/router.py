@@ -7,9 +7,11 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from agentic_backend.agents.deps import AgentServiceDep, AgentsQuerier
+from agentic_backend.agents.runtime import QueryOptions
 from agentic_backend.agents.schemas import AgentTypePublic, QueryRequest, QueryResponse
 from agentic_backend.agents.streaming import MEDIA_TYPE, QueryStream, sse_response
 from agentic_backend.core.deps import SettingsDep
+from agentic_backend.core.errors import BadRequest
 from agentic_backend.core.logs import note_usage
 
 router = APIRouter(prefix="/api/v1/agents", tags=["agents"])
@@ -52,6 +54,7 @@ def log_usage(request: Request, response: QueryResponse) -> None:
 
 
 CACHE_HEADER = "X-Agentic-Cache"
+END_USER_HEADER = "X-Agentic-End-User"
 COST_HEADER = "X-Agentic-Cost-Dollars"
 
 
@@ -76,8 +79,12 @@ async def query_agent(
 ) -> Response | QueryResponse:
     """Run the agent: model calls and tool calls until it answers, within its step limit and deadline
     and the key's budget. Stateless queries (no session) may be answered from the cache at no cost."""
+    end_user = body.user or request.headers.get(END_USER_HEADER)
+    if end_user is not None and len(end_user) > 256:
+        raise BadRequest(f"{END_USER_HEADER} is longer than 256 characters.")
+    options = QueryOptions(end_user=end_user, tags=body.metadata)
     if not wants_stream(request, body):
-        response = await agents.query(principal, agent_type, body)
+        response = await agents.query(principal, agent_type, body, options=options)
         log_usage(request, response)
         reply.headers.update(answer_headers(response))
         return response
@@ -87,6 +94,7 @@ async def query_agent(
         agent_type,
         body,
         keepalive_seconds=settings.stream_keepalive_seconds,
+        options=options,
         on_done=lambda response: log_usage(request, response),
     )
     first = await stream.first()  # a refusal raises here: a plain JSON error with its status

@@ -38,10 +38,12 @@ StopReason = Literal["answer", "step_limit", "budget", "cache", "length"]
 @dataclass(frozen=True, slots=True)
 class QueryOptions:
     """What the caller asks of a query beyond its text: a cap on each model call's output tokens (below
-    the agent type's own), and the options passed to every model call."""
+    the agent type's own), the options passed to every model call, and whom to attribute it to."""
 
     max_tokens: int | None = None
     call: CallOptions = NO_OPTIONS
+    end_user: str | None = None  # who the caller says it asks for, and its tags: the ledger keeps both
+    tags: dict[str, str] | None = None
 
     def cap(self, agent: AgentType) -> int:
         """The most output tokens one model call of ``agent`` may produce (and its budget reserves)."""
@@ -51,7 +53,8 @@ class QueryOptions:
 
     def variant(self) -> str:
         """A stable text of the options, for the cache key: a different ask is a different answer."""
-        return "" if self == ASKED_NOTHING else repr(self)
+        asked = (self.max_tokens, self.call)
+        return "" if asked == (None, NO_OPTIONS) else repr(asked)
 
 
 ASKED_NOTHING = QueryOptions()

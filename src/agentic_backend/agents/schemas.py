@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -15,6 +16,12 @@ from agentic_backend.agents.runtime import StepKind, StopReason
 _NOT_BLANK = re.compile(
     r"[^\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 )
+
+
+Tags = Annotated[
+    dict[Annotated[str, Field(min_length=1, max_length=64)], Annotated[str, Field(max_length=512)]],
+    Field(max_length=16),
+]
 
 
 class QueryRequest(BaseModel):
@@ -31,6 +38,17 @@ class QueryRequest(BaseModel):
         default=False,
         description="Answer as Server-Sent Events (as does 'Accept: text/event-stream'): start, delta, "
         "step, and done or error.",
+    )
+    user: str | None = Field(
+        default=None,
+        max_length=256,
+        description="The end user the query is for (or the X-Agentic-End-User header): kept in the "
+        "ledger, to filter and group usage by (GET /api/v1/usage/groups?by=end_user). Never a metric label.",
+    )
+    metadata: Tags | None = Field(
+        default=None,
+        description="Tags of the query (at most 16, keys up to 64 characters, values up to 512): kept in "
+        "the ledger, to filter and group usage by (?tag=key:value, ?by=tag:key). Never a metric label.",
     )
 
     @field_validator("query")

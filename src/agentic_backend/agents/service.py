@@ -109,6 +109,7 @@ class AgentService:
         agent = self.agent(agent_type)
         provider = self._provider(agent)
         record = self._recorder.start(agent, provider.name, principal.key_id)
+        record.end_user, record.tags = options.end_user, options.tags
         try:
             account = _Account(self._billing, provider, principal, record)
             await self._admit(principal, account)

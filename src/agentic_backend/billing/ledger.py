@@ -17,7 +17,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from agentic_backend.billing.models import UsageRecord, UsageRollup
+from agentic_backend.billing.models import UsageRecord, UsageRollup, UsageTag
 from agentic_backend.billing.pricing import nanos_to_dollars
 from agentic_backend.core.db import Database, Write
 from agentic_backend.core.types import UtcDateTime
@@ -40,6 +40,8 @@ class LedgerEntry:
     duration_seconds: float
     created_at: datetime
     trace_id: str | None = None  # the query's trace, when the service traces (32 hex digits)
+    end_user: str | None = None  # who the caller says the query was for (OpenAI's ``user``)
+    tags: dict[str, str] | None = None  # the caller's metadata
 
 
 class UsagePublic(BaseModel):
@@ -64,6 +66,8 @@ class UsagePublic(BaseModel):
     duration_seconds: float
     created_at: UtcDateTime
     trace_id: str | None = Field(default=None, description="The query's trace id, when the service traces.")
+    end_user: str | None = Field(default=None, description="The end user the caller named (OpenAI's user).")
+    tags: dict[str, str] | None = Field(default=None, description="The caller's metadata for the query.")
 
 
 class UsageTotals(BaseModel):
@@ -82,6 +86,23 @@ class KeyUsage(UsageTotals):
 class UsageReport(BaseModel):
     totals: UsageTotals
     records: list[UsagePublic]
+
+
+class UsageGroup(UsageTotals):
+    group: str | None = Field(description="The end user, or the tag's value; null for queries without.")
+
+
+class UsageGroups(BaseModel):
+    by: str
+    groups: list[UsageGroup]
+
+
+def tag_filter(tag: str | None) -> tuple[str, str] | None:
+    """``team:search`` as (key, value); None for no filter."""
+    if tag is None:
+        return None
+    key, _, value = tag.partition(":")
+    return key, value
 
 
 # The totals of a set of ledger rows, as SELECT columns (one definition for every report).
@@ -115,6 +136,23 @@ def _filters(
     return [column == value for column, value in pairs if value is not None]
 
 
+def _attribution(
+    since: datetime | None, until: datetime | None, end_user: str | None, tag: tuple[str, str] | None
+) -> list[Any]:
+    """The WHERE conditions of a time range, an end user and a tag (key, value), on the ledger's rows."""
+    conditions: list[Any] = []
+    if since is not None:
+        conditions.append(UsageRecord.created_at >= since)
+    if until is not None:
+        conditions.append(UsageRecord.created_at < until)
+    if end_user is not None:
+        conditions.append(UsageRecord.end_user == end_user)
+    if tag is not None:
+        tagged = select(UsageTag.request_id).where(UsageTag.key == tag[0], UsageTag.value == tag[1])
+        conditions.append(UsageRecord.request_id.in_(tagged))
+    return conditions
+
+
 def _totals(values: Sequence[Any]) -> dict[str, Any]:
     """The fields of ``UsageTotals`` from the values of the ``_TOTALS`` columns."""
     queries, input_tokens, output_tokens, nanos, cached = values
@@ -128,6 +166,7 @@ def _totals(values: Sequence[Any]) -> dict[str, Any]:
 
 
 _INSERT = insert(UsageRecord)
+_TAG_INSERT = insert(UsageTag)
 
 
 class Ledger:
@@ -177,7 +216,11 @@ class Ledger:
             "cost_nanodollars": entry.cost_nanodollars,
             "cached": int(entry.cached),
         }
-        return [(_INSERT, row), (self._rollup, rollup)]
+        tags = [
+            (_TAG_INSERT, {"request_id": entry.request_id, "key": k, "value": v})
+            for k, v in (entry.tags or {}).items()
+        ]
+        return [(_INSERT, row), (self._rollup, rollup), *tags]
 
     async def record(self, entry: LedgerEntry, also: Sequence[Write] = ()) -> None:
         """Record ``entry`` (and ``also``: the query's other writes, such as its session messages) in one
@@ -194,14 +237,13 @@ class Ledger:
         until: datetime | None,
         limit: int,
         before_id: int | None = None,
+        end_user: str | None = None,
+        tag: tuple[str, str] | None = None,
     ) -> UsageReport:
         conditions = _filters(UsageRecord, key_id, agent_type, status)
-        if since is not None:
-            conditions.append(UsageRecord.created_at >= since)
-        if until is not None:
-            conditions.append(UsageRecord.created_at < until)
+        conditions += _attribution(since, until, end_user, tag)
         async with self._db.session() as session:
-            if since is None and until is None:
+            if since is None and until is None and end_user is None and tag is None:
                 totals = (await session.execute(self._rollup_totals(key_id, agent_type, status))).one()
             else:  # a time range: the ledger's rows in it, through the created_at index
                 totals = (await session.execute(select(*_TOTALS).where(*conditions))).one()
@@ -216,6 +258,35 @@ class Ledger:
             totals=UsageTotals(**_totals(totals)),
             records=[UsagePublic.model_validate(row) for row in rows],
         )
+
+    async def groups(
+        self,
+        by: str,
+        *,
+        key_id: int | None,
+        since: datetime | None,
+        until: datetime | None,
+        limit: int,
+    ) -> UsageGroups:
+        """The ledger's totals per end user (``by="end_user"``) or per value of a tag (``by="tag:team"``),
+        the costliest first."""
+        conditions = [UsageRecord.key_id == key_id] if key_id is not None else []
+        conditions += _attribution(since, until, None, None)
+        if by == "end_user":
+            group: Any = UsageRecord.end_user
+            query = select(group, *_TOTALS).where(*conditions)
+        else:  # each query's value of the tag, or null: a query without the tag is a group of its own
+            tagged = select(UsageTag.request_id, UsageTag.value).where(
+                UsageTag.key == by.removeprefix("tag:")
+            )
+            table = tagged.subquery()
+            group = table.c.value
+            joined = select(group, *_TOTALS).outerjoin(table, UsageRecord.request_id == table.c.request_id)
+            query = joined.where(*conditions)
+        query = query.group_by(group).order_by(func.sum(UsageRecord.cost_nanodollars).desc()).limit(limit)
+        async with self._db.session() as session:
+            rows = (await session.execute(query)).all()
+        return UsageGroups(by=by, groups=[UsageGroup(group=row[0], **_totals(row[1:])) for row in rows])
 
     @staticmethod
     def _rollup_totals(key_id: int | None, agent_type: str | None, status: str | None) -> Any:

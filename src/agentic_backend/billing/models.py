@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     DateTime,
@@ -40,6 +41,19 @@ class UsageRecord(Base):
     duration_seconds: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     trace_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    end_user: Mapped[str | None] = mapped_column(String(256), default=None, index=True)
+    tags: Mapped[dict[str, str] | None] = mapped_column(JSON(none_as_null=True), default=None)
+
+
+class UsageTag(Base):
+    """One metadata tag of a query (also in its row's ``tags``), to filter and group usage by it."""
+
+    __tablename__ = "usage_tags"
+    __table_args__ = (Index("ix_usage_tags_key_value", "key", "value"),)
+
+    request_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(512))
 
 
 class KeySpend(Base):

@@ -75,6 +75,9 @@ async def test_rollup_totals_equal_the_ledger(database: Database, clock: FakeClo
     )
 
 
+_LATER = ("trace_id", "end_user", "tags")
+
+
 async def test_the_migration_fills_the_rollups_from_an_older_ledger(
     database_url: str, clock: FakeClock
 ) -> None:
@@ -95,7 +98,8 @@ async def test_the_migration_fills_the_rollups_from_an_older_ledger(
             rows = [entry(key_id, n, start + timedelta(hours=7 * n)) for n in range(12)]
             await connection.execute(
                 insert(UsageRecord.__table__),
-                [{f: getattr(r, f) for f in r.__slots__ if f != "trace_id"} for r in rows],  # added in 0006
+                # trace_id came in 0006, end_user and tags in 0007
+                [{f: getattr(r, f) for f in r.__slots__ if f not in _LATER} for r in rows],
             )
         await upgrade_async(database_url)
         report = await Ledger(database).report(

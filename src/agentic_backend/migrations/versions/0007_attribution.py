@@ -1,0 +1,43 @@
+"""Attribution: the end user a caller names (OpenAI's ``user``) and its metadata tags, per query. And
+api_keys.public_id loses the index 0001 made beside its unique constraint, whose own index serves.
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-12-03
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0007"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("usage_records") as table:
+        table.add_column(sa.Column("end_user", sa.String(256), nullable=True))
+        table.add_column(sa.Column("tags", sa.JSON(none_as_null=True), nullable=True))
+    op.create_index("ix_usage_records_end_user", "usage_records", ["end_user"])
+    # One row per tag of a query, to filter and group by a tag without reading JSON in SQL.
+    op.create_table(
+        "usage_tags",
+        sa.Column("request_id", sa.String(32), primary_key=True),
+        sa.Column("key", sa.String(64), primary_key=True),
+        sa.Column("value", sa.String(512), nullable=False),
+    )
+    op.create_index("ix_usage_tags_key_value", "usage_tags", ["key", "value"])
+    op.drop_index("ix_api_keys_public_id", table_name="api_keys")
+
+
+def downgrade() -> None:
+    op.create_index("ix_api_keys_public_id", "api_keys", ["public_id"])
+    op.drop_index("ix_usage_tags_key_value", table_name="usage_tags")
+    op.drop_table("usage_tags")
+    op.drop_index("ix_usage_records_end_user", table_name="usage_records")
+    with op.batch_alter_table("usage_records") as table:
+        table.drop_column("tags")
+        table.drop_column("end_user")
