@@ -21,8 +21,11 @@ from agentic_backend.core.httpguard import PROTOCOL
 from agentic_backend.core.logs import uvicorn_log_config
 from agentic_backend.identity.service import KeyService
 
+# Plain help (click's): it wraps at any width, where rich's boxed tables cut option names at 80 columns.
 app = typer.Typer(
-    help="Agentic Backend: LLM agents with production monitoring built in.", no_args_is_help=True
+    help="Agentic Backend: LLM agents with production monitoring built in.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 db_app = typer.Typer(help="The database.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
