@@ -74,7 +74,20 @@ def sampling(options: CallOptions) -> dict[str, Any]:
         config["effort"] = _EFFORT.get(options.reasoning_effort, "medium")
     if config:
         kwargs["output_config"] = config
+    choice = _TOOL_CHOICE.get(options.tool_choice or "", {"type": "tool", "name": options.tool_choice})
+    if options.tool_choice is not None:
+        kwargs["tool_choice"] = dict(choice)
+    if options.parallel_tool_calls is False:
+        kwargs.setdefault("tool_choice", {"type": "auto"})["disable_parallel_tool_use"] = True
     return kwargs
+
+
+# OpenAI's tool_choice values as the Messages API's.
+_TOOL_CHOICE: dict[str, dict[str, Any]] = {
+    "none": {"type": "none"},
+    "auto": {"type": "auto"},
+    "required": {"type": "any"},
+}
 
 
 class AnthropicProvider:
@@ -98,6 +111,8 @@ class AnthropicProvider:
     ) -> Completion:
         system, converted = _to_anthropic(messages)
         kwargs: dict[str, Any] = sampling(options)
+        if not tools:
+            kwargs.pop("tool_choice", None)
         if tools:
             kwargs["tools"] = [
                 {"name": t.name, "description": t.description, "input_schema": t.parameters} for t in tools

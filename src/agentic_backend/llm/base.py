@@ -67,6 +67,10 @@ class CallOptions:
     presence_penalty: float | None = None
     response_format: dict[str, Any] | None = None
     reasoning_effort: str | None = None
+    # Which tool the model must call: "none", "auto", "required", or a tool's name; None leaves it to the
+    # model. ``parallel_tool_calls`` False: at most one call a turn.
+    tool_choice: str | None = None
+    parallel_tool_calls: bool | None = None
 
     def json_schema(self) -> dict[str, Any] | None:
         """The JSON schema the answer must follow: the caller's, ``{"type": "object"}`` for a JSON object,

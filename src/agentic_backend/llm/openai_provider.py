@@ -84,6 +84,12 @@ def sampling(options: CallOptions) -> dict[str, Any]:
         "response_format": options.response_format,
         "reasoning_effort": options.reasoning_effort,
     }
+    chosen = options.tool_choice
+    if chosen is not None and chosen not in ("none", "auto", "required"):
+        asked["tool_choice"] = {"type": "function", "function": {"name": chosen}}
+    else:
+        asked["tool_choice"] = chosen
+    asked["parallel_tool_calls"] = options.parallel_tool_calls
     return {name: value for name, value in asked.items() if value is not None}
 
 
@@ -116,6 +122,9 @@ class OpenAIProvider:
         options: CallOptions = NO_OPTIONS,
     ) -> Completion:
         kwargs: dict[str, Any] = sampling(options)
+        if not tools:  # OpenAI refuses a tool_choice without tools
+            kwargs.pop("tool_choice", None)
+            kwargs.pop("parallel_tool_calls", None)
         if tools:
             kwargs["tools"] = [
                 {

@@ -133,7 +133,9 @@ class SimProvider:
             count_tokens(t.description) + 10 for t in tools
         )
         last = messages[-1]
-        call = self._tool_call(last, tools, conversation) if self.tool_calls else None
+        call = _caller_tool_call(last, tools, options, conversation)
+        if call is None and self.tool_calls and options.tool_choice != "none":
+            call = self._tool_call(last, tools, conversation)
         if call is not None:
             output = count_tokens(json.dumps(call.arguments)) + 8
             return Completion(None, (call,), input_tokens, output, model)
@@ -186,6 +188,31 @@ class SimProvider:
 
     async def close(self) -> None:
         return None
+
+
+# The tools an agent type has of its own: any other tool in a call is a caller's (the OpenAI face's tools).
+_OWN_TOOLS = frozenset({"calculate", "search_documents"})
+
+
+def _caller_tool_call(
+    last: Message, tools: list[ToolSpec], options: CallOptions, conversation: str
+) -> ToolCall | None:
+    """A caller's tool the model calls: the one ``tool_choice`` names, the first when it is ``required``,
+    or one the user's message names; arguments valid for its JSON schema. Not after a tool's result."""
+    callers = [t for t in tools if t.name not in _OWN_TOOLS]
+    if last.role != "user" or not callers or options.tool_choice == "none":
+        return None
+    chosen = next((t for t in callers if t.name == options.tool_choice), None)
+    if chosen is None and options.tool_choice == "required":
+        chosen = next((t for t in callers if t.name in last.content), callers[0])
+    if chosen is None:
+        chosen = next((t for t in callers if t.name in last.content), None)
+    if chosen is None:
+        return None
+    arguments = schema_instance(chosen.parameters or {"type": "object"}, last.content[:200])
+    if not isinstance(arguments, dict):
+        arguments = {"value": arguments}
+    return ToolCall(f"call_{_digest(conversation, chosen.name) % 10**12:012d}", chosen.name, arguments)
 
 
 def schema_instance(

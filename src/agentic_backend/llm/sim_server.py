@@ -110,7 +110,22 @@ def _openai_options(body: dict[str, Any]) -> CallOptions:
         presence_penalty=body.get("presence_penalty"),
         response_format=body.get("response_format"),
         reasoning_effort=body.get("reasoning_effort"),
+        tool_choice=_openai_tool_choice(body.get("tool_choice")),
+        parallel_tool_calls=body.get("parallel_tool_calls"),
     )
+
+
+def _openai_tool_choice(raw: Any) -> str | None:
+    if isinstance(raw, dict):
+        return str(raw.get("function", {}).get("name"))
+    return raw if isinstance(raw, str) else None
+
+
+def _anthropic_tool_choice(raw: Any) -> str | None:
+    if not isinstance(raw, dict):
+        return None
+    kind = raw.get("type")
+    return {"any": "required", "auto": "auto", "none": "none"}.get(str(kind)) or raw.get("name")
 
 
 def _anthropic_options(body: dict[str, Any]) -> CallOptions:
@@ -122,6 +137,7 @@ def _anthropic_options(body: dict[str, Any]) -> CallOptions:
         top_p=body.get("top_p"),
         stop=tuple(body.get("stop_sequences") or ()),
         response_format=response_format,
+        tool_choice=_anthropic_tool_choice(body.get("tool_choice")),
     )
 
 
