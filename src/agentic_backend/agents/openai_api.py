@@ -1,11 +1,11 @@
 """An OpenAI-compatible face: ``GET /v1/models`` and ``POST /v1/chat/completions``, so that OpenAI's SDKs
 and the tools built on them (chat UIs, LangChain, evaluation harnesses) can talk to the agents.
 
-``model`` names an agent type; the last message, which must be the user's, is the query, and the earlier
-ones are its history (system and developer messages as system turns, tool messages dropped: the agent
-runs its own tools). Everything else is the native route's: the same keys and permission
-(``agents:query``), rate and token limits, budget, cache (for a conversation of one message), ledger,
-metrics and streaming. The reply is a ``chat.completion`` (or, with ``"stream": true``, its
+``model`` names an agent type; the last message, the user's, is the query, and the earlier ones are its
+history (system and developer messages as system turns); a conversation ending in ``tool`` results (of
+the caller's tools) continues the run instead. Everything else is the native route's: the same keys and
+permission (``agents:query``), rate and token limits, budget, cache (for a conversation of one message),
+ledger, metrics and streaming. The reply is a ``chat.completion`` (or, with ``"stream": true``, its
 ``chat.completion.chunk`` events ending in ``data: [DONE]``, and a usage chunk when
 ``stream_options.include_usage`` asks); errors have OpenAI's shape (core/errors.py).
 
@@ -17,13 +17,14 @@ and is either honoured or refused with a 400 naming the ``param``, never dropped
   ``seed``, ``stop``, ``frequency_penalty``, ``presence_penalty``, ``reasoning_effort`` and
   ``response_format`` (``json_object``, ``json_schema``) passed to the provider with every model call
   (Anthropic: structured output; it takes no seed or penalties, so those are refused for its agent
-  types), ``stream``, ``stream_options.include_usage``, ``user``, ``safety_identifier`` and ``metadata``
-  (bounded: 16 pairs of at most 64 and 512 characters), ``parallel_tool_calls`` (moot without caller
-  tools), ``n: 1``, ``store: false``, ``service_tier: auto|default``;
-- refused: ``n`` above 1, caller ``tools`` and ``functions`` (the agent type runs its own), a
-  ``tool_choice`` that needs them, ``logprobs``, ``logit_bias``, audio output, ``prediction``,
-  ``web_search_options``, ``verbosity``, ``prompt_cache_key`` (the service caches by the query),
-  ``store: true``, other service tiers, non-text content parts.
+  types), caller ``tools`` with ``tool_choice`` and ``parallel_tool_calls`` (offered beside the agent
+  type's own tools, which still run here; a call of the caller's ends the answer with its ``tool_calls``,
+  and the caller's next request, ending in the ``tool`` results, continues the run), ``stream``,
+  ``stream_options.include_usage``, ``user``, ``safety_identifier`` and ``metadata`` (kept in the ledger;
+  16 pairs of at most 64 and 512 characters), ``n: 1``, ``store: false``, ``service_tier: auto|default``;
+- refused: ``n`` above 1, the deprecated ``functions`` and ``function_call``, ``logprobs``, ``logit_bias``,
+  audio output, ``prediction``, ``web_search_options``, ``verbosity``, ``prompt_cache_key`` (the service
+  caches by the query), ``store: true``, other service tiers, non-text content parts.
 
 Errors are OpenAI's: a spent budget is 429 ``insufficient_quota`` (the native route's 402 has no class in
 OpenAI's SDKs), an unknown model 404 ``model_not_found``. A cached answer reports the tokens it holds,
@@ -51,19 +52,28 @@ from pydantic import (
 
 from agentic_backend.agents.deps import AgentServiceDep, AgentsQuerier
 from agentic_backend.agents.errors import ModelNotFound
+from agentic_backend.agents.registry import AgentType
 from agentic_backend.agents.router import answer_headers, log_usage
 from agentic_backend.agents.runtime import QueryOptions
 from agentic_backend.agents.schemas import QueryRequest, QueryResponse
 from agentic_backend.agents.streaming import KEEPALIVE, MEDIA_TYPE, Event, QueryStream, sse_response
+from agentic_backend.agents.tools import TOOLS
 from agentic_backend.core.deps import SettingsDep
 from agentic_backend.core.errors import BadRequest, openai_error
 from agentic_backend.llm.anthropic_provider import UNSUPPORTED as anthropic_unsupported
-from agentic_backend.llm.base import CallOptions, Message
+from agentic_backend.llm.base import CallOptions, Message, ToolCall, ToolSpec
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 
 _MAX_MESSAGES = 1000
-_FINISH = {"answer": "stop", "cache": "stop", "step_limit": "length", "budget": "length", "length": "length"}
+_FINISH = {
+    "answer": "stop",
+    "cache": "stop",
+    "step_limit": "length",
+    "budget": "length",
+    "length": "length",
+    "tool_calls": "tool_calls",
+}
 
 
 class ContentPart(BaseModel):
@@ -75,11 +85,49 @@ class ContentPart(BaseModel):
     text: StrictStr
 
 
+class FunctionCall(BaseModel):
+    name: str = Field(min_length=1, max_length=64)
+    arguments: StrictStr = Field(max_length=100_000, description="The call's arguments: a JSON object.")
+
+
+class MessageToolCall(BaseModel):
+    id: str = Field(min_length=1, max_length=200)
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")  # name, tool_calls, refusal, ...: a turn's own fields
+    model_config = ConfigDict(extra="allow")  # name, refusal, audio, ...: a turn's own fields, not used
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: StrictStr | list[ContentPart] | None = None
+    tool_calls: list[MessageToolCall] | None = Field(default=None, max_length=128)
+    tool_call_id: str | None = Field(default=None, max_length=200)
+
+
+class FunctionSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: StrictStr | None = Field(default=None, max_length=10_000)
+    parameters: dict[str, Any] | None = None
+    strict: StrictBool | None = None
+
+
+class CallerTool(BaseModel):
+    """A tool of the caller's: offered to the model beside the agent type's own; the caller runs it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["function"]
+    function: FunctionSpec
+
+
+class NamedTool(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["function"]
+    function: dict[Literal["name"], str]
 
 
 class StreamOptions(BaseModel):
@@ -146,8 +194,8 @@ class ChatCompletionRequest(BaseModel):
     n: StrictInt | None = Field(
         default=None, ge=1, le=128, description="Must be 1: an agent gives one answer."
     )
-    tools: list[dict[str, Any]] | None = Field(default=None, max_length=128)
-    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+    tools: list[CallerTool] | None = Field(default=None, max_length=128)
+    tool_choice: Literal["none", "auto", "required"] | NamedTool | None = None
     logprobs: StrictBool | None = None
     top_logprobs: StrictInt | None = Field(default=None, ge=0, le=20)
     logit_bias: dict[str, Annotated[Number, Field(ge=-100.0, le=100.0)]] | None = None
@@ -161,15 +209,12 @@ class ChatCompletionRequest(BaseModel):
     functions: list[dict[str, Any]] | None = None
     function_call: StrictStr | dict[str, Any] | None = None
 
-    def options(self) -> QueryOptions:
+    def options(self, tools: tuple[ToolSpec, ...], resume: bool) -> QueryOptions:
         stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
-        response_format = (
-            self.response_format.model_dump(by_alias=True, exclude_none=True)
-            if self.response_format
-            else None
-        )
-        if response_format is not None and response_format["type"] == "text":
-            response_format = None
+        response_format = None
+        if self.response_format is not None and self.response_format.type != "text":
+            response_format = self.response_format.model_dump(by_alias=True, exclude_none=True)
+        choice = self.tool_choice
         call = CallOptions(
             temperature=self.temperature,
             top_p=self.top_p,
@@ -179,20 +224,24 @@ class ChatCompletionRequest(BaseModel):
             presence_penalty=self.presence_penalty,
             response_format=response_format,
             reasoning_effort=self.reasoning_effort,
+            tool_choice=choice.function["name"] if isinstance(choice, NamedTool) else choice,
+            parallel_tool_calls=self.parallel_tool_calls if tools else None,
         )
-        end_user = self.user or self.safety_identifier
         return QueryOptions(
-            self.max_completion_tokens or self.max_tokens, call, end_user, self.metadata or None
+            self.max_completion_tokens or self.max_tokens,
+            call,
+            end_user=self.user or self.safety_identifier,
+            tags=self.metadata or None,
+            tools=tools,
+            resume=resume,
         )
 
 
 # What is refused when set to anything but "nothing asked": (parameter, its harmless values, why).
 _REFUSED: tuple[tuple[str, tuple[object, ...], str], ...] = (
     ("n", (None, 1), "an agent gives one answer; n must be 1"),
-    ("tools", (None, []), "the agent type runs its own tools; caller tools are not taken yet"),
-    ("tool_choice", (None, "none", "auto"), "there are no caller tools to choose"),
-    ("functions", (None, []), "the agent type runs its own tools"),
-    ("function_call", (None, "none", "auto"), "there are no caller functions to call"),
+    ("functions", (None, []), "deprecated by OpenAI: give tools"),
+    ("function_call", (None, "none", "auto"), "deprecated by OpenAI: give tool_choice"),
     ("logprobs", (None, False), "agents do not return log probabilities"),
     ("top_logprobs", (None, 0), "agents do not return log probabilities"),
     ("logit_bias", (None, {}), "the agent type decides its model's sampling"),
@@ -256,22 +305,80 @@ def _text(message: ChatMessage) -> str:
     return "".join(part.text for part in message.content)
 
 
-def _conversation(body: ChatCompletionRequest) -> tuple[QueryRequest, list[Message]]:
+def _conversation(body: ChatCompletionRequest) -> tuple[QueryRequest, list[Message], bool]:
+    """The query, its history, and whether the run resumes the history (it ends in the caller's tool
+    results) rather than answering a new user turn."""
     *earlier, last = body.messages
-    if last.role != "user":
-        raise BadRequest("the last message must be the user's: it is the query.")
-    history = []
-    for message in earlier:
-        if message.role == "tool":
-            continue
-        role = "system" if message.role == "developer" else message.role
-        history.append(Message(role, _text(message)))
+    if last.role not in ("user", "tool"):
+        raise BadRequest(
+            "the last message must be the user's (the query) or a tool's result (to continue).",
+            param=f"messages[{len(earlier)}].role",
+        )
+    resume = last.role == "tool"
+    history = [_message(message, n) for n, message in enumerate(body.messages if resume else earlier)]
+    called = {call.id for m in history for call in m.tool_calls}
+    for n, message in enumerate(history):
+        if message.role == "tool" and message.tool_call_id not in called:
+            raise BadRequest(
+                "a tool message answers a tool call of an earlier assistant message: its tool_call_id is "
+                "not one of theirs.",
+                param=f"messages[{n}].tool_call_id",
+            )
+    text = _text(last) if not resume else next((_text(m) for m in reversed(earlier) if m.role == "user"), "")
     try:
-        query = QueryRequest(query=_text(last))
+        query = QueryRequest(query=text or "(the tools' results)")
     except ValidationError as exc:
         problem = exc.errors()[0]["msg"]
-        raise BadRequest(f"messages[{len(earlier)}].content: {problem}.") from None
-    return query, history
+        raise BadRequest(
+            f"messages[{len(earlier)}].content: {problem}.", param=f"messages[{len(earlier)}].content"
+        ) from None
+    return query, history, resume
+
+
+def _message(message: ChatMessage, n: int) -> Message:
+    """One turn as the agent's runtime takes it: a caller's tool calls and their results kept."""
+    if message.role == "tool":
+        if not message.tool_call_id:
+            raise BadRequest("a tool message needs its tool_call_id.", param=f"messages[{n}].tool_call_id")
+        return Message("tool", _text(message), tool_call_id=message.tool_call_id)
+    calls = []
+    for m, call in enumerate(message.tool_calls or ()):
+        try:
+            arguments = json.loads(call.function.arguments or "{}")
+        except ValueError:
+            arguments = None
+        if not isinstance(arguments, dict):
+            raise BadRequest(
+                "a tool call's arguments are a JSON object.",
+                param=f"messages[{n}].tool_calls[{m}].function.arguments",
+            )
+        calls.append(ToolCall(call.id, call.function.name, arguments))
+    role = "system" if message.role == "developer" else message.role
+    return Message(role, _text(message), tuple(calls))
+
+
+def _caller_tools(body: ChatCompletionRequest, agent: AgentType) -> tuple[ToolSpec, ...]:
+    """The caller's tools, refused when one takes the name of the agent type's own or tool_choice names
+    a tool that is not among them."""
+    tools = tuple(
+        ToolSpec(t.function.name, t.function.description or "", t.function.parameters or {"type": "object"})
+        for t in body.tools or ()
+    )
+    names = [tool.name for tool in tools]
+    for n, name in enumerate(names):
+        if name in agent.tools or name in TOOLS:
+            raise BadRequest(
+                f"the tool name '{name}' is the agent type's own tool; give yours another name.",
+                param=f"tools[{n}].function.name",
+            )
+        if names.index(name) != n:
+            raise BadRequest(f"two tools are named '{name}'.", param=f"tools[{n}].function.name")
+    choice = body.tool_choice
+    if isinstance(choice, NamedTool) and choice.function.get("name") not in names:
+        raise BadRequest("tool_choice names a tool that is not in tools.", param="tool_choice")
+    if choice == "required" and not tools:
+        raise BadRequest("tool_choice 'required' needs tools.", param="tool_choice")
+    return tools
 
 
 def _usage(response: QueryResponse) -> dict[str, Any]:
@@ -330,8 +437,8 @@ async def chat_completions(
             f"The model '{body.model}' does not exist; GET /v1/models lists the agent types.", param="model"
         )
     _refuse_unsupported(body, agent.provider)
-    query, history = _conversation(body)
-    options = body.options()
+    query, history, resume = _conversation(body)
+    options = body.options(_caller_tools(body, agent), resume)
     created = int(time.time())
     if not body.stream:
         response = await agents.query(principal, body.model, query, conversation=history, options=options)
@@ -374,13 +481,26 @@ class ChatCompletion(BaseModel):
             choices=[
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": response.answer},
+                    "message": _message_out(response),
                     "finish_reason": _FINISH.get(response.stop_reason, "stop"),
                     "logprobs": None,
                 }
             ],
             usage=_usage(response),
         )
+
+
+def _tool_calls_out(response: QueryResponse) -> list[dict[str, Any]]:
+    return [
+        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}
+        for c in response.tool_calls
+    ]
+
+
+def _message_out(response: QueryResponse) -> dict[str, Any]:
+    if not response.tool_calls:
+        return {"role": "assistant", "content": response.answer}
+    return {"role": "assistant", "content": response.answer or None, "tool_calls": _tool_calls_out(response)}
 
 
 async def _chunks(
@@ -414,6 +534,9 @@ async def _chunks(
                 yield chunk({"content": data["text"]})
             elif kind == "done":
                 response = QueryResponse.model_validate(data)
+                if response.tool_calls:
+                    calls = [{"index": n, **call} for n, call in enumerate(_tool_calls_out(response))]
+                    yield chunk({"tool_calls": calls})
                 yield chunk({}, _FINISH.get(response.stop_reason, "stop"))
                 if include_usage:
                     usage = {"id": chunk_id, "object": "chat.completion.chunk", "created": created}

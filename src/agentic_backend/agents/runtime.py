@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
 import anyio
@@ -32,7 +32,8 @@ from agentic_backend.llm.errors import ProviderTimeout
 StepKind = Literal["model", "tool"]  # a model call, or a tool call
 # Why a query ended: answered; out of steps; out of budget; answered from the cache; its answer cut at the
 # caller's max_tokens.
-StopReason = Literal["answer", "step_limit", "budget", "cache", "length"]
+# tool_calls: the model called a caller's tool; the caller runs it and continues the conversation.
+StopReason = Literal["answer", "step_limit", "budget", "cache", "length", "tool_calls"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,10 @@ class QueryOptions:
     call: CallOptions = NO_OPTIONS
     end_user: str | None = None  # who the caller says it asks for, and its tags: the ledger keeps both
     tags: dict[str, str] | None = None
+    # The caller's own tools, offered beside the agent type's: a call of one ends the run with it.
+    tools: tuple[ToolSpec, ...] = ()
+    # The conversation ends in the caller's tool results: the run resumes it, with no new user turn.
+    resume: bool = False
 
     def cap(self, agent: AgentType) -> int:
         """The most output tokens one model call of ``agent`` may produce (and its budget reserves)."""
@@ -53,8 +58,8 @@ class QueryOptions:
 
     def variant(self) -> str:
         """A stable text of the options, for the cache key: a different ask is a different answer."""
-        asked = (self.max_tokens, self.call)
-        return "" if asked == (None, NO_OPTIONS) else repr(asked)
+        asked = (self.max_tokens, self.call, self.tools)
+        return "" if asked == (None, NO_OPTIONS, ()) else repr(asked)
 
 
 ASKED_NOTHING = QueryOptions()
@@ -75,6 +80,7 @@ class RunResult:
     stop_reason: StopReason
     steps: list[Step] = field(default_factory=list)
     tool_calls: int = 0
+    caller_calls: tuple[ToolCall, ...] = ()  # with stop_reason tool_calls: the caller's tools to run
 
 
 class CallAccount(Protocol):
@@ -149,10 +155,16 @@ async def run_agent(
     tracer: Tracer | None = None,
     options: QueryOptions = ASKED_NOTHING,
 ) -> RunResult:
-    """``deadline`` is a ``time.monotonic()`` value. With ``events`` the model calls are streamed."""
+    """``deadline`` is a ``time.monotonic()`` value. With ``events`` the model calls are streamed. The
+    caller's tools (``options.tools``) are offered beside the agent type's; when the model calls one, the
+    run ends with those calls (``stop_reason`` tool_calls) for the caller to run: the agent's own calls of
+    that turn are left out, and the model makes them again when the caller's results come back."""
     cap = options.cap(agent)
-    messages = [Message("system", agent.system_prompt), *history, Message("user", query)]
-    tools = [TOOLS[name].spec for name in agent.tools]
+    turn = [] if options.resume else [Message("user", query)]
+    messages = [Message("system", agent.system_prompt), *history, *turn]
+    tools = [TOOLS[name].spec for name in agent.tools] + list(options.tools)
+    callers = {tool.name for tool in options.tools}
+    ask = options.call
     result = RunResult(answer="", stop_reason="step_limit")
     for _ in range(agent.max_steps):
         remaining = deadline - time.monotonic()
@@ -161,34 +173,12 @@ async def run_agent(
         if not await account.open(messages, tools, cap):
             result.stop_reason = "budget"
             break
-        started = time.monotonic()
-        stream = _Stream(events, started) if events is not None else None
-        try:
-            completion = await provider.complete(
-                agent.model,
-                messages,
-                tools,
-                timeout=remaining,
-                max_tokens=cap,
-                on_text=stream.on_text if stream is not None else None,
-                options=options.call,
-            )
-        except BaseException as exc:
-            # A streamed call cancelled (the client went away) is charged what it consumed; a failed
-            # call, nothing (providers do not bill errors).
-            cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
-            partial = stream.partial(messages) if stream is not None and cancelled else None
-            with anyio.CancelScope(shield=True):  # a cancelled query still settles its reservation
-                await account.close(partial, time.monotonic() - started, _first_token(stream), exc)
-            raise
-        await account.close(completion, time.monotonic() - started, _first_token(stream))
-        step = Step(
-            "model",
-            agent.model,
-            "tool calls" if completion.tool_calls else "answer",
-            completion.input_tokens,
-            completion.output_tokens,
-        )
+        call = _ModelCall(agent, provider, cap, remaining, ask)
+        completion = await call.run(messages, tools, account, events)
+        if ask.tool_choice not in (None, "none", "auto"):  # a required or named tool: the first call's
+            ask = replace(ask, tool_choice="auto")
+        kind = "tool calls" if completion.tool_calls else "answer"
+        step = Step("model", agent.model, kind, completion.input_tokens, completion.output_tokens)
         result.steps.append(step)
         if events is not None:
             await events.step(step)
@@ -196,20 +186,65 @@ async def run_agent(
             result.answer = completion.text or ""
             result.stop_reason = "length" if completion.truncated else "answer"
             return result
+        for_caller = tuple(c for c in completion.tool_calls if c.name in callers)
+        if for_caller:
+            result.answer, result.stop_reason, result.caller_calls = (
+                completion.text or "",
+                "tool_calls",
+                for_caller,
+            )
+            return result
         messages.append(Message("assistant", completion.text or "", completion.tool_calls))
-        for call in completion.tool_calls:
-            name, output, ok = await _run_tool(agent, call, tracer or _NO_TRACER)
+        for tool_call in completion.tool_calls:
+            name, output, ok = await _run_tool(agent, tool_call, tracer or _NO_TRACER)
             on_tool(name, ok)
             result.tool_calls += 1
-            step = Step("tool", call.name, json.dumps(call.arguments)[:200] + " -> " + output[:200])
+            detail = json.dumps(tool_call.arguments)[:200] + " -> " + output[:200]
+            step = Step("tool", tool_call.name, detail)
             result.steps.append(step)
             if events is not None:
                 await events.step(step)
-            messages.append(Message("tool", output, tool_call_id=call.id))
+            messages.append(Message("tool", output, tool_call_id=tool_call.id))
     result.answer = (
         result.answer or "I could not finish within the limits of this query; here is what I have so far."
     )
     return result
+
+
+@dataclass(frozen=True, slots=True)
+class _ModelCall:
+    agent: AgentType
+    provider: Provider
+    cap: int
+    remaining: float
+    options: CallOptions
+
+    async def run(
+        self, messages: list[Message], tools: list[ToolSpec], account: CallAccount, events: RunEvents | None
+    ) -> Completion:
+        """One model call, streamed with ``events``, closed on the account whatever happens: a call
+        cancelled mid-stream (the client went away) is charged what it consumed, a failed one nothing
+        (providers do not bill errors)."""
+        started = time.monotonic()
+        stream = _Stream(events, started) if events is not None else None
+        try:
+            completion = await self.provider.complete(
+                self.agent.model,
+                messages,
+                tools,
+                timeout=self.remaining,
+                max_tokens=self.cap,
+                on_text=stream.on_text if stream is not None else None,
+                options=self.options,
+            )
+        except BaseException as exc:
+            cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
+            partial = stream.partial(messages) if stream is not None and cancelled else None
+            with anyio.CancelScope(shield=True):  # a cancelled query still settles its reservation
+                await account.close(partial, time.monotonic() - started, _first_token(stream), exc)
+            raise
+        await account.close(completion, time.monotonic() - started, _first_token(stream))
+        return completion
 
 
 async def _run_tool(agent: AgentType, call: ToolCall, tracer: Tracer) -> tuple[str, str, bool]:

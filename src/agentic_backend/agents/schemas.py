@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -69,6 +69,14 @@ class StepPublic(BaseModel):
     output_tokens: int
 
 
+class ToolCallPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # built from the model's ToolCall
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
 class TokenCounts(BaseModel):
     input: int
     output: int
@@ -82,11 +90,15 @@ class QueryResponse(BaseModel):
     answer: str
     stop_reason: StopReason = Field(
         description="answer; step_limit or budget (it ran out); length (cut at the caller's max_tokens); "
-        "cache (a cached answer)."
+        "cache (a cached answer); tool_calls (the model called a caller's tool: see tool_calls)."
     )
     steps: list[StepPublic]
     tokens: TokenCounts = Field(
         description="What this query used of the provider (none, for a cached answer)."
+    )
+    tool_calls: list[ToolCallPublic] = Field(
+        default_factory=list,
+        description="With stop_reason tool_calls: the caller's tools the model called (the OpenAI face).",
     )
     cached_tokens: TokenCounts | None = Field(
         default=None, description="For a cached answer: the tokens it holds, as its first run used them."

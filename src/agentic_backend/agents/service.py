@@ -15,7 +15,13 @@ from agentic_backend.agents.errors import BudgetExceeded, ProviderNotConfigured,
 from agentic_backend.agents.recorder import QueryRecord, Recorder
 from agentic_backend.agents.registry import AgentType
 from agentic_backend.agents.runtime import ASKED_NOTHING, QueryOptions, RunEvents, RunResult, run_agent
-from agentic_backend.agents.schemas import QueryRequest, QueryResponse, StepPublic, TokenCounts
+from agentic_backend.agents.schemas import (
+    QueryRequest,
+    QueryResponse,
+    StepPublic,
+    TokenCounts,
+    ToolCallPublic,
+)
 from agentic_backend.billing.budget import Budgets, Reservation, call_bound, input_token_bound, month_of
 from agentic_backend.billing.pricing import NANOS_PER_DOLLAR, Pricer, dollars_text, nanos_to_dollars
 from agentic_backend.billing.ratelimit import Windows
@@ -225,6 +231,7 @@ class AgentService:
             answer=result.answer,
             stop_reason=result.stop_reason,
             steps=[StepPublic.model_validate(step) for step in result.steps],
+            tool_calls=[ToolCallPublic.model_validate(call) for call in result.caller_calls],
             tokens=TokenCounts(input=usage.input_tokens, output=usage.output_tokens),
             cost_dollars=nanos_to_dollars(usage.nanos),
             cached=False,

@@ -55,8 +55,6 @@ REFUSED: list[tuple[dict[str, Any], str, str]] = [
     (body(logprobs=True), "logprobs", "bad_request"),
     (body(top_logprobs=30), "top_logprobs", "integer_above_max_value"),
     (body(logit_bias={"50256": -100}), "logit_bias", "bad_request"),
-    (body(tools=[{"type": "function", "function": {"name": "f"}}]), "tools", "bad_request"),
-    (body(tool_choice="required"), "tool_choice", "bad_request"),
     (body(modalities=["text", "audio"]), "modalities", "bad_request"),
     (body(store=True), "store", "bad_request"),
     (body(service_tier="flex"), "service_tier", "bad_request"),
@@ -196,3 +194,114 @@ async def test_a_spent_budget_is_openais_quota_error(client: httpx.AsyncClient) 
     )
     assert native.status_code == 402
     assert "$0.0001 " in native.json()["detail"]
+
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "unit": {"enum": ["celsius", "fahrenheit"]}},
+            "required": ["city", "unit"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+async def test_a_callers_tool_round_trip(client: httpx.AsyncClient) -> None:
+    question = {"role": "user", "content": "use get_weather for Paris"}
+    first = (await post(client, body(messages=[question], tools=[WEATHER]))).json()
+    choice = first["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    (call,) = choice["message"]["tool_calls"]
+    assert call["type"] == "function"
+    assert call["function"]["name"] == "get_weather"
+    arguments = json.loads(call["function"]["arguments"])
+    assert set(arguments) == {"city", "unit"}
+    assert arguments["unit"] == "celsius"
+    result = {"role": "tool", "tool_call_id": call["id"], "content": "18 degrees and sunny"}
+    second = (
+        await post(client, body(messages=[question, choice["message"], result], tools=[WEATHER]))
+    ).json()
+    assert second["choices"][0]["finish_reason"] == "stop"
+    assert "18 degrees and sunny" in second["choices"][0]["message"]["content"]
+    ledger = (await client.get("/api/v1/usage", params={"limit": 2})).json()["records"]
+    assert [r["status"] for r in ledger] == ["success", "success"]  # both turns counted and charged
+    assert all(r["cost_dollars"] > 0 for r in ledger)
+
+
+async def test_tool_choice_is_honoured(client: httpx.AsyncClient) -> None:
+    plain = {"role": "user", "content": "hello there"}
+    unasked = (await post(client, body(messages=[plain], tools=[WEATHER]))).json()
+    assert unasked["choices"][0]["finish_reason"] == "stop"  # auto: the message names no tool
+    required = (await post(client, body(messages=[plain], tools=[WEATHER], tool_choice="required"))).json()
+    assert required["choices"][0]["message"]["tool_calls"][0]["function"]["name"] == "get_weather"
+    named = {"type": "function", "function": {"name": "get_weather"}}
+    chosen = (await post(client, body(messages=[plain], tools=[WEATHER], tool_choice=named))).json()
+    assert chosen["choices"][0]["finish_reason"] == "tool_calls"
+    named_in_text = {"role": "user", "content": "get_weather please"}
+    none = (await post(client, body(messages=[named_in_text], tools=[WEATHER], tool_choice="none"))).json()
+    assert none["choices"][0]["finish_reason"] == "stop"
+
+
+async def test_a_streamed_tool_call(client: httpx.AsyncClient) -> None:
+    question = {"role": "user", "content": "stream get_weather for Oslo"}
+    payload = body(messages=[question], tools=[WEATHER], stream=True)
+    async with client.stream("POST", "/v1/chat/completions", json=payload) as response:
+        lines = [line async for line in response.aiter_lines() if line.startswith("data: {")]
+    chunks = [json.loads(line[6:]) for line in lines]
+    calls = [
+        c for chunk in chunks for choice in chunk["choices"] for c in choice["delta"].get("tool_calls", [])
+    ]
+    assert calls[0]["function"]["name"] == "get_weather"
+    assert json.loads(calls[0]["function"]["arguments"])["unit"] == "celsius"
+    assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+TOOL_MISTAKES: list[tuple[dict[str, Any], str]] = [
+    (
+        body(tools=[{**WEATHER, "function": {**WEATHER["function"], "name": "calculate"}}]),
+        "tools[0].function.name",
+    ),
+    (body(tools=[WEATHER, WEATHER]), "tools[1].function.name"),
+    (body(tools=[{"type": "custom", "custom": {"name": "x"}}]), "tools[0].type"),
+    (body(tool_choice={"type": "function", "function": {"name": "nope"}}, tools=[WEATHER]), "tool_choice"),
+    (body(tool_choice="required"), "tool_choice"),
+    (
+        body(
+            messages=[
+                {"role": "user", "content": "hi"},
+                {"role": "tool", "tool_call_id": "call_x", "content": "r"},
+            ]
+        ),
+        "messages[1].tool_call_id",
+    ),
+    (
+        body(
+            messages=[
+                {"role": "user", "content": "hi"},
+                {
+                    "role": "assistant",
+                    "tool_calls": [
+                        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{oops"}}
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "c1", "content": "r"},
+            ]
+        ),
+        "messages[1].tool_calls[0].function.arguments",
+    ),
+    (body(messages=[{"role": "assistant", "content": "not the user's"}]), "messages[0].role"),
+]
+
+
+@pytest.mark.parametrize(("payload", "param"), TOOL_MISTAKES, ids=[p for _, p in TOOL_MISTAKES])
+async def test_a_tool_mistake_is_a_400_naming_it(
+    client: httpx.AsyncClient, payload: dict[str, Any], param: str
+) -> None:
+    response = await post(client, payload)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == param
