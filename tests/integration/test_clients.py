@@ -1,0 +1,147 @@
+"""Clients this project did not write, over real HTTP against a live service: the official ``openai`` SDK
+(tool round trip, structured output through ``parse``), LangChain's ``ChatOpenAI`` (invoke, stream,
+``bind_tools`` round trip, ``with_structured_output`` in its default mode) and the openai-agents SDK
+running an agent with a function tool against an agent type. Each error arrives as the client's own
+exception class."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+from agents import Agent, OpenAIChatCompletionsModel, Runner, function_tool, set_tracing_disabled
+from langchain_core.messages import HumanMessage, ToolMessage
+from langchain_core.tools import tool
+from langchain_openai import ChatOpenAI
+from pydantic import BaseModel
+
+from tests.integration.harness import Service
+
+pytestmark = pytest.mark.integration
+set_tracing_disabled(True)  # the agents SDK would send its traces to OpenAI
+
+
+class City(BaseModel):
+    name: str
+    population: int
+    capital: bool
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    running = Service(tmp_path_factory.mktemp("clients"))
+    yield running
+    running.stop()
+
+
+def user_key(service: Service, name: str, **limits: object) -> str:
+    created = httpx.post(
+        f"{service.url}/api/v1/keys", json={"name": name, "role": "user", **limits}, headers=service.headers
+    )
+    assert created.status_code == 201, created.text
+    return str(created.json()["key"])
+
+
+def test_the_openai_sdk_tool_round_trip_and_parse(service: Service) -> None:
+    sdk = openai.OpenAI(base_url=f"{service.url}/v1", api_key=user_key(service, "sdk"), max_retries=0)
+    weather = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        },
+    }
+    messages: list[dict[str, object]] = [{"role": "user", "content": "call get_weather for Lyon"}]
+    first = sdk.chat.completions.create(model="assistant", messages=messages, tools=[weather])  # type: ignore[arg-type, list-item]
+    assert first.choices[0].finish_reason == "tool_calls"
+    call = (first.choices[0].message.tool_calls or [])[0]
+    assert call.type == "function"
+    assert call.function.name == "get_weather"
+    assert "city" in json.loads(call.function.arguments)
+    messages += [first.choices[0].message.model_dump(exclude_none=True)]
+    messages += [{"role": "tool", "tool_call_id": call.id, "content": "21 C, light rain"}]
+    second = sdk.chat.completions.create(model="assistant", messages=messages, tools=[weather])  # type: ignore[arg-type, list-item]
+    assert "21 C, light rain" in (second.choices[0].message.content or "")
+
+    parsed = sdk.chat.completions.parse(
+        model="assistant", messages=[{"role": "user", "content": "a city, please"}], response_format=City
+    )
+    city = parsed.choices[0].message.parsed
+    assert isinstance(city, City)
+    assert city.population >= 1
+    with pytest.raises(openai.BadRequestError) as bad:
+        sdk.chat.completions.create(model="assistant", messages=[{"role": "user", "content": "x"}], top_p=3)
+    assert bad.value.param == "top_p"
+
+
+def test_langchain_chat_openai(service: Service) -> None:
+    key = user_key(service, "langchain")
+    chat = ChatOpenAI(model="assistant", base_url=f"{service.url}/v1", api_key=key, max_retries=0)  # type: ignore[arg-type]
+    answer = chat.invoke("What does the cache save?")
+    assert isinstance(answer.content, str)
+    assert answer.content
+    assert answer.usage_metadata is not None
+    assert answer.usage_metadata["output_tokens"] > 0
+    pieces = [chunk.content for chunk in chat.stream("Stream me an answer about budgets")]
+    assert "".join(str(p) for p in pieces)
+
+    @tool
+    def lookup_order(order_id: str) -> str:
+        """The status of an order."""
+        return f"order {order_id} shipped yesterday"
+
+    with_tools = chat.bind_tools([lookup_order])
+    question = HumanMessage("please lookup_order 42")
+    asked = with_tools.invoke([question])
+    assert asked.tool_calls  # type: ignore[attr-defined]
+    call = asked.tool_calls[0]  # type: ignore[attr-defined]
+    assert call["name"] == "lookup_order"
+    result = lookup_order.invoke(call["args"])
+    final = with_tools.invoke([question, asked, ToolMessage(result, tool_call_id=call["id"])])
+    assert "shipped yesterday" in str(final.content)
+
+    structured = chat.with_structured_output(City)  # its default mode: a JSON schema response format
+    city = structured.invoke("Name a city")
+    assert isinstance(city, City)
+
+    broke = ChatOpenAI(
+        model="assistant",
+        base_url=f"{service.url}/v1",
+        api_key=user_key(service, "langchain-broke", monthly_budget_dollars=0),  # type: ignore[arg-type]
+        max_retries=0,
+    )
+    with pytest.raises(openai.RateLimitError) as spent:
+        broke.invoke("anything")
+    assert spent.value.code == "insufficient_quota"
+    with pytest.raises(openai.NotFoundError):
+        ChatOpenAI(model="gpt-9", base_url=f"{service.url}/v1", api_key=key, max_retries=0).invoke("x")  # type: ignore[arg-type]
+
+
+def test_an_openai_agents_sdk_agent_with_a_function_tool(service: Service) -> None:
+    calls: list[str] = []
+
+    @function_tool
+    def get_stock_price(symbol: str) -> str:
+        """The latest price of a stock."""
+        calls.append(symbol)
+        return f"{symbol} trades at 123.45"
+
+    async def run() -> str:
+        client = openai.AsyncOpenAI(base_url=f"{service.url}/v1", api_key=user_key(service, "agents-sdk"))
+        agent = Agent(
+            name="analyst",
+            instructions="Answer with the tool's figures.",
+            model=OpenAIChatCompletionsModel(model="assistant", openai_client=client),
+            tools=[get_stock_price],
+        )
+        result = await Runner.run(agent, "use get_stock_price for ACME")
+        await client.close()
+        return str(result.final_output)
+
+    final = asyncio.run(run())
+    assert calls  # the SDK ran its tool because the model (through the service) called it
+    assert "123.45" in final
