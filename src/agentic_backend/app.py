@@ -25,6 +25,7 @@ from agentic_backend import __version__, state
 from agentic_backend.agents.openai_api import router as openai_router
 from agentic_backend.agents.recorder import Recorder
 from agentic_backend.agents.registry import AgentType, load_agent_types
+from agentic_backend.agents.responses_api import router as responses_router
 from agentic_backend.agents.router import router as agents_router
 from agentic_backend.agents.service import AgentService, Limits
 from agentic_backend.billing.budget import Budgets
@@ -353,6 +354,7 @@ def _install_routes(app: FastAPI) -> None:
         sessions_router,
         agents_router,
         openai_router,
+        responses_router,
         usage_router,
         console.api,
         console.pages,

@@ -13,7 +13,14 @@ from collections.abc import Iterator
 import httpx
 import openai
 import pytest
-from agents import Agent, OpenAIChatCompletionsModel, Runner, function_tool, set_tracing_disabled
+from agents import (
+    Agent,
+    OpenAIChatCompletionsModel,
+    OpenAIResponsesModel,
+    Runner,
+    function_tool,
+    set_tracing_disabled,
+)
 from langchain_core.messages import HumanMessage, ToolMessage
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
@@ -52,7 +59,11 @@ def test_the_openai_sdk_tool_round_trip_and_parse(service: Service) -> None:
         "type": "function",
         "function": {
             "name": "get_weather",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
         },
     }
     messages: list[dict[str, object]] = [{"role": "user", "content": "call get_weather for Lyon"}]
@@ -121,7 +132,30 @@ def test_langchain_chat_openai(service: Service) -> None:
         ChatOpenAI(model="gpt-9", base_url=f"{service.url}/v1", api_key=key, max_retries=0).invoke("x")  # type: ignore[arg-type]
 
 
-def test_an_openai_agents_sdk_agent_with_a_function_tool(service: Service) -> None:
+def test_the_openai_sdk_responses_api(service: Service) -> None:
+    sdk = openai.OpenAI(base_url=f"{service.url}/v1", api_key=user_key(service, "responses"), max_retries=0)
+    first = sdk.responses.create(model="assistant", input="Remember: the code word is teal.")
+    assert first.status == "completed"
+    assert first.output_text
+    assert first.usage is not None
+    assert first.usage.output_tokens > 0
+    follow = sdk.responses.create(model="assistant", input="What was it?", previous_response_id=first.id)
+    assert follow.previous_response_id == first.id
+    with sdk.responses.stream(model="assistant", input="Stream about the ledger") as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_response()
+    assert kinds[0] == "response.created"
+    assert kinds[-1] == "response.completed"
+    assert final.output_text
+    parsed = sdk.responses.parse(model="assistant", input="a city", text_format=City)
+    assert isinstance(parsed.output_parsed, City)
+    with pytest.raises(openai.NotFoundError) as gone:
+        sdk.responses.create(model="assistant", input="x", previous_response_id="resp_nope")
+    assert gone.value.param == "previous_response_id"
+
+
+@pytest.mark.parametrize("api", ["chat_completions", "responses"])
+def test_an_openai_agents_sdk_agent_with_a_function_tool(service: Service, api: str) -> None:
     calls: list[str] = []
 
     @function_tool
@@ -131,11 +165,16 @@ def test_an_openai_agents_sdk_agent_with_a_function_tool(service: Service) -> No
         return f"{symbol} trades at 123.45"
 
     async def run() -> str:
-        client = openai.AsyncOpenAI(base_url=f"{service.url}/v1", api_key=user_key(service, "agents-sdk"))
+        key = user_key(service, f"agents-sdk-{api}")
+        client = openai.AsyncOpenAI(base_url=f"{service.url}/v1", api_key=key)
         agent = Agent(
             name="analyst",
             instructions="Answer with the tool's figures.",
-            model=OpenAIChatCompletionsModel(model="assistant", openai_client=client),
+            model=(
+                OpenAIChatCompletionsModel(model="assistant", openai_client=client)
+                if api == "chat_completions"
+                else OpenAIResponsesModel(model="assistant", openai_client=client)  # the SDK's default API
+            ),
             tools=[get_stock_price],
         )
         result = await Runner.run(agent, "use get_stock_price for ACME")

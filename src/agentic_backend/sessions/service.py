@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     bindparam,
@@ -20,9 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from agentic_backend.core.clock import Clock
 from agentic_backend.core.db import Database, Write
 from agentic_backend.identity.schemas import Principal
-from agentic_backend.llm.base import Message
-from agentic_backend.sessions.errors import SessionNotFound
-from agentic_backend.sessions.models import AgentSession, SessionMessage
+from agentic_backend.llm.base import Message, ToolCall
+from agentic_backend.sessions.errors import ResponseNotFound, SessionNotFound
+from agentic_backend.sessions.models import AgentSession, SessionMessage, StoredResponse
 from agentic_backend.sessions.schemas import MessagePublic, SessionPublic
 
 
@@ -152,12 +153,31 @@ class SessionService:
         return int(count or 0)
 
     async def purge_expired(self) -> int:
+        """Delete expired sessions and stored responses; how many sessions went."""
+        now = self._clock.now()
         async with self._db.session() as session:
-            result = await session.execute(
-                delete(AgentSession).where(AgentSession.expires_at <= self._clock.now())
-            )
+            result = await session.execute(delete(AgentSession).where(AgentSession.expires_at <= now))
+            await session.execute(delete(StoredResponse).where(StoredResponse.expires_at <= now))
             await session.commit()
         return int(getattr(result, "rowcount", 0) or 0)
+
+    async def keep_response(self, principal: Principal, response_id: str, messages: list[Message]) -> None:
+        """Store a Responses API answer's conversation for ``previous_response_id``."""
+        row = {
+            "id": response_id,
+            "key_id": principal.key_id,
+            "messages": [_message_dict(m) for m in messages],
+            "expires_at": self._clock.now() + self._ttl,
+        }
+        await self._db.group.write((_KEEP_RESPONSE, row))
+
+    async def recall_response(self, principal: Principal, response_id: str) -> list[Message]:
+        """The conversation a stored response ended, as it stood; ResponseNotFound if it is not the key's."""
+        async with self._db.session() as session:
+            row = await session.get(StoredResponse, response_id)
+        if row is None or row.key_id != principal.key_id or aware(row.expires_at) <= self._clock.now():
+            raise ResponseNotFound(response_id)
+        return [_message_of(m) for m in row.messages]
 
     def _touch(self, row: AgentSession) -> None:
         now = self._clock.now()
@@ -176,3 +196,21 @@ class SessionService:
                 for m in messages
             ],
         )
+
+
+_KEEP_RESPONSE = insert(StoredResponse)
+
+
+def _message_dict(message: Message) -> dict[str, Any]:
+    calls = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in message.tool_calls]
+    return {
+        "role": message.role,
+        "content": message.content,
+        "tool_calls": calls,
+        "tool_call_id": message.tool_call_id,
+    }
+
+
+def _message_of(data: dict[str, Any]) -> Message:
+    calls = tuple(ToolCall(c["id"], c["name"], c["arguments"]) for c in data.get("tool_calls", ()))
+    return Message(data["role"], data["content"], calls, data.get("tool_call_id"))

@@ -1,5 +1,6 @@
-"""Attribution: the end user a caller names (OpenAI's ``user``) and its metadata tags, per query. And
-api_keys.public_id loses the index 0001 made beside its unique constraint, whose own index serves.
+"""Attribution: the end user a caller names (OpenAI's ``user``) and its metadata tags, per query; the
+Responses API's stored responses (``previous_response_id``). And api_keys.public_id loses the index 0001
+made beside its unique constraint, whose own index serves.
 
 Revision ID: 0007
 Revises: 0006
@@ -31,9 +32,19 @@ def upgrade() -> None:
     )
     op.create_index("ix_usage_tags_key_value", "usage_tags", ["key", "value"])
     op.drop_index("ix_api_keys_public_id", table_name="api_keys")
+    op.create_table(
+        "stored_responses",
+        sa.Column("id", sa.String(40), primary_key=True),
+        sa.Column("key_id", sa.Integer(), sa.ForeignKey("api_keys.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("messages", sa.JSON(), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_index("ix_stored_responses_key_id", "stored_responses", ["key_id"])
+    op.create_index("ix_stored_responses_expires_at", "stored_responses", ["expires_at"])
 
 
 def downgrade() -> None:
+    op.drop_table("stored_responses")
     op.create_index("ix_api_keys_public_id", "api_keys", ["public_id"])
     op.drop_index("ix_usage_tags_key_value", table_name="usage_tags")
     op.drop_table("usage_tags")
