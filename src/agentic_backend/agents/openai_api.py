@@ -386,12 +386,13 @@ def _usage(response: QueryResponse) -> dict[str, Any]:
     (``prompt_tokens_details.cached_tokens``): the query cost nothing, which ``X-Agentic-Cost-Dollars``
     says too."""
     tokens = response.cached_tokens or response.tokens
-    cached = tokens.input if response.cached_tokens is not None else 0
+    cached = tokens.input if response.cached_tokens is not None else tokens.cache_read
     return {
         "prompt_tokens": tokens.input,
         "completion_tokens": tokens.output,
         "total_tokens": tokens.input + tokens.output,
         "prompt_tokens_details": {"cached_tokens": cached},
+        "completion_tokens_details": {"reasoning_tokens": tokens.reasoning},
     }
 
 

@@ -47,6 +47,9 @@ class Usage:
     output_tokens: int = 0
     nanos: int = 0
     calls: int = 0
+    cache_read_tokens: int = 0  # parts of input_tokens
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0  # a part of output_tokens
 
 
 @dataclass(slots=True)
@@ -160,6 +163,9 @@ class Recorder:
             model=agent.model,
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
+            cache_read_tokens=usage.cache_read_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
             cost_nanodollars=usage.nanos,
             cached=record.cached,
             status=record.status,
@@ -174,8 +180,15 @@ class Recorder:
         await self._ledger.record(entry, also=record.writes)
         if usage.calls:
             cost = nanos_to_dollars(usage.nanos)
-            metrics.api_tokens.labels(record.provider, agent.model, "input").inc(usage.input_tokens)
-            metrics.api_tokens.labels(record.provider, agent.model, "output").inc(usage.output_tokens)
+            for kind, count in (
+                ("input", usage.input_tokens),
+                ("output", usage.output_tokens),
+                ("cache_read", usage.cache_read_tokens),
+                ("cache_write", usage.cache_write_tokens),
+                ("reasoning", usage.reasoning_tokens),
+            ):
+                if count or kind in ("input", "output"):
+                    metrics.api_tokens.labels(record.provider, agent.model, kind).inc(count)
             metrics.api_cost.labels(record.provider, agent.model).inc(cost)
             if self._exemplars is not None:
                 self._exemplars.observe(API_COST, (record.provider, agent.model), cost)
@@ -256,6 +269,9 @@ class Recorder:
         usage.calls += 1
         usage.input_tokens += completion.input_tokens
         usage.output_tokens += completion.output_tokens
+        usage.cache_read_tokens += completion.cache_read_tokens
+        usage.cache_write_tokens += completion.cache_write_tokens
+        usage.reasoning_tokens += completion.reasoning_tokens
         usage.nanos += cost
         metrics.llm_duration.labels(provider, agent.model).observe(seconds)
         if self._exemplars is not None:

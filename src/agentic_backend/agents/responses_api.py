@@ -409,12 +409,12 @@ def _output(answer: QueryResponse) -> list[dict[str, Any]]:
 
 def _usage(answer: QueryResponse) -> dict[str, Any]:
     tokens = answer.cached_tokens or answer.tokens
-    cached = tokens.input if answer.cached_tokens is not None else 0
+    cached = tokens.input if answer.cached_tokens is not None else tokens.cache_read
     return {
         "input_tokens": tokens.input,
         "input_tokens_details": {"cached_tokens": cached},
         "output_tokens": tokens.output,
-        "output_tokens_details": {"reasoning_tokens": 0},
+        "output_tokens_details": {"reasoning_tokens": tokens.reasoning},
         "total_tokens": tokens.input + tokens.output,
     }
 

@@ -80,6 +80,9 @@ class ToolCallPublic(BaseModel):
 class TokenCounts(BaseModel):
     input: int
     output: int
+    cache_read: int = Field(default=0, description="Of the input: read from the provider's prompt cache.")
+    cache_write: int = Field(default=0, description="Of the input: written to the provider's prompt cache.")
+    reasoning: int = Field(default=0, description="Of the output: spent reasoning.")
 
 
 class QueryResponse(BaseModel):

@@ -23,7 +23,7 @@ from agentic_backend.agents.schemas import (
     ToolCallPublic,
 )
 from agentic_backend.billing.budget import Budgets, Reservation, call_bound, input_token_bound, month_of
-from agentic_backend.billing.pricing import NANOS_PER_DOLLAR, Pricer, dollars_text, nanos_to_dollars
+from agentic_backend.billing.pricing import NANOS_PER_DOLLAR, Pricer, Tokens, dollars_text, nanos_to_dollars
 from agentic_backend.billing.ratelimit import Windows
 from agentic_backend.cache.service import ResponseCache, cache_key
 from agentic_backend.core.clock import Clock
@@ -232,7 +232,13 @@ class AgentService:
             stop_reason=result.stop_reason,
             steps=[StepPublic.model_validate(step) for step in result.steps],
             tool_calls=[ToolCallPublic.model_validate(call) for call in result.caller_calls],
-            tokens=TokenCounts(input=usage.input_tokens, output=usage.output_tokens),
+            tokens=TokenCounts(
+                input=usage.input_tokens,
+                output=usage.output_tokens,
+                cache_read=usage.cache_read_tokens,
+                cache_write=usage.cache_write_tokens,
+                reasoning=usage.reasoning_tokens,
+            ),
             cost_dollars=nanos_to_dollars(usage.nanos),
             cached=False,
             session_id=session_id,
@@ -375,11 +381,7 @@ class _Account:
         error: BaseException | None = None,
     ) -> None:
         billing, model = self._billing, self.record.agent.model
-        price = (
-            billing.pricer.price(model, completion.input_tokens, completion.output_tokens)
-            if completion is not None
-            else None
-        )
+        price = billing.pricer.cost(model, tokens_of(completion)) if completion is not None else None
         span, self._span = self._span, None
         billing.recorder.close_call(self.record, span, completion, price, seconds, first_token, error)
         used = completion.input_tokens + completion.output_tokens if completion is not None else 0
@@ -387,3 +389,14 @@ class _Account:
         reservation, self._reservation = self._reservation, None
         if reservation is not None:
             await billing.budgets.settle(reservation, price.nanodollars if price is not None else 0)
+
+
+def tokens_of(completion: Completion) -> Tokens:
+    """A call's usage as it is billed."""
+    return Tokens(
+        completion.input_tokens,
+        completion.output_tokens,
+        completion.cache_read_tokens,
+        completion.cache_write_tokens,
+        completion.reasoning_tokens,
+    )

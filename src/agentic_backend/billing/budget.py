@@ -53,7 +53,7 @@ def input_token_bound(messages: Sequence[Message], tools: Sequence[ToolSpec]) ->
 
 def call_bound(pricer: Pricer, model: str, input_tokens: int, max_output_tokens: int) -> int:
     """The most a call can cost, in nanodollars (0 for a model without a price: it costs nothing here)."""
-    return pricer.price(model, input_tokens, max_output_tokens).nanodollars
+    return pricer.bound(model, input_tokens, max_output_tokens).nanodollars
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,9 @@ class LedgerEntry:
     trace_id: str | None = None  # the query's trace, when the service traces (32 hex digits)
     end_user: str | None = None  # who the caller says the query was for (OpenAI's ``user``)
     tags: dict[str, str] | None = None  # the caller's metadata
+    cache_read_tokens: int = 0  # parts of input_tokens read from and written to the prompt cache
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0  # a part of output_tokens
 
 
 class UsagePublic(BaseModel):
@@ -68,6 +71,9 @@ class UsagePublic(BaseModel):
     trace_id: str | None = Field(default=None, description="The query's trace id, when the service traces.")
     end_user: str | None = Field(default=None, description="The end user the caller named (OpenAI's user).")
     tags: dict[str, str] | None = Field(default=None, description="The caller's metadata for the query.")
+    cache_read_tokens: int = Field(default=0, description="Of the input: read from the provider's cache.")
+    cache_write_tokens: int = Field(default=0, description="Of the input: written to the provider's cache.")
+    reasoning_tokens: int = Field(default=0, description="Of the output: spent reasoning.")
 
 
 class UsageTotals(BaseModel):

@@ -149,8 +149,19 @@ class AnthropicProvider:
                 if b.type == "tool_use"
             )
             usage = response.usage
-            truncated = response.stop_reason == "max_tokens"
-            return Completion(text, calls, usage.input_tokens, usage.output_tokens, response.model, truncated)
+            # Anthropic counts cached input apart from input_tokens: the whole input is their sum.
+            read = usage.cache_read_input_tokens or 0
+            write = usage.cache_creation_input_tokens or 0
+            return Completion(
+                text,
+                calls,
+                usage.input_tokens + read + write,
+                usage.output_tokens,
+                response.model,
+                truncated=response.stop_reason == "max_tokens",
+                cache_read_tokens=read,
+                cache_write_tokens=write,
+            )
         except (AttributeError, TypeError, ValueError) as exc:
             raise ProviderBadResponse(f"anthropic: unusable response ({type(exc).__name__})") from None
 

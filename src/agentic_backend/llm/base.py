@@ -51,6 +51,11 @@ class Completion:
     output_tokens: int = 0
     model: str | None = None  # the model that answered, as the provider names it (if it says)
     truncated: bool = False  # the answer stopped at max_tokens (OpenAI's finish_reason "length")
+    # Parts of input_tokens read from and written to the provider's prompt cache (priced apart), and of
+    # output_tokens spent reasoning, as the provider reports them.
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)

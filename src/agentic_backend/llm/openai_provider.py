@@ -93,6 +93,22 @@ def sampling(options: CallOptions) -> dict[str, Any]:
     return {name: value for name, value in asked.items() if value is not None}
 
 
+def _usage(usage: Any) -> dict[str, int]:
+    """A chat completion's usage as Completion's fields: cached input and reasoning from the details."""
+    if usage is None:
+        return {}
+    prompt = getattr(usage, "prompt_tokens_details", None)
+    completion = getattr(usage, "completion_tokens_details", None)
+    return {
+        "input_tokens": usage.prompt_tokens or 0,
+        "output_tokens": usage.completion_tokens or 0,
+        "cache_read_tokens": (getattr(prompt, "cached_tokens", 0) or 0) if prompt is not None else 0,
+        "reasoning_tokens": (getattr(completion, "reasoning_tokens", 0) or 0)
+        if completion is not None
+        else 0,
+    }
+
+
 def _to_openai(message: Message) -> dict[str, Any]:
     if message.role == "tool":
         return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
@@ -152,14 +168,12 @@ class OpenAIProvider:
                 for c in (choice.tool_calls or [])
                 if c.type == "function"
             )
-            usage = response.usage
             return Completion(
                 choice.content,
                 calls,
-                usage.prompt_tokens if usage else 0,
-                usage.completion_tokens if usage else 0,
-                response.model,
-                response.choices[0].finish_reason == "length",
+                model=response.model,
+                truncated=response.choices[0].finish_reason == "length",
+                **_usage(response.usage),
             )
         except (IndexError, AttributeError, ValueError, TypeError) as exc:
             raise ProviderBadResponse(f"openai: unusable response ({type(exc).__name__})") from None
@@ -169,7 +183,7 @@ class OpenAIProvider:
         the usage from the last chunk (``stream_options.include_usage``)."""
         text: list[str] = []
         calls: dict[int, list[str]] = {}  # index -> [id, name, arguments so far]
-        input_tokens = output_tokens = 0
+        usage: dict[str, int] = {}
         answered_by: str | None = None
         truncated = False
         try:
@@ -180,8 +194,7 @@ class OpenAIProvider:
                 async for chunk in stream:
                     answered_by = chunk.model or answered_by
                     if chunk.usage is not None:
-                        input_tokens = chunk.usage.prompt_tokens
-                        output_tokens = chunk.usage.completion_tokens
+                        usage = _usage(chunk.usage)
                     for choice in chunk.choices:
                         truncated = truncated or choice.finish_reason == "length"
                         delta = choice.delta
@@ -203,9 +216,7 @@ class OpenAIProvider:
             )
         except (ValueError, TypeError) as exc:
             raise ProviderBadResponse(f"openai: unusable tool call ({type(exc).__name__})") from None
-        return Completion(
-            "".join(text) or None, tool_calls, input_tokens, output_tokens, answered_by, truncated
-        )
+        return Completion("".join(text) or None, tool_calls, model=answered_by, truncated=truncated, **usage)
 
     async def close(self) -> None:
         await self._client.close()

@@ -153,7 +153,10 @@ class SimProvider:
             answer = answer[: max_tokens * 4]
         if on_text is not None:
             await self._stream(answer, on_text)
-        return Completion(answer, (), input_tokens, count_tokens(answer), model, truncated)
+        reasoning = _REASONING.get(options.reasoning_effort or "none", 0)
+        output = count_tokens(answer) + reasoning
+        read, write = _prompt_cache(model, messages, input_tokens)
+        return Completion(answer, (), input_tokens, output, model, truncated, read, write, reasoning)
 
     async def _stream(self, answer: str, on_text: TextSink) -> None:
         """Hand ``answer`` over a token at a time, at AGENTIC_SIM_TOKENS_PER_SECOND."""
@@ -188,6 +191,21 @@ class SimProvider:
 
     async def close(self) -> None:
         return None
+
+
+# Tokens a reasoning effort spends thinking before it answers (part of the output, never shown).
+_REASONING = {"none": 0, "minimal": 8, "low": 16, "medium": 64, "high": 256, "xhigh": 512}
+_CACHE_BLOCK = 64  # providers cache a prompt's prefix in blocks
+
+
+def _prompt_cache(model: str, messages: list[Message], input_tokens: int) -> tuple[int, int]:
+    """The input read from the prompt cache (the conversation before its last turn, in whole blocks: a
+    provider has seen that prefix) and written to it (``claude-*`` models: the rest, as Anthropic's
+    cache breakpoints write it)."""
+    prefix = sum(count_tokens(m.content) + 4 for m in messages[:-1])
+    read = prefix // _CACHE_BLOCK * _CACHE_BLOCK
+    write = (input_tokens - read) // _CACHE_BLOCK * _CACHE_BLOCK if model.startswith("claude") else 0
+    return read, write
 
 
 # The tools an agent type has of its own: any other tool in a call is a caller's (the OpenAI face's tools).

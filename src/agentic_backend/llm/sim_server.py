@@ -90,6 +90,27 @@ async def _paced(pieces: list[str], interval: float) -> AsyncIterator[str]:
         yield piece
 
 
+def _openai_usage(result: Completion) -> dict[str, Any]:
+    return {
+        "prompt_tokens": result.input_tokens,
+        "completion_tokens": result.output_tokens,
+        "total_tokens": result.input_tokens + result.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": result.cache_read_tokens},
+        "completion_tokens_details": {"reasoning_tokens": result.reasoning_tokens},
+    }
+
+
+def _anthropic_usage(result: Completion, output_tokens: int) -> dict[str, Any]:
+    """Anthropic's usage: ``input_tokens`` without the cached input, which it counts apart."""
+    cached = result.cache_read_tokens + result.cache_write_tokens
+    return {
+        "input_tokens": result.input_tokens - cached,
+        "cache_read_input_tokens": result.cache_read_tokens,
+        "cache_creation_input_tokens": result.cache_write_tokens,
+        "output_tokens": output_tokens,
+    }
+
+
 def _openai_finish(result: Completion) -> str:
     return "tool_calls" if result.tool_calls else "length" if result.truncated else "stop"
 
@@ -161,12 +182,7 @@ async def _openai_stream(
             yield chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
     yield chunk({}, _openai_finish(result))
     if include_usage:
-        usage = {
-            "prompt_tokens": result.input_tokens,
-            "completion_tokens": result.output_tokens,
-            "total_tokens": result.input_tokens + result.output_tokens,
-        }
-        yield _sse({**base, "choices": [], "usage": usage})
+        yield _sse({**base, "choices": [], "usage": _openai_usage(result)})
     yield b"data: [DONE]\n\n"
 
 
@@ -179,7 +195,7 @@ async def _anthropic_stream(result: Completion, model: str, interval: float) -> 
         "content": [],
         "stop_reason": None,
         "stop_sequence": None,
-        "usage": {"input_tokens": result.input_tokens, "output_tokens": 1},
+        "usage": _anthropic_usage(result, 1),
     }
     yield _sse({"type": "message_start", "message": message}, "message_start")
     index = 0
@@ -222,11 +238,7 @@ def _openai_completion(result: Completion, model: str) -> dict[str, Any]:
         "created": 0,
         "model": model,
         "choices": [{"index": 0, "message": message, "finish_reason": _openai_finish(result)}],
-        "usage": {
-            "prompt_tokens": result.input_tokens,
-            "completion_tokens": result.output_tokens,
-            "total_tokens": result.input_tokens + result.output_tokens,
-        },
+        "usage": _openai_usage(result),
     }
 
 
@@ -244,7 +256,7 @@ def _anthropic_message(result: Completion, model: str) -> dict[str, Any]:
         "content": content,
         "stop_reason": _anthropic_stop(result),
         "stop_sequence": None,
-        "usage": {"input_tokens": result.input_tokens, "output_tokens": result.output_tokens},
+        "usage": _anthropic_usage(result, result.output_tokens),
     }
 
 

@@ -70,7 +70,9 @@ API_COST = MetricSpec(
 API_TOKENS = MetricSpec(
     "api_tokens_total",
     MetricType.COUNTER,
-    "Tokens sent to (type=input) and received from (type=output) LLM providers, by provider and model.",
+    "Tokens sent to (type=input) and received from (type=output) LLM providers, by provider and model; "
+    "of the input, read from (cache_read) and written to (cache_write) the provider's prompt cache, and of "
+    "the output, spent reasoning (reasoning): parts, not to be added to input and output.",
     ("provider", "model", "type"),
 )
 # Model calls: a small completion returns in 0.2-2 s, long generations and retries take up to minutes.

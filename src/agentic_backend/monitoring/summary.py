@@ -48,6 +48,9 @@ class ModelUsage(BaseModel):
     cost_dollars: float
     input_tokens: float
     output_tokens: float
+    cache_read_tokens: float = Field(default=0.0, description="Of the input: read from the prompt cache.")
+    cache_write_tokens: float = Field(default=0.0, description="Of the input: written to the prompt cache.")
+    reasoning_tokens: float = Field(default=0.0, description="Of the output: spent reasoning.")
 
 
 class CostSummary(BaseModel):
@@ -226,6 +229,15 @@ def _agents(by_name: _Families) -> AgentsSummary:
     return AgentsSummary(queries_total=sum(sum(v.values()) for v in counts.values()), by_type=by_type)
 
 
+_TOKEN_FIELDS = {
+    "input": "input_tokens",
+    "output": "output_tokens",
+    "cache_read": "cache_read_tokens",
+    "cache_write": "cache_write_tokens",
+    "reasoning": "reasoning_tokens",
+}
+
+
 def _costs(by_name: _Families) -> CostSummary:
     usage: dict[tuple[str, str], ModelUsage] = {}
 
@@ -238,10 +250,9 @@ def _costs(by_name: _Families) -> CostSummary:
     for (provider, model), (value,) in _rows(by_name.get(cat.API_COST.name)):
         of(provider, model).cost_dollars += value
     for (provider, model, kind), (value,) in _rows(by_name.get(cat.API_TOKENS.name)):
-        if kind == "input":
-            of(provider, model).input_tokens += value
-        elif kind == "output":
-            of(provider, model).output_tokens += value
+        entry = of(provider, model)
+        if kind in _TOKEN_FIELDS:
+            setattr(entry, _TOKEN_FIELDS[kind], getattr(entry, _TOKEN_FIELDS[kind]) + value)
     return CostSummary(
         total_dollars=sum(u.cost_dollars for u in usage.values()),
         total_input_tokens=sum(u.input_tokens for u in usage.values()),

@@ -69,7 +69,8 @@ async def test_a_tool_loop_answers_and_is_accounted_exactly(admin: httpx.AsyncCl
     assert (
         ledger["input_tokens"] + ledger["output_tokens"]
         == tokens
-        == await metric_sum(admin, "api_tokens_total")
+        == await metric_sum(admin, "api_tokens_total", type="input")
+        + await metric_sum(admin, "api_tokens_total", type="output")
     )
     assert await metric_sum(admin, "agent_queries_total", status="success") == 4
     assert await metric_sum(admin, "agent_tool_calls_total", tool="calculate", outcome="ok") == 2

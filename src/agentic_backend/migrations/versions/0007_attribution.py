@@ -1,4 +1,5 @@
-"""Attribution: the end user a caller names (OpenAI's ``user``) and its metadata tags, per query; the
+"""Attribution: the end user a caller names (OpenAI's ``user``) and its metadata tags, per query, and its
+cached input and reasoning tokens as providers report them; the
 Responses API's stored responses (``previous_response_id``). And api_keys.public_id loses the index 0001
 made beside its unique constraint, whose own index serves.
 
@@ -22,6 +23,8 @@ def upgrade() -> None:
     with op.batch_alter_table("usage_records") as table:
         table.add_column(sa.Column("end_user", sa.String(256), nullable=True))
         table.add_column(sa.Column("tags", sa.JSON(none_as_null=True), nullable=True))
+        for column in ("cache_read_tokens", "cache_write_tokens", "reasoning_tokens"):
+            table.add_column(sa.Column(column, sa.Integer(), nullable=False, server_default="0"))
     op.create_index("ix_usage_records_end_user", "usage_records", ["end_user"])
     # One row per tag of a query, to filter and group by a tag without reading JSON in SQL.
     op.create_table(
@@ -50,5 +53,7 @@ def downgrade() -> None:
     op.drop_table("usage_tags")
     op.drop_index("ix_usage_records_end_user", table_name="usage_records")
     with op.batch_alter_table("usage_records") as table:
+        for column in ("cache_read_tokens", "cache_write_tokens", "reasoning_tokens"):
+            table.drop_column(column)
         table.drop_column("tags")
         table.drop_column("end_user")
