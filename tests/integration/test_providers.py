@@ -95,7 +95,7 @@ async def test_a_tool_loop_round_trips_through_the_wire_format(sim_llm: SimLLM, 
             [],
             deadline=time.monotonic() + 30,
             account=account,
-            on_tool=lambda name, ok: tools.append((name, ok)),
+            on_tool=lambda name, ok, _seconds: tools.append((name, ok)),
         )
     finally:
         await provider.close()

@@ -53,7 +53,7 @@ from pydantic import (
 from agentic_backend.agents.deps import AgentServiceDep, AgentsQuerier
 from agentic_backend.agents.errors import ModelNotFound
 from agentic_backend.agents.registry import AgentType
-from agentic_backend.agents.router import answer_headers, log_usage
+from agentic_backend.agents.router import answered
 from agentic_backend.agents.runtime import QueryOptions
 from agentic_backend.agents.schemas import QueryRequest, QueryResponse
 from agentic_backend.agents.streaming import KEEPALIVE, MEDIA_TYPE, Event, QueryStream, sse_response
@@ -443,11 +443,11 @@ async def chat_completions(
     created = int(time.time())
     if not body.stream:
         response = await agents.query(principal, body.model, query, conversation=history, options=options)
-        log_usage(request, response)
+        headers = answered(request, response)
         return Response(
             content=ChatCompletion.of(response, body.model, created).model_dump_json(),
             media_type="application/json",
-            headers=answer_headers(response),
+            headers=headers,
         )
     stream = QueryStream(
         agents,
@@ -457,7 +457,7 @@ async def chat_completions(
         keepalive_seconds=settings.stream_keepalive_seconds,
         conversation=history,
         options=options,
-        on_done=lambda response: log_usage(request, response),
+        on_done=lambda response: answered(request, response),
     )
     first = await stream.first()  # a refusal raises here: an OpenAI-shaped error
     include_usage = body.stream_options is not None and body.stream_options.include_usage

@@ -50,6 +50,7 @@ class Usage:
     cache_read_tokens: int = 0  # parts of input_tokens
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0  # a part of output_tokens
+    upstream_seconds: float = 0.0  # in model calls and tools: what the service waited for, not added
 
 
 @dataclass(slots=True)
@@ -215,6 +216,10 @@ class Recorder:
         """What the cached answer would have cost again."""
         self.metrics.cache_saved.labels(agent.provider, agent.model).inc(nanos_to_dollars(saved_nanos))
 
+    def overhead(self, agent_type: str, seconds: float) -> None:
+        """What the service added to a query beyond its model calls and tools (the routes measure it)."""
+        self.metrics.agent_overhead.labels(agent_type).observe(max(0.0, seconds))
+
     def answer_streamed(self, agent: AgentType, first_token: float, per_token: float | None) -> None:
         """A streamed answer's timings as its client received them (tool steps included in the first)."""
         metrics, genai = self.metrics, self.metrics.genai
@@ -253,6 +258,7 @@ class Recorder:
     ) -> None:
         """Count one model call: its span, GenAI metrics, timings, and its usage in the query's."""
         agent, provider, metrics = record.agent, record.provider, self.metrics
+        record.usage.upstream_seconds += seconds
         cost = price.nanodollars if price is not None else 0
         if span is not None:
             _end_call_span(span, agent.model, completion, cost, error)
@@ -305,8 +311,9 @@ class Recorder:
     def call_failed(self, record: QueryRecord, kind: str) -> None:
         self.metrics.llm_errors.labels(record.provider, record.agent.model, kind).inc()
 
-    def tool(self, agent: AgentType, tool: str, ok: bool) -> None:
-        self.metrics.agent_tool_calls.labels(agent.name, tool, "ok" if ok else "error").inc()
+    def tool(self, record: QueryRecord, tool: str, ok: bool, seconds: float) -> None:
+        record.usage.upstream_seconds += seconds
+        self.metrics.agent_tool_calls.labels(record.agent.name, tool, "ok" if ok else "error").inc()
 
 
 def _end_call_span(

@@ -40,7 +40,7 @@ from pydantic import (
 from agentic_backend.agents.deps import AgentServiceDep, AgentsQuerier
 from agentic_backend.agents.errors import ModelNotFound
 from agentic_backend.agents.registry import AgentType
-from agentic_backend.agents.router import answer_headers, log_usage
+from agentic_backend.agents.router import answered
 from agentic_backend.agents.runtime import QueryOptions
 from agentic_backend.agents.schemas import QueryRequest, QueryResponse, Tags
 from agentic_backend.agents.streaming import KEEPALIVE, MEDIA_TYPE, Event, QueryStream, sse_response
@@ -337,15 +337,15 @@ async def create_response(
     created = int(time.time())
 
     def finished(response: QueryResponse) -> None:
-        log_usage(request, response)
+        answered(request, response)
 
     if not body.stream:
         answer = await agents.query(principal, body.model, query, conversation=history, options=options)
-        finished(answer)
+        headers = answered(request, answer)
         if body.store is not False:
             await _keep(sessions, principal, answer, history, query, resume)
         reply = _response(answer, body, created, "completed")
-        return Response(json.dumps(reply), media_type="application/json", headers=answer_headers(answer))
+        return Response(json.dumps(reply), media_type="application/json", headers=headers)
     stream = QueryStream(
         agents,
         principal,

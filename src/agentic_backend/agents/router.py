@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from time import perf_counter
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from agentic_backend import state
 from agentic_backend.agents.deps import AgentServiceDep, AgentsQuerier
 from agentic_backend.agents.runtime import QueryOptions
 from agentic_backend.agents.schemas import AgentTypePublic, QueryRequest, QueryResponse
@@ -41,8 +43,16 @@ _STREAMED: dict[int | str, dict[str, Any]] = {
 }
 
 
-def log_usage(request: Request, response: QueryResponse) -> None:
-    """What the query used, for its request's log line (core/logs.py)."""
+CACHE_HEADER = "X-Agentic-Cache"
+END_USER_HEADER = "X-Agentic-End-User"
+COST_HEADER = "X-Agentic-Cost-Dollars"
+OVERHEAD_HEADER = "X-Agentic-Overhead-Ms"
+
+
+def answered(request: Request, response: QueryResponse) -> dict[str, str]:
+    """An answered query, on every route: its usage for the request's log line (core/logs.py), the time
+    the service added beyond its model calls and tools (from the request's arrival, HttpMetricsMiddleware)
+    in ``agent_overhead_seconds``, and the headers that say it: cached or not, the cost, the overhead."""
     tokens = response.tokens
     note_usage(
         request.state,
@@ -51,16 +61,14 @@ def log_usage(request: Request, response: QueryResponse) -> None:
         output_tokens=tokens.output,
         cost=response.cost_dollars,
     )
-
-
-CACHE_HEADER = "X-Agentic-Cache"
-END_USER_HEADER = "X-Agentic-End-User"
-COST_HEADER = "X-Agentic-Cost-Dollars"
-
-
-def answer_headers(response: QueryResponse) -> dict[str, str]:
-    """Whether the answer came from the cache, and what the query cost (nothing, when it did)."""
-    return {CACHE_HEADER: "hit" if response.cached else "miss", COST_HEADER: repr(response.cost_dollars)}
+    arrived = request.scope.get("state", {}).get("arrived")
+    overhead = perf_counter() - arrived - response.upstream_seconds if arrived is not None else 0.0
+    state.of(request.app).agents.recorder.overhead(response.agent_type, overhead)
+    return {
+        CACHE_HEADER: "hit" if response.cached else "miss",
+        COST_HEADER: repr(response.cost_dollars),
+        OVERHEAD_HEADER: f"{max(0.0, overhead) * 1000:.3f}",
+    }
 
 
 def wants_stream(request: Request, body: QueryRequest) -> bool:
@@ -85,8 +93,7 @@ async def query_agent(
     options = QueryOptions(end_user=end_user, tags=body.metadata)
     if not wants_stream(request, body):
         response = await agents.query(principal, agent_type, body, options=options)
-        log_usage(request, response)
-        reply.headers.update(answer_headers(response))
+        reply.headers.update(answered(request, response))
         return response
     stream = QueryStream(
         agents,
@@ -95,7 +102,7 @@ async def query_agent(
         body,
         keepalive_seconds=settings.stream_keepalive_seconds,
         options=options,
-        on_done=lambda response: log_usage(request, response),
+        on_done=lambda response: answered(request, response),
     )
     first = await stream.first()  # a refusal raises here: a plain JSON error with its status
     return sse_response(stream.frames(first))

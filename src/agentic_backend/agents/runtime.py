@@ -132,7 +132,7 @@ class _Stream:
         return Completion(text or None, (), sent, estimate_tokens(text))
 
 
-ToolHook = Callable[[str, bool], None]
+ToolHook = Callable[[str, bool, float], None]  # the tool as counted, whether it worked, its seconds
 
 
 _NO_TRACER = NoOpTracer()
@@ -196,8 +196,9 @@ async def run_agent(
             return result
         messages.append(Message("assistant", completion.text or "", completion.tool_calls))
         for tool_call in completion.tool_calls:
+            began = time.monotonic()
             name, output, ok = await _run_tool(agent, tool_call, tracer or _NO_TRACER)
-            on_tool(name, ok)
+            on_tool(name, ok, time.monotonic() - began)
             result.tool_calls += 1
             detail = json.dumps(tool_call.arguments)[:200] + " -> " + output[:200]
             step = Step("tool", tool_call.name, detail)

@@ -103,6 +103,9 @@ class QueryResponse(BaseModel):
         default_factory=list,
         description="With stop_reason tool_calls: the caller's tools the model called (the OpenAI face).",
     )
+    upstream_seconds: float = Field(
+        default=0.0, description="Time in model calls and tools: what the service waited for, not added."
+    )
     cached_tokens: TokenCounts | None = Field(
         default=None, description="For a cached answer: the tokens it holds, as its first run used them."
     )

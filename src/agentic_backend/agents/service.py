@@ -211,7 +211,7 @@ class AgentService:
                 history,
                 deadline=deadline,
                 account=account,
-                on_tool=lambda tool, ok: recorder.tool(agent, tool, ok),
+                on_tool=lambda tool, ok, seconds: recorder.tool(account.record, tool, ok, seconds),
                 events=events,
                 tracer=recorder.tracer,
                 options=options,
@@ -240,6 +240,7 @@ class AgentService:
                 reasoning=usage.reasoning_tokens,
             ),
             cost_dollars=nanos_to_dollars(usage.nanos),
+            upstream_seconds=usage.upstream_seconds,
             cached=False,
             session_id=session_id,
         )
@@ -255,6 +256,7 @@ class AgentService:
                 "stop_reason": "cache",
                 "steps": [],
                 "cached_tokens": response.tokens,
+                "upstream_seconds": 0.0,
                 "tokens": TokenCounts(input=0, output=0),
                 "cost_dollars": 0.0,
             }

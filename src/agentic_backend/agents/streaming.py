@@ -75,7 +75,7 @@ class QueryStream:
         keepalive_seconds: float,
         conversation: list[Message] | None = None,
         options: QueryOptions = ASKED_NOTHING,
-        on_done: Callable[[QueryResponse], None] | None = None,
+        on_done: Callable[[QueryResponse], object] | None = None,
     ) -> None:
         self._on_done = on_done
         self._recorder = service.recorder

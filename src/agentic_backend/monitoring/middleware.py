@@ -101,6 +101,7 @@ class HttpMetricsMiddleware:
             await self.app(scope, receive, send)
             return
         start = perf_counter()
+        scope.setdefault("state", {})["arrived"] = start  # what a query's overhead counts from
         end = 0.0
         status = 0
         disconnected = False

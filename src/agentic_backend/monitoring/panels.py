@@ -344,6 +344,24 @@ def _model_call_panels() -> list[Panel]:
             ],
         ),
         graph(
+            "Service Overhead (p50, p99)",
+            "What the service itself adds to a query beyond its model calls and tools (authentication, "
+            "admission, cache, session, ledger): each answer's X-Agentic-Overhead-Ms, over every agent type.",
+            "s",
+            [
+                query(
+                    "histogram_quantile(0.5, sum by (le) "
+                    f"(rate(agent_overhead_seconds_bucket{selector()}[{WINDOW}])))",
+                    "p50",
+                ),
+                query(
+                    "histogram_quantile(0.99, sum by (le) "
+                    f"(rate(agent_overhead_seconds_bucket{selector()}[{WINDOW}])))",
+                    "p99",
+                ),
+            ],
+        ),
+        graph(
             "LLM Errors by Class",
             "Failed model calls per second by kind: timeout, rate_limit, auth, server, bad_response.",
             "reqps",

@@ -75,7 +75,7 @@ async def test_rollup_totals_equal_the_ledger(database: Database, clock: FakeClo
     )
 
 
-_LATER = ("trace_id", "end_user", "tags")
+_LATER = ("trace_id", "end_user", "tags", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
 
 
 async def test_the_migration_fills_the_rollups_from_an_older_ledger(
@@ -98,7 +98,7 @@ async def test_the_migration_fills_the_rollups_from_an_older_ledger(
             rows = [entry(key_id, n, start + timedelta(hours=7 * n)) for n in range(12)]
             await connection.execute(
                 insert(UsageRecord.__table__),
-                # trace_id came in 0006, end_user and tags in 0007
+                # trace_id came in 0006, the rest of _LATER in 0007
                 [{f: getattr(r, f) for f in r.__slots__ if f not in _LATER} for r in rows],
             )
         await upgrade_async(database_url)
