@@ -184,3 +184,42 @@ def test_an_openai_agents_sdk_agent_with_a_function_tool(service: Service, api: 
     final = asyncio.run(run())
     assert calls  # the SDK ran its tool because the model (through the service) called it
     assert "123.45" in final
+
+
+def test_the_litellm_sdk_as_a_client(service: Service) -> None:
+    import litellm  # 7 s to import: only here
+
+    key = user_key(service, "litellm-sdk")
+    where = {"api_base": f"{service.url}/v1", "api_key": key, "num_retries": 0}
+    answer = litellm.completion(
+        model="openai/assistant", messages=[{"role": "user", "content": "hello"}], **where
+    )
+    assert answer.choices[0].message.content
+    assert answer.usage.completion_tokens > 0
+    pieces = litellm.completion(
+        model="openai/researcher", messages=[{"role": "user", "content": "stream"}], stream=True, **where
+    )
+    assert "".join(chunk.choices[0].delta.content or "" for chunk in pieces)
+    weather = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+    asked = litellm.completion(
+        model="openai/assistant",
+        messages=[{"role": "user", "content": "get_weather for Nice"}],
+        tools=[weather],
+        **where,
+    )
+    assert asked.choices[0].message.tool_calls[0].function.name == "get_weather"
+    with pytest.raises(litellm.BadRequestError):
+        litellm.completion(
+            model="openai/assistant", messages=[{"role": "user", "content": "x"}], temperature=9, **where
+        )
+    with pytest.raises(litellm.NotFoundError):
+        litellm.completion(model="openai/gpt-9", messages=[{"role": "user", "content": "x"}], **where)
+    broke = {**where, "api_key": user_key(service, "litellm-broke", monthly_budget_dollars=0)}
+    with pytest.raises(litellm.RateLimitError):
+        litellm.completion(model="openai/assistant", messages=[{"role": "user", "content": "x"}], **broke)

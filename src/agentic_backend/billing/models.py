@@ -43,9 +43,9 @@ class UsageRecord(Base):
     trace_id: Mapped[str | None] = mapped_column(String(32), default=None)
     end_user: Mapped[str | None] = mapped_column(String(256), default=None, index=True)
     tags: Mapped[dict[str, str] | None] = mapped_column(JSON(none_as_null=True), default=None)
-    cache_read_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    cache_write_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    reasoning_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    cache_read_tokens: Mapped[int] = mapped_column(Integer, server_default="0")
+    cache_write_tokens: Mapped[int] = mapped_column(Integer, server_default="0")
+    reasoning_tokens: Mapped[int] = mapped_column(Integer, server_default="0")
 
 
 class UsageTag(Base):

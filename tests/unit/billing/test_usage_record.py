@@ -38,10 +38,14 @@ def test_the_api_reads_the_row_and_gives_dollars() -> None:
         duration_seconds=0.25,
         created_at=datetime(2026, 12, 3, 6, 0, tzinfo=UTC),
         trace_id=None,
+        cache_read_tokens=100,
+        cache_write_tokens=0,
+        reasoning_tokens=5,
     )
     shown = UsagePublic.model_validate(row).model_dump(mode="json")
     assert shown["cost_dollars"] == 0.00125
     assert "cost_nanodollars" not in shown
     assert shown["id"] == 7
     assert shown["input_tokens"] == 120
+    assert shown["cache_read_tokens"] == 100
     assert shown["created_at"].startswith("2026-12-03T06:00")
