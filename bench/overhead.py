@@ -1,0 +1,165 @@
+"""What the service adds over the provider, against the same upstream as LiteLLM's proxy.
+
+    uv run python -m bench.overhead [--rounds 3] [--seconds 10]
+
+One upstream, ``agentic-backend sim-llm`` (OpenAI's wire format over HTTP, answering at once), on core 1
+with the load generator; in front of it, on core 0 and one worker each: the service (an agent type on the
+``openai`` provider pointed at the upstream, one model call, no tools, POST /v1/chat/completions) and
+LiteLLM's proxy 1.x (``openai/gpt-4o-mini`` at the same upstream), installed in its own virtual environment
+as ``bench.agents_vs_litellm`` does. wrk posts one chat completion per call, every body new (no cache
+hit). Rows alternate (upstream alone, LiteLLM, the service) over rounds; medians.
+
+It prints throughput at 16 connections, and latency at one connection: p50 and p99 of each, and what each
+proxy adds over the upstream alone (its own figure subtracted). The service's own X-Agentic-Overhead-Ms
+is the same figure measured inside; this is the one a client sees. Targets (issue 23): added p50 <= 0.5
+ms, p99 <= 2 ms at one connection; >= 2,500 requests/s at 16 and >= 25x LiteLLM's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.agents_vs_litellm import ensure_litellm, run_wrk, wait_ready
+from bench.common import CLIENT_CPU, SERVER_CPU, free_port, median, table
+
+ADMIN_KEY = "bench-admin-key-0123456789-abcdefghijklmnop"
+LITELLM_KEY = "sk-bench-master-key"
+LUA = """
+counter = 0
+math.randomseed(os.time())
+request = function()
+  counter = counter + 1
+  local text = "bench question " .. counter .. " " .. math.random(1, 1000000000)
+  local body = '{"model": "%s", "messages": [{"role": "user", "content": "' .. text .. '"}]}'
+  return wrk.format("POST", nil, nil, body)
+end
+"""
+
+
+def _start(args: list[str], cpu: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        ["taskset", "-c", cpu, *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=10)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: run scripts/bootstrap.sh")
+    litellm = ensure_litellm()
+    work = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
+    upstream_port, ours_port, theirs_port = free_port(), free_port(), free_port()
+    upstream = f"http://127.0.0.1:{upstream_port}"
+    agents = work / "agents.json"
+    agents.write_text(
+        json.dumps(
+            [{"name": "relay", "provider": "openai", "model": "gpt-4o-mini", "tools": [], "max_steps": 1}]
+        )
+    )
+    config = work / "litellm.yaml"
+    config.write_text(
+        "model_list:\n  - model_name: gpt-4o-mini\n    litellm_params:\n      model: openai/gpt-4o-mini\n"
+        f"      api_key: sk-not-used\n      api_base: {upstream}/v1\n"
+        f"general_settings:\n  master_key: {LITELLM_KEY}\n"
+    )
+    ours_env = {
+        **os.environ,
+        "AGENTIC_DATA_DIR": str(work / "data"),
+        "AGENTIC_ADMIN_API_KEY": ADMIN_KEY,
+        "AGENTIC_AGENTS_FILE": str(agents),
+        "AGENTIC_OPENAI_API_KEY": "sk-not-used",
+        "AGENTIC_OPENAI_BASE_URL": f"{upstream}/v1",
+    }
+    cli = [sys.executable, "-m", "agentic_backend"]
+    processes = [
+        _start([*cli, "sim-llm", "--port", str(upstream_port)], CLIENT_CPU, dict(os.environ)),
+        _start(
+            [*cli, "serve", "--port", str(ours_port), "--no-access-log", "--log-level", "warning"],
+            SERVER_CPU,
+            ours_env,
+        ),
+        _start(
+            [str(litellm), "--config", str(config), "--port", str(theirs_port), "--num_workers", "1"],
+            SERVER_CPU,
+            {**os.environ, "LITELLM_LOG": "ERROR"},
+        ),
+    ]
+    json_type = {"Content-Type": "application/json"}
+    rows = {
+        "upstream alone (sim-llm)": (
+            f"{upstream}/v1/chat/completions",
+            {**json_type, "Authorization": "Bearer x"},
+            "gpt-4o-mini",
+        ),
+        "LiteLLM proxy": (
+            f"http://127.0.0.1:{theirs_port}/chat/completions",
+            {**json_type, "Authorization": f"Bearer {LITELLM_KEY}"},
+            "gpt-4o-mini",
+        ),
+        "agentic-backend": (
+            f"http://127.0.0.1:{ours_port}/v1/chat/completions",
+            {**json_type, "Authorization": f"Bearer {ADMIN_KEY}"},
+            "relay",
+        ),
+    }
+    results: dict[str, dict[int, list[tuple[float, float, float]]]] = {name: {1: [], 16: []} for name in rows}
+    try:
+        wait_ready(f"{upstream}/stats", {})
+        wait_ready(f"http://127.0.0.1:{ours_port}/api/v1/monitoring/health", {})
+        wait_ready(f"http://127.0.0.1:{theirs_port}/health/liveliness", rows["LiteLLM proxy"][1])
+        for url, headers, model in rows.values():  # warm up
+            run_wrk(url, headers, LUA % model, seconds=2, connections=4)
+        for round_ in range(args.rounds):
+            for connections in (16, 1):
+                for name, (url, headers, model) in rows.items():
+                    rps, p50, p99, _ = run_wrk(
+                        url, headers, LUA % model, seconds=args.seconds, connections=connections
+                    )
+                    results[name][connections].append((rps, p50, p99))
+            print(f"round {round_ + 1}/{args.rounds} done", flush=True)
+    finally:
+        for process in processes:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=30)
+    _report(results, args)
+
+
+def _report(
+    results: dict[str, dict[int, list[tuple[float, float, float]]]], args: argparse.Namespace
+) -> None:
+    def med(name: str, connections: int, index: int) -> float:
+        return median([row[index] for row in results[name][connections]])
+
+    base = "upstream alone (sim-llm)"
+    theirs = med("LiteLLM proxy", 16, 0)
+    rows = []
+    for name in results:
+        rps, p50, p99 = med(name, 16, 0), med(name, 1, 1), med(name, 1, 2)
+        added = "" if name == base else f"+{p50 - med(base, 1, 1):.2f} / +{p99 - med(base, 1, 2):.2f}"
+        rows.append([name, f"{rps:.0f}", f"{rps / theirs:.1f}x", f"{p50:.2f}", f"{p99:.2f}", added])
+    print()
+    print(
+        f"POST /v1/chat/completions, wrk -t1, {args.seconds} s per run, medians of {args.rounds} alternating rounds"
+    )
+    print(table(["", "req/s at 16", "vs LiteLLM", "p50 ms at 1", "p99 ms at 1", "added p50 / p99 ms"], rows))
+
+
+if __name__ == "__main__":
+    main()
