@@ -44,23 +44,29 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
-    StrictFloat,
     StrictInt,
     StrictStr,
     ValidationError,
 )
 
 from agentic_backend.agents.deps import AgentServiceDep, AgentsQuerier
-from agentic_backend.agents.errors import ModelNotFound
+from agentic_backend.agents.openai_common import (
+    ROUTE_ERRORS,
+    FunctionFields,
+    Number,
+    Temperature,
+    TopP,
+    agent_for,
+    caller_tools,
+    refuse_for_provider,
+)
 from agentic_backend.agents.registry import AgentType
 from agentic_backend.agents.router import answered
 from agentic_backend.agents.runtime import QueryOptions
 from agentic_backend.agents.schemas import QueryRequest, QueryResponse
 from agentic_backend.agents.streaming import KEEPALIVE, MEDIA_TYPE, Event, QueryStream, sse_response
-from agentic_backend.agents.tools import TOOLS
 from agentic_backend.core.deps import SettingsDep
 from agentic_backend.core.errors import BadRequest, openai_error
-from agentic_backend.llm.anthropic_provider import UNSUPPORTED as anthropic_unsupported
 from agentic_backend.llm.base import CallOptions, Message, ToolCall, ToolSpec
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
@@ -105,22 +111,13 @@ class ChatMessage(BaseModel):
     tool_call_id: str | None = Field(default=None, max_length=200)
 
 
-class FunctionSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    description: StrictStr | None = Field(default=None, max_length=10_000)
-    parameters: dict[str, Any] | None = None
-    strict: StrictBool | None = None
-
-
 class CallerTool(BaseModel):
     """A tool of the caller's: offered to the model beside the agent type's own; the caller runs it."""
 
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["function"]
-    function: FunctionSpec
+    function: FunctionFields
 
 
 class NamedTool(BaseModel):
@@ -155,7 +152,6 @@ class ResponseFormat(BaseModel):
     json_schema: JsonSchemaFormat | None = None
 
 
-Number = Annotated[StrictFloat, Field(allow_inf_nan=False)]
 Penalty = Annotated[Number, Field(ge=-2.0, le=2.0)]
 
 
@@ -174,8 +170,8 @@ class ChatCompletionRequest(BaseModel):
     max_completion_tokens: StrictInt | None = Field(
         default=None, ge=1, description="Caps each model call's answer (and what it reserves of the budget)."
     )
-    temperature: Annotated[Number, Field(ge=0.0, le=2.0)] | None = None
-    top_p: Annotated[Number, Field(ge=0.0, le=1.0)] | None = None
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
     frequency_penalty: Penalty | None = None
     presence_penalty: Penalty | None = None
     seed: StrictInt | None = None
@@ -266,18 +262,8 @@ def _refuse_unsupported(body: ChatCompletionRequest, provider: str) -> None:
             continue
         if value not in harmless:
             raise BadRequest(f"Unsupported parameter: '{name}': {why}.", param=name)
-    if provider == "anthropic":
-        for name in anthropic_unsupported:
-            if getattr(body, name) is not None:
-                raise BadRequest(
-                    f"Unsupported parameter: '{name}' is not taken by this agent type's provider, anthropic.",
-                    param=name,
-                )
-        if body.temperature is not None and body.temperature > 1:
-            raise BadRequest(
-                "Invalid 'temperature': this agent type's provider (anthropic) takes 0 to 1.",
-                param="temperature",
-            )
+    asked = {name: getattr(body, name) for name in ("seed", "frequency_penalty", "presence_penalty")}
+    refuse_for_provider(provider, asked, body.temperature)
     if body.max_tokens is not None and body.max_completion_tokens is not None:
         raise BadRequest(
             "Give max_tokens or max_completion_tokens, not both (max_tokens is deprecated).",
@@ -358,27 +344,9 @@ def _message(message: ChatMessage, n: int) -> Message:
 
 
 def _caller_tools(body: ChatCompletionRequest, agent: AgentType) -> tuple[ToolSpec, ...]:
-    """The caller's tools, refused when one takes the name of the agent type's own or tool_choice names
-    a tool that is not among them."""
-    tools = tuple(
-        ToolSpec(t.function.name, t.function.description or "", t.function.parameters or {"type": "object"})
-        for t in body.tools or ()
-    )
-    names = [tool.name for tool in tools]
-    for n, name in enumerate(names):
-        if name in agent.tools or name in TOOLS:
-            raise BadRequest(
-                f"the tool name '{name}' is the agent type's own tool; give yours another name.",
-                param=f"tools[{n}].function.name",
-            )
-        if names.index(name) != n:
-            raise BadRequest(f"two tools are named '{name}'.", param=f"tools[{n}].function.name")
     choice = body.tool_choice
-    if isinstance(choice, NamedTool) and choice.function.get("name") not in names:
-        raise BadRequest("tool_choice names a tool that is not in tools.", param="tool_choice")
-    if choice == "required" and not tools:
-        raise BadRequest("tool_choice 'required' needs tools.", param="tool_choice")
-    return tools
+    chosen = choice.function.get("name") if isinstance(choice, NamedTool) else choice
+    return caller_tools([t.function for t in body.tools or ()], agent, "tools[{}].function.name", chosen)
 
 
 def _usage(response: QueryResponse) -> dict[str, Any]:
@@ -405,8 +373,7 @@ async def list_models(_: AgentsQuerier, agents: AgentServiceDep) -> ModelList:
 @router.get("/models/{model}", responses={404: {"description": "No agent type of this name."}})
 async def get_model(model: str, _: AgentsQuerier, agents: AgentServiceDep) -> ModelCard:
     """One agent type, as an OpenAI model."""
-    if model not in agents.agents:
-        raise ModelNotFound(f"The model '{model}' does not exist; GET /v1/models lists the agent types.")
+    agent_for(agents, model)
     return ModelCard(id=model)
 
 
@@ -417,11 +384,7 @@ async def get_model(model: str, _: AgentsQuerier, agents: AgentServiceDep) -> Mo
             "description": "A chat.completion; with 'stream': true, chat.completion.chunk events (SSE).",
             "content": {MEDIA_TYPE: {"schema": {"type": "string"}}},
         },
-        429: {"description": "The key's rate or its monthly budget (code insufficient_quota) is spent."},
-        404: {"description": "No agent type of this name (model)."},
-        502: {"description": "The provider failed or answered something unusable."},
-        503: {"description": "The agent's provider is not configured."},
-        504: {"description": "The provider or the query's deadline timed out."},
+        **ROUTE_ERRORS,
     },
 )
 async def chat_completions(
@@ -432,11 +395,7 @@ async def chat_completions(
     settings: SettingsDep,
 ) -> Response:
     """Run the agent named by ``model`` on the conversation, as OpenAI's chat completions API does."""
-    agent = agents.agents.get(body.model)
-    if agent is None:
-        raise ModelNotFound(
-            f"The model '{body.model}' does not exist; GET /v1/models lists the agent types.", param="model"
-        )
+    agent = agent_for(agents, body.model)
     _refuse_unsupported(body, agent.provider)
     query, history, resume = _conversation(body)
     options = body.options(_caller_tools(body, agent), resume)

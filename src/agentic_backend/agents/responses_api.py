@@ -31,31 +31,35 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
-    StrictFloat,
     StrictInt,
     StrictStr,
     ValidationError,
 )
 
 from agentic_backend.agents.deps import AgentServiceDep, AgentsQuerier
-from agentic_backend.agents.errors import ModelNotFound
+from agentic_backend.agents.openai_common import (
+    ROUTE_ERRORS,
+    FunctionFields,
+    Temperature,
+    TopP,
+    agent_for,
+    caller_tools,
+    refuse_for_provider,
+)
 from agentic_backend.agents.registry import AgentType
 from agentic_backend.agents.router import answered
 from agentic_backend.agents.runtime import QueryOptions
 from agentic_backend.agents.schemas import QueryRequest, QueryResponse, Tags
 from agentic_backend.agents.streaming import KEEPALIVE, MEDIA_TYPE, Event, QueryStream, sse_response
-from agentic_backend.agents.tools import TOOLS
 from agentic_backend.core.deps import SettingsDep
 from agentic_backend.core.errors import BadRequest
 from agentic_backend.identity.schemas import Principal
-from agentic_backend.llm.anthropic_provider import UNSUPPORTED as anthropic_unsupported
 from agentic_backend.llm.base import CallOptions, Message, ToolCall, ToolSpec
 from agentic_backend.sessions.deps import SessionServiceDep
 from agentic_backend.sessions.service import SessionService
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 
-Number = Annotated[StrictFloat, Field(allow_inf_nan=False)]
 _STATUS = {"length": "incomplete", "budget": "incomplete", "step_limit": "incomplete"}
 
 
@@ -76,14 +80,8 @@ class TextConfig(BaseModel):
     verbosity: Literal["low", "medium", "high"] | None = None
 
 
-class FunctionTool(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class FunctionTool(FunctionFields):
     type: Literal["function"]
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    description: StrictStr | None = Field(default=None, max_length=10_000)
-    parameters: dict[str, Any] | None = None
-    strict: StrictBool | None = None
 
 
 class NamedFunction(BaseModel):
@@ -111,8 +109,8 @@ class ResponsesRequest(BaseModel):
     instructions: StrictStr | None = Field(default=None, max_length=100_000)
     previous_response_id: str | None = Field(default=None, max_length=40)
     max_output_tokens: StrictInt | None = Field(default=None, ge=16)
-    temperature: Annotated[Number, Field(ge=0.0, le=2.0)] | None = None
-    top_p: Annotated[Number, Field(ge=0.0, le=1.0)] | None = None
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
     text: TextConfig | None = None
     tools: list[FunctionTool] | None = Field(default=None, max_length=128)
     tool_choice: Literal["none", "auto", "required"] | NamedFunction | None = None
@@ -157,17 +155,7 @@ class ResponsesRequest(BaseModel):
         for name, value, harmless, why in refused:
             if value not in harmless:
                 raise BadRequest(f"Unsupported parameter: '{name}': {why}.", param=name)
-        if provider == "anthropic":
-            for name in anthropic_unsupported:
-                if getattr(self, name, None) is not None:
-                    raise BadRequest(
-                        f"Unsupported parameter: '{name}' for this agent type's provider.", param=name
-                    )
-            if self.temperature is not None and self.temperature > 1:
-                raise BadRequest(
-                    "Invalid 'temperature': this agent type's provider, anthropic, takes 0 to 1.",
-                    param="temperature",
-                )
+        refuse_for_provider(provider, {}, self.temperature)
 
     def options(self, tools: tuple[ToolSpec, ...], resume: bool) -> QueryOptions:
         fmt = self.text.format if self.text is not None else None
@@ -286,21 +274,9 @@ async def _conversation(
 
 
 def _caller_tools(body: ResponsesRequest, agent: AgentType) -> tuple[ToolSpec, ...]:
-    tools = tuple(
-        ToolSpec(t.name, t.description or "", t.parameters or {"type": "object"}) for t in body.tools or ()
-    )
-    names = [t.name for t in tools]
-    for n, name in enumerate(names):
-        if name in agent.tools or name in TOOLS or names.index(name) != n:
-            raise BadRequest(
-                f"the tool name '{name}' is taken; give yours another name.", param=f"tools[{n}].name"
-            )
     choice = body.tool_choice
-    if isinstance(choice, NamedFunction) and choice.name not in names:
-        raise BadRequest("tool_choice names a tool that is not in tools.", param="tool_choice")
-    if choice == "required" and not tools:
-        raise BadRequest("tool_choice 'required' needs tools.", param="tool_choice")
-    return tools
+    chosen = choice.name if isinstance(choice, NamedFunction) else choice
+    return caller_tools(list(body.tools or ()), agent, "tools[{}].name", chosen)
 
 
 @router.post(
@@ -310,10 +286,7 @@ def _caller_tools(body: ResponsesRequest, agent: AgentType) -> tuple[ToolSpec, .
             "description": "A response object; with 'stream': true, its typed events (SSE).",
             "content": {MEDIA_TYPE: {"schema": {"type": "string"}}},
         },
-        404: {"description": "No agent type of this name (model), or no such stored previous response."},
-        429: {"description": "The key's rate or its monthly budget (code insufficient_quota) is spent."},
-        502: {"description": "The provider failed or answered something unusable."},
-        504: {"description": "The provider or the query's deadline timed out."},
+        **ROUTE_ERRORS,
     },
 )
 async def create_response(
@@ -325,11 +298,7 @@ async def create_response(
     settings: SettingsDep,
 ) -> Response:
     """Run the agent named by ``model`` on ``input``, as OpenAI's Responses API does."""
-    agent = agents.agents.get(body.model)
-    if agent is None:
-        raise ModelNotFound(
-            f"The model '{body.model}' does not exist; GET /v1/models lists the agent types.", param="model"
-        )
+    agent = agent_for(agents, body.model)
     body.refuse_unsupported(agent.provider)
     tools = _caller_tools(body, agent)
     query, history, resume = await _conversation(body, principal, sessions)

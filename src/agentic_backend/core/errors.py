@@ -256,10 +256,14 @@ def _json_type(value: Any) -> str:
 
 
 def _first_problem(errors: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
-    """The error to report: the first field's, and of a union's errors the member that had the right type
-    but a wrong value (``stop`` of five strings is too long an array, not "not a string")."""
+    """The error to report: the first field's; a wrong ``type`` of an item before what it lacks; and of a
+    union's errors the member that had the right type but a wrong value (``stop`` of five strings is too
+    long an array, not "not a string")."""
     field = tuple(errors[0].get("loc", ()))[:2]
     own = [e for e in errors if tuple(e.get("loc", ()))[:2] == field]
+    kind = next((e for e in own if tuple(e.get("loc", ()))[-1:] == ("type",)), None)
+    if kind is not None:  # an item of another ``type`` (a built-in tool): its other fields do not matter
+        return kind
     return next((e for e in own if not str(e.get("type", "")).endswith("_type")), own[0])
 
 
