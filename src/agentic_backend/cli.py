@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -44,10 +45,12 @@ def _settings() -> Settings:
     return settings
 
 
-def _with_keys(action: Callable[[KeyService], Awaitable[T]]) -> T:
-    """Migrate, then run ``action`` against the key service; an AppError becomes a clean exit 1."""
+def _with_keys(action: Callable[[KeyService], Awaitable[T]], *, migrate: bool = True) -> T:
+    """Migrate (unless ``migrate`` is False), then run ``action`` against the key service; an AppError
+    becomes a clean exit 1."""
     settings = _settings()
-    upgrade(settings.resolved_database_url)
+    if migrate:
+        upgrade(settings.resolved_database_url)
 
     async def run() -> T:
         database = Database(settings.resolved_database_url, timeout=settings.database_timeout_seconds)
@@ -135,16 +138,17 @@ def serve(
 
 
 def _before_serving(settings: Settings, workers: int) -> None:
-    """Refuse a tracing configuration that cannot work, migrate and create the first admin key once
-    (here, rather than racing in every worker), and warn of more workers than CPUs."""
+    """Refuse a tracing configuration that cannot work, migrate (AGENTIC_MIGRATE_ON_START) and create the
+    first admin key once (here, rather than racing in every worker), and warn of more workers than CPUs."""
     from agentic_backend.core.tracing import TracingConfigError, check_tracing_config
 
     try:
         check_tracing_config()
     except TracingConfigError as exc:
         raise SystemExit(f"error: {exc}") from None
+    # AGENTIC_MIGRATE_ON_START=false (the Helm chart: its Job migrates once per release, before pods roll).
     admin = settings.admin_api_key.get_secret_value() if settings.admin_api_key else None
-    _with_keys(lambda keys: keys.ensure_admin(admin))
+    _with_keys(lambda keys: keys.ensure_admin(admin), migrate=settings.migrate_on_start)
     cpus = usable_cpus()
     if workers > cpus:
         typer.echo(
@@ -176,11 +180,34 @@ def usable_cpus() -> float:
 
 
 @db_app.command("upgrade")
-def db_upgrade() -> None:
-    """Apply every pending migration (start-up does this too)."""
+def db_upgrade(
+    wait: Annotated[
+        float, typer.Option(min=0, help="Seconds to wait for the database to accept connections first.")
+    ] = 0.0,
+) -> None:
+    """Apply every pending migration (start-up does this too, unless AGENTIC_MIGRATE_ON_START=false).
+    Safe to run concurrently (PostgreSQL: an advisory lock); exits 1 when a migration fails."""
     settings = _settings()
-    upgrade(settings.resolved_database_url)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            upgrade(settings.resolved_database_url)
+            break
+        except Exception as exc:  # the database not up yet, or a migration that failed
+            if time.monotonic() >= deadline or not _unreachable(exc):
+                first = str(exc).splitlines()[0][:300] if str(exc) else ""
+                Console(stderr=True).print(f"[red]error:[/red] migration failed: {type(exc).__name__}: {first}")
+                raise typer.Exit(1) from None
+            time.sleep(1)
     typer.echo("database is up to date")
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database does not accept connections yet (worth waiting for)."""
+    text = f"{type(exc).__name__} {exc}".lower()
+    return any(
+        sign in text for sign in ("connect", "refused", "could not translate", "timeout", "starting up")
+    )
 
 
 @keys_app.command("create")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from agentic_backend import __version__
 from agentic_backend.core.deps import SettingsDep
@@ -112,6 +112,33 @@ async def summary(
     "/health", responses={503: {"model": HealthResponse, "description": "A critical component is down."}}
 )
 async def health(checks: HealthChecksDep, telemetry: TelemetryDep, response: Response) -> HealthResponse:
+    """Each component ``ok``, ``degraded`` or ``down`` with a reason; 503 when a critical one is down."""
+    return await _health(checks, telemetry, response)
+
+
+class Liveness(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+@router.get("/live")
+async def live() -> Liveness:
+    """Liveness: the process answers. It asks nothing of the database or Redis, so an outage of either
+    never restarts every pod (Kubernetes' livenessProbe)."""
+    return Liveness()
+
+
+@router.get(
+    "/ready",
+    responses={503: {"model": HealthResponse, "description": "Not ready: a critical component is down."}},
+)
+async def ready(checks: HealthChecksDep, telemetry: TelemetryDep, response: Response) -> HealthResponse:
+    """Readiness: the service can serve now, its critical components (the database) answering; 503
+    otherwise, so a load balancer sends its requests elsewhere (Kubernetes' readinessProbe). A pod told to
+    stop closes its listener, so the probe is refused while it drains."""
+    return await _health(checks, telemetry, response)
+
+
+async def _health(checks: list[HealthCheck], telemetry: TelemetryDep, response: Response) -> HealthResponse:
     async def run(check: HealthCheck) -> ComponentHealth:
         try:
             async with asyncio.timeout(_HEALTH_CHECK_TIMEOUT):

@@ -110,6 +110,30 @@ async def test_health_is_503_only_when_a_critical_component_is_down(
     assert "hunter2" not in response.text
 
 
+async def test_liveness_never_asks_the_database_and_readiness_does(
+    client: httpx.AsyncClient, app: Any
+) -> None:
+    from agentic_backend.monitoring.health import HealthCheck
+    from agentic_backend.monitoring.schemas import ComponentHealth
+
+    assert (await client.get(f"{MONITORING_API}/ready")).status_code == 200
+    asked: list[str] = []
+
+    async def database_down() -> ComponentHealth:
+        asked.append("database")
+        return ComponentHealth(status="down", detail="unreachable")
+
+    state.of(app).health_checks = [HealthCheck("database", database_down)]
+    live = await client.get(f"{MONITORING_API}/live")
+    assert (live.status_code, live.json()) == (200, {"status": "ok"})
+    assert asked == []  # liveness asked nothing of the database
+    ready = await client.get(f"{MONITORING_API}/ready")
+    assert (ready.status_code, ready.json()["status"]) == (503, "down")
+    assert asked == ["database"]
+    openapi = (await client.get("/openapi.json")).json()["paths"]
+    assert {f"{MONITORING_API}/live", f"{MONITORING_API}/ready"} <= set(openapi)
+
+
 async def test_summary_reads_the_same_registry_as_metrics(client: httpx.AsyncClient) -> None:
     for _ in range(3):
         await client.get(f"{MONITORING_API}/health")
