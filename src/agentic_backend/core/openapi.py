@@ -41,6 +41,8 @@ _DESCRIPTIONS = {
 _PUBLIC = {
     ("get", "/"),
     ("get", "/api/v1/monitoring/health"),
+    ("get", "/api/v1/monitoring/live"),
+    ("get", "/api/v1/monitoring/ready"),
     ("get", "/api/v1/monitoring/metrics"),
     ("post", "/api/v1/console/session"),  # the sign-in: the key is in the body
 }

@@ -48,6 +48,7 @@ REFUSED: list[tuple[dict[str, Any], str, str]] = [
     (body(stream="yes"), "stream", "invalid_type"),
     (body(seed=1.5), "seed", "invalid_type"),
     (body(seed="7"), "seed", "invalid_type"),
+    (body(seed=True), "seed", "invalid_type"),
     (body(stop=["a", "b", "c", "d", "e"]), "stop", "array_above_max_length"),
     (body(stop=7), "stop", "invalid_type"),
     (body(n=2), "n", "bad_request"),
@@ -100,6 +101,11 @@ async def test_numbers_json_cannot_hold_are_refused_not_500(client: httpx.AsyncC
         response = await post(client, payload)
         assert response.status_code == 400, (raw, response.text)
         assert response.json()["error"]["param"] == "temperature"
+
+
+async def test_an_integer_may_be_written_as_json_writes_it(client: httpx.AsyncClient) -> None:
+    response = await post(client, body(max_tokens=16.0, seed=7.0))  # JSON Schema's integer takes 16.0
+    assert response.status_code == 200, response.text
 
 
 async def test_an_unknown_model_is_model_not_found(client: httpx.AsyncClient) -> None:
