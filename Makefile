@@ -1,5 +1,5 @@
 # One entry point per task. Each target installs what it needs first (scripts/bootstrap.sh).
-.PHONY: serve test docs lint typecheck unit integration bench format dashboard
+.PHONY: serve test docs lint typecheck unit integration bench format dashboard chart
 
 serve:  ## start the API on http://localhost:8000 with embedded defaults
 	@scripts/bootstrap.sh none
@@ -26,6 +26,9 @@ integration:
 format:
 	uv run ruff format src tests bench monitoring scripts
 	uv run ruff check --fix src tests bench monitoring scripts
+
+chart: ## regenerate the Helm chart's copies of monitoring/ (its PrometheusRule and dashboard)
+	uv run python scripts/chart_files.py
 
 dashboard: ## regenerate monitoring/grafana/dashboards/agentic-backend.json from its Python source
 	uv run python monitoring/grafana/generate.py
