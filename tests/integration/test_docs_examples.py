@@ -140,6 +140,13 @@ def test_shell_examples_name_what_exists(where: str, block: str) -> None:
                     words[-1].removeprefix("agentic-backend_")
                     in yaml.safe_load((ROOT / "docker-compose.yml").read_text())["volumes"]
                 ), f"{where}: {command}: no such volume"
+            elif words[:2] == ["helm", "install"]:  # rendered as it would install
+                helm = ROOT / ".tools" / "bin" / "helm"
+                assert helm.exists(), "scripts/bootstrap.sh all fetches helm into .tools/bin"
+                done = subprocess.run(
+                    [str(helm), "template", *words[2:]], cwd=ROOT, capture_output=True, text=True, check=False
+                )
+                assert done.returncode == 0, f"{where}: {command}: {done.stderr}"
             elif words[0] in {"rm"}:
                 continue
             else:
