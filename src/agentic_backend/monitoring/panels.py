@@ -35,6 +35,9 @@ SERIES_OVERFLOW = "agentic_backend_metric_series_overflow_total"
 FAST = 'le="0.5"'  # the latency SLO's threshold, a bucket edge of http_request_duration_seconds
 
 
+BILLED = 'type=~"input|output"'  # api_tokens_total's totals; its other types are parts of these
+
+
 def selector(*matchers: str) -> str:
     return "{" + ", ".join((SELECTOR, *matchers)) + "}"
 
@@ -239,7 +242,8 @@ def _spend_panels() -> list[Panel]:
             "Tokens used in the dashboard's time range, input and output, over every replica, right across "
             "restarts.",
             "short",
-            [query(f"sum by (type) (increase(api_tokens_total{selector()}[$__range]))", "{{type}}")],
+            # input and output only: cache_read, cache_write and reasoning are parts of them
+            [query(f"sum by (type) (increase(api_tokens_total{selector(BILLED)}[$__range]))", "{{type}}")],
             width=6,
             height=8,
         ),
