@@ -5,6 +5,8 @@ lazy import cannot slip past."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,3 +52,14 @@ def test_core_imports_no_feature() -> None:
 @pytest.mark.parametrize("folder", ["metricstore", "core"])
 def test_the_check_sees_imports(folder: str) -> None:
     assert sum(len(names) for names in imported(PACKAGE / folder).values()) > 10
+
+
+def test_the_app_imports_no_provider_sdk_it_is_not_configured_for() -> None:
+    """The anthropic SDK takes two seconds to import, and a worker that takes longer than uvicorn's health
+    check to start is killed and started again (four workers on two busy cores never came up): the
+    app imports a provider's SDK only when the provider is configured (llm/factory.py)."""
+    code = "import sys, agentic_backend.app; print(sorted({'anthropic', 'litellm'} & set(sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]"

@@ -23,8 +23,7 @@ from agentic_backend.agents.registry import AgentType
 from agentic_backend.agents.service import AgentService
 from agentic_backend.agents.tools import TOOLS
 from agentic_backend.core.errors import BadRequest
-from agentic_backend.llm.anthropic_provider import UNSUPPORTED as ANTHROPIC_UNSUPPORTED
-from agentic_backend.llm.base import ToolSpec
+from agentic_backend.llm.base import ANTHROPIC_UNSUPPORTED, ToolSpec
 
 
 def _integral(value: object) -> object:

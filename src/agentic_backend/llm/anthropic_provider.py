@@ -52,8 +52,6 @@ _EFFORT = {
     "high": "high",
     "xhigh": "xhigh",
 }
-# What the Messages API does not take (the route refuses them for an agent type on this provider).
-UNSUPPORTED = ("seed", "frequency_penalty", "presence_penalty")
 
 
 def sampling(options: CallOptions) -> dict[str, Any]:

@@ -89,6 +89,10 @@ class CallOptions:
 
 NO_OPTIONS = CallOptions()
 
+# The options Anthropic's Messages API does not take: the OpenAI faces refuse them for an agent type on
+# that provider. Here, not in anthropic_provider: importing the anthropic SDK takes two seconds.
+ANTHROPIC_UNSUPPORTED = ("seed", "frequency_penalty", "presence_penalty")
+
 
 def estimate_tokens(text: str) -> int:
     """About 4 characters a token, as tokenizers of English text average: for what no provider counted
