@@ -15,6 +15,7 @@ from agentic_backend.agents.streaming import MEDIA_TYPE, QueryStream, sse_respon
 from agentic_backend.core.deps import SettingsDep
 from agentic_backend.core.errors import BadRequest
 from agentic_backend.core.logs import note_usage
+from agentic_backend.monitoring.middleware import ARRIVED
 
 router = APIRouter(prefix="/api/v1/agents", tags=["agents"])
 
@@ -61,7 +62,7 @@ def answered(request: Request, response: QueryResponse) -> dict[str, str]:
         output_tokens=tokens.output,
         cost=response.cost_dollars,
     )
-    arrived = request.scope.get("state", {}).get("arrived")
+    arrived = request.scope.get(ARRIVED)
     overhead = perf_counter() - arrived - response.upstream_seconds if arrived is not None else 0.0
     state.of(request.app).agents.recorder.overhead(response.agent_type, overhead)
     return {
