@@ -61,6 +61,7 @@ from agentic_backend.agents.openai_common import (
     agent_for,
     caller_tools,
     refuse_for_provider,
+    reported_tokens,
 )
 from agentic_backend.agents.registry import AgentType
 from agentic_backend.agents.router import answered
@@ -354,11 +355,8 @@ def _caller_tools(body: ChatCompletionRequest, agent: AgentType) -> tuple[ToolSp
 
 
 def _usage(response: QueryResponse) -> dict[str, Any]:
-    """OpenAI's usage object. A cached answer reports the tokens it holds, all of its input as cached
-    (``prompt_tokens_details.cached_tokens``): the query cost nothing, which ``X-Agentic-Cost-Dollars``
-    says too."""
-    tokens = response.cached_tokens or response.tokens
-    cached = tokens.input if response.cached_tokens is not None else tokens.cache_read
+    """OpenAI's chat-completion usage object (openai_common.reported_tokens says which tokens)."""
+    tokens, cached = reported_tokens(response)
     return {
         "prompt_tokens": tokens.input,
         "completion_tokens": tokens.output,

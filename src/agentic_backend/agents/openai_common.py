@@ -20,6 +20,7 @@ from pydantic_core import PydanticCustomError
 
 from agentic_backend.agents.errors import ModelNotFound
 from agentic_backend.agents.registry import AgentType
+from agentic_backend.agents.schemas import QueryResponse, TokenCounts
 from agentic_backend.agents.service import AgentService
 from agentic_backend.agents.tools import TOOLS
 from agentic_backend.core.errors import BadRequest
@@ -114,3 +115,12 @@ def caller_tools(
     if chosen not in (None, "none", "auto", "required") and chosen not in names:
         raise BadRequest("tool_choice names a tool that is not in tools.", param="tool_choice")
     return tools
+
+
+def reported_tokens(answer: QueryResponse) -> tuple[TokenCounts, int]:
+    """The tokens both faces report, and how many of the input were cached: a cached answer reports the
+    tokens it holds, all of its input as cached (it cost nothing, as X-Agentic-Cost-Dollars says);
+    otherwise what the provider read from its prompt cache."""
+    if answer.cached_tokens is not None:
+        return answer.cached_tokens, answer.cached_tokens.input
+    return answer.tokens, answer.tokens.cache_read

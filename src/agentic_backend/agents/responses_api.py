@@ -46,6 +46,7 @@ from agentic_backend.agents.openai_common import (
     agent_for,
     caller_tools,
     refuse_for_provider,
+    reported_tokens,
 )
 from agentic_backend.agents.registry import AgentType
 from agentic_backend.agents.router import answered
@@ -378,8 +379,7 @@ def _output(answer: QueryResponse) -> list[dict[str, Any]]:
 
 
 def _usage(answer: QueryResponse) -> dict[str, Any]:
-    tokens = answer.cached_tokens or answer.tokens
-    cached = tokens.input if answer.cached_tokens is not None else tokens.cache_read
+    tokens, cached = reported_tokens(answer)
     return {
         "input_tokens": tokens.input,
         "input_tokens_details": {"cached_tokens": cached},
