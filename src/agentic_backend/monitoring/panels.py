@@ -209,7 +209,8 @@ def _spend_panels() -> list[Panel]:
         ),
         graph(
             "Token Usage",
-            "Input and output tokens per second by model: sent to (input) and received from (output) it.",
+            "Tokens per second by model: sent to (input) and received from (output) it; cache_read, "
+            "cache_write and reasoning are parts of those, not more tokens.",
             "short",
             [
                 query(
