@@ -63,4 +63,7 @@ if ! command -v uv >/dev/null; then
   echo "bootstrap: installing uv"
   python3 -m pip install --quiet --disable-pip-version-check uv
 fi
-uv sync --locked --quiet
+# Bytecode compiled once here: with PYTHONDONTWRITEBYTECODE set (as on this machine) every Python process
+# would otherwise compile every module it imports, 7 s of CPU for each worker and command the tests start.
+uv sync --locked --quiet --compile-bytecode
+uv run --no-sync python -m compileall -q src tests bench scripts monitoring >/dev/null
