@@ -45,6 +45,15 @@ if [[ $want_system == all ]]; then
     rm -rf "$tmp"
   fi
 
+  # The CRDs' schemas (ServiceMonitor, PrometheusRule, ScaledObject, HTTPRoute), for the chart's tests
+  # (tests/crds/validate.cjs): generated from the CRDs into npm packages, pinned here.
+  if [[ ! -d .tools/crds/node_modules/@kubernetes-models/gateway-api ]]; then
+    echo "bootstrap: installing the CRDs' schemas (@kubernetes-models)"
+    mkdir -p .tools/crds
+    npm install --prefix .tools/crds --silent --no-audit --no-fund @kubernetes-models/prometheus-operator@4.0.0 \
+      @kubernetes-models/keda@0.3.2 @kubernetes-models/gateway-api@0.5.1 >/dev/null
+  fi
+
   # The tests use the machine's PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379): start them if down.
   if command -v pg_ctlcluster >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; then
     echo "bootstrap: starting PostgreSQL"

@@ -44,6 +44,7 @@ from agentic_backend.core.clock import Clock, SystemClock
 from agentic_backend.core.config import Settings
 from agentic_backend.core.db import Database, upgrade_async
 from agentic_backend.core.docs import install_docs
+from agentic_backend.core.drain import CloseWhileDraining, Drain
 from agentic_backend.core.errors import install_error_handlers
 from agentic_backend.core.logs import RequestLogMiddleware
 from agentic_backend.core.openapi import contract_openapi
@@ -238,6 +239,7 @@ def _build(settings: Settings, clock: Clock) -> _Parts:
         console_sessions=console_sessions,
         metric_history=history,
         console_http=httpx.AsyncClient(),
+        drain=Drain(settings.drain_file),
         key_spend=ledger.totals_by_key,
     )
     return _Parts(app_state, windows, budgets, backend, providers, tracing, pricer, sampler)
@@ -311,6 +313,7 @@ async def _lifespan(parts: _Parts, app: FastAPI) -> AsyncIterator[None]:
             gc.collect()
             gc.freeze()
         services.telemetry.loop_monitor.start()  # after start-up's own long steps: they are not a held loop
+        services.drain.start()
         if parts.sampler is not None:
             parts.sampler.start()
         yield
@@ -318,6 +321,7 @@ async def _lifespan(parts: _Parts, app: FastAPI) -> AsyncIterator[None]:
         if parts.sampler is not None:
             await parts.sampler.stop()
         await services.console_http.aclose()
+        await services.drain.close()
         if purger is not None:
             purger.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -375,5 +379,7 @@ def _install_middleware(app: FastAPI, settings: Settings, parts: _Parts) -> None
         FastAPIInstrumentor.instrument_app(
             app, tracer_provider=parts.tracing.provider, exclude_spans=["send", "receive"]
         )
+    if settings.drain_file is not None:
+        app.add_middleware(CloseWhileDraining, drain=parts.state.drain)
     telemetry = parts.state.telemetry
     app.add_middleware(HttpMetricsMiddleware, metrics=telemetry.metrics, exemplars=telemetry.exemplars)

@@ -146,6 +146,8 @@ def _before_serving(settings: Settings, workers: int) -> None:
         check_tracing_config()
     except TracingConfigError as exc:
         raise SystemExit(f"error: {exc}") from None
+    if settings.drain_file is not None:  # left by a stop that never finished (the container restarted)
+        settings.drain_file.unlink(missing_ok=True)
     # AGENTIC_MIGRATE_ON_START=false (the Helm chart: its Job migrates once per release, before pods roll).
     admin = settings.admin_api_key.get_secret_value() if settings.admin_api_key else None
     _with_keys(lambda keys: keys.ensure_admin(admin), migrate=settings.migrate_on_start)

@@ -20,6 +20,7 @@ from agentic_backend.console.sessions import ConsoleSessions
 from agentic_backend.core.clock import Clock
 from agentic_backend.core.config import Settings
 from agentic_backend.core.db import Database
+from agentic_backend.core.drain import Drain
 from agentic_backend.identity.auth import ApiKeyAuthorizer
 from agentic_backend.identity.service import KeyService
 from agentic_backend.monitoring.health import HealthCheck
@@ -44,6 +45,7 @@ class AppState:
     console_sessions: ConsoleSessions
     metric_history: History
     console_http: httpx.AsyncClient  # to Prometheus and Alertmanager, when configured
+    drain: Drain  # AGENTIC_DRAIN_FILE: readiness 503 and connections closed before a stop
     key_spend: KeySpendSource | None = None  # monitoring's spend per key: billing's, set at start-up
 
 

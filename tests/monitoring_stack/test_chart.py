@@ -6,6 +6,7 @@ and a wrong value refused at install by values.schema.json."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -18,8 +19,8 @@ import yaml
 
 from scripts import chart_files
 from tests.helpers import ROOT
+from tests.kube import CHART, render, run_helm
 
-CHART = ROOT / "deploy" / "helm" / "agentic-backend"
 VERSIONS = ("1.30.0", "1.35.0")  # the oldest Kubernetes the chart supports, and a recent one
 SECRETS = {
     "adminApiKey": "admin-key-0123456789abcdef0123456789abcdef",
@@ -51,34 +52,30 @@ MATRIX: dict[str, dict[str, Any]] = {
 }
 
 
-def helm() -> str:
-    found = ROOT / ".tools" / "bin" / "helm"
-    if found.exists():
-        return str(found)
-    path = shutil.which("helm")
-    if path is None:
-        message = "helm is not installed (scripts/bootstrap.sh all fetches it into .tools/bin)"
+def validate_custom_resources(objects: list[dict[str, Any]], tmp_path: Path) -> dict[str, list[str]]:
+    """The errors of each custom resource against its CRD's schema (tests/crds/validate.cjs), by kind."""
+    node = shutil.which("node")
+    if node is None:
+        message = "node is not installed (a Debian package; scripts/bootstrap.sh all installs it)"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
-    return path
+    file = tmp_path / "custom-resources.json"
+    file.write_text(json.dumps(objects))
+    done = subprocess.run(
+        [node, str(ROOT / "tests" / "crds" / "validate.cjs"), str(file)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return {found["kind"]: found["errors"] for found in map(json.loads, done.stdout.splitlines())}
 
 
-def run_helm(*args: str, values: dict[str, Any] | None = None, tmp_path: Path, check: bool = True) -> str:
-    command = [helm(), *args]
-    if values is not None:
-        file = tmp_path / "values.yaml"
-        file.write_text(yaml.safe_dump(values))
-        command += ["-f", str(file)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-    if check:
-        assert done.returncode == 0, done.stderr + done.stdout
-    return done.stdout + done.stderr
-
-
-def render(values: dict[str, Any], tmp_path: Path) -> list[dict[str, Any]]:
-    text = run_helm("template", "rel", str(CHART), "--namespace", "agents", values=values, tmp_path=tmp_path)
-    return [doc for doc in yaml.safe_load_all(text) if doc]
+def is_custom(obj: dict[str, Any]) -> bool:
+    group = obj["apiVersion"].split("/")[0] if "/" in obj["apiVersion"] else ""
+    return "." in group and group not in ("networking.k8s.io",)
 
 
 @pytest.mark.parametrize("case", MATRIX)
@@ -89,16 +86,12 @@ def test_the_chart_lints_renders_and_validates(case: str, tmp_path: Path) -> Non
     kinds = {obj["kind"] for obj in objects}
     assert {"Deployment", "Service", "ServiceAccount"} <= kinds
     for obj in objects:
-        if "." in obj["apiVersion"].split("/")[0] and obj["apiVersion"].split("/")[0] not in (
-            "apps",
-            "batch",
-            "policy",
-            "autoscaling",
-            "networking.k8s.io",
-        ):
-            continue  # a CRD's kind (ServiceMonitor, PrometheusRule, ScaledObject, HTTPRoute): checked below
-        for version in VERSIONS:
-            kubernetes_validate.validate(obj, version, strict=True)
+        if not is_custom(obj):
+            for version in VERSIONS:
+                kubernetes_validate.validate(obj, version, strict=True)
+    custom = [obj for obj in objects if is_custom(obj)]
+    if custom:  # ServiceMonitor, PrometheusRule, ScaledObject, HTTPRoute: their CRDs' schemas
+        assert validate_custom_resources(custom, tmp_path) == {obj["kind"]: [] for obj in custom}
     deployment = next(obj for obj in objects if obj["kind"] == "Deployment")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["livenessProbe"]["httpGet"]["path"] == "/api/v1/monitoring/live"
@@ -181,9 +174,28 @@ def test_the_prometheus_rule_is_monitorings_own_and_passes_promtool(tmp_path: Pa
         ({"replicaCount": 2}, "shared database"),
         ({**SECRETS, "autoscaling": {"enabled": True}, "keda": {"enabled": True}}, "enable one"),
         ({"monitoring": {"runbookBaseUrl": "runbooks"}}, "runbookBaseUrl"),
+        ({"preStopSeconds": 30, "terminationGracePeriodSeconds": 30}, "terminationGracePeriodSeconds"),
     ],
 )
 def test_a_wrong_value_fails_at_install(values: dict[str, Any], said: str, tmp_path: Path) -> None:
     output = run_helm("template", "rel", str(CHART), values=values, tmp_path=tmp_path, check=False)
     assert "Error" in output
     assert said in output
+
+
+def test_the_crd_check_refuses_an_unknown_field_and_a_wrong_type(tmp_path: Path) -> None:
+    objects = [
+        obj
+        for obj in render({**SECRETS, **MONITORING_ON, "keda": {"enabled": True}}, tmp_path)
+        if is_custom(obj)
+    ]
+    monitor = next(obj for obj in objects if obj["kind"] == "ServiceMonitor")
+    monitor["spec"]["endpoints"][0]["scrapeIntervall"] = "5s"
+    scaler = next(obj for obj in objects if obj["kind"] == "ScaledObject")
+    scaler["spec"]["minReplicaCount"] = "two"
+    errors = validate_custom_resources(objects, tmp_path)
+    assert errors["ServiceMonitor"] == [
+        "/spec/endpoints/0 must NOT have additional properties: scrapeIntervall"
+    ]
+    assert errors["ScaledObject"] == ["/spec/minReplicaCount must be integer"]
+    assert errors["PrometheusRule"] == []

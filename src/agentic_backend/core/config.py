@@ -52,6 +52,12 @@ class Settings(BaseSettings):
         "another process's write lock (without holding the event loop).",
     )
     migrate_on_start: bool = Field(default=True, description="Apply database migrations at start-up.")
+    drain_file: Path | None = Field(
+        default=None,
+        description="While this file exists the service drains: it keeps serving, readiness answers 503 and "
+        "every response closes its connection, so that clients move to other replicas before it stops "
+        "(the Helm chart's preStop creates it; serve removes a stale one at start).",
+    )
     admin_api_key: SecretStr | None = Field(
         default=None,
         description="The admin key to create on first start (empty database); else one is generated.",

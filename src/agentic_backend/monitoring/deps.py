@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from agentic_backend import state
+from agentic_backend.core.drain import Drain
 from agentic_backend.monitoring.health import HealthCheck
 from agentic_backend.monitoring.service import Telemetry
 from agentic_backend.monitoring.summary import KeySpendSource
@@ -24,6 +25,11 @@ async def get_key_spend(request: Request) -> KeySpendSource | None:
     return state.of(request.app).key_spend
 
 
+async def get_drain(request: Request) -> Drain:
+    return state.of(request.app).drain
+
+
+DrainDep = Annotated[Drain, Depends(get_drain)]
 TelemetryDep = Annotated[Telemetry, Depends(get_telemetry)]
 HealthChecksDep = Annotated[list[HealthCheck], Depends(get_health_checks)]
 KeySpendDep = Annotated[KeySpendSource | None, Depends(get_key_spend)]

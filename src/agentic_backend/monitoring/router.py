@@ -21,7 +21,7 @@ from agentic_backend.metricstore.exposition import (
     CONTENT_TYPE_TEXT,
     stream_exposition,
 )
-from agentic_backend.monitoring.deps import HealthChecksDep, KeySpendDep, TelemetryDep
+from agentic_backend.monitoring.deps import DrainDep, HealthChecksDep, KeySpendDep, TelemetryDep
 from agentic_backend.monitoring.errors import InvalidMetric
 from agentic_backend.monitoring.health import HealthCheck, overall
 from agentic_backend.monitoring.schemas import (
@@ -131,11 +131,18 @@ async def live() -> Liveness:
     "/ready",
     responses={503: {"model": HealthResponse, "description": "Not ready: a critical component is down."}},
 )
-async def ready(checks: HealthChecksDep, telemetry: TelemetryDep, response: Response) -> HealthResponse:
+async def ready(
+    checks: HealthChecksDep, telemetry: TelemetryDep, drain: DrainDep, response: Response
+) -> HealthResponse:
     """Readiness: the service can serve now, its critical components (the database) answering; 503
-    otherwise, so a load balancer sends its requests elsewhere (Kubernetes' readinessProbe). A pod told to
-    stop closes its listener, so the probe is refused while it drains."""
-    return await _health(checks, telemetry, response)
+    otherwise, so a load balancer sends its requests elsewhere (Kubernetes' readinessProbe). 503 too while
+    it drains before a stop (``AGENTIC_DRAIN_FILE``); once stopping, its listener is closed."""
+    result = await _health(checks, telemetry, response)
+    if drain.active:
+        result.components["lifecycle"] = ComponentHealth(status="down", detail="draining: this replica stops")
+        result.status = "down"
+        response.status_code = 503
+    return result
 
 
 async def _health(checks: list[HealthCheck], telemetry: TelemetryDep, response: Response) -> HealthResponse:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import platform
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -132,6 +134,42 @@ async def test_liveness_never_asks_the_database_and_readiness_does(
     assert asked == ["database"]
     openapi = (await client.get("/openapi.json")).json()["paths"]
     assert {f"{MONITORING_API}/live", f"{MONITORING_API}/ready"} <= set(openapi)
+
+
+async def test_a_drain_file_makes_readiness_refuse_and_every_answer_close_its_connection(
+    make_settings: Any, client_for: Any, tmp_path: Path
+) -> None:
+    drain_file = tmp_path / "draining"
+    app = create_app(make_settings(drain_file=drain_file))
+    async with client_for(app) as client:
+        drain = app.state.services.drain
+        drain.interval = 0.01
+        ready = await client.get(f"{MONITORING_API}/ready")
+        assert ready.status_code == 200
+        assert "connection" not in ready.headers
+        drain_file.touch()
+        await asyncio.sleep(0.1)  # the watcher's next look
+        ready = await client.get(f"{MONITORING_API}/ready")
+        assert ready.status_code == 503
+        assert ready.json()["components"]["lifecycle"] == {
+            "status": "down",
+            "detail": "draining: this replica stops",
+        }
+        # Still serving, but every answer (errors and streams alike) tells the client to reconnect.
+        for response in (
+            await client.get(f"{MONITORING_API}/live"),
+            await client.get(METRICS),
+            await client.get("/no/such/route"),
+        ):
+            assert response.headers["connection"] == "close"
+            assert response.status_code in (200, 404)
+        health = await client.get(f"{MONITORING_API}/health")
+        assert health.status_code == 200  # the components are fine: draining is readiness' business
+        drain_file.unlink()
+        await asyncio.sleep(0.1)
+        again = await client.get(f"{MONITORING_API}/ready")
+        assert again.status_code == 200
+        assert "connection" not in again.headers
 
 
 async def test_summary_reads_the_same_registry_as_metrics(client: httpx.AsyncClient) -> None:

@@ -89,6 +89,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if and (gt (int .Values.replicaCount) 1) (not .Values.databaseUrl) (not .Values.existingSecret) -}}
 {{- fail "replicaCount > 1 needs a shared database: set databaseUrl (PostgreSQL) or existingSecret; SQLite in an emptyDir is one pod's own" -}}
 {{- end -}}
+{{- if le (int .Values.terminationGracePeriodSeconds) (int .Values.preStopSeconds) -}}
+{{- fail "terminationGracePeriodSeconds must be longer than preStopSeconds: the grace period counts the preStop drain, and what is left of it is the time to finish requests and streams" -}}
+{{- end -}}
 {{- if and .Values.autoscaling.enabled .Values.keda.enabled -}}
 {{- fail "autoscaling (HPA) and keda both scale the Deployment: enable one" -}}
 {{- end -}}
