@@ -45,6 +45,7 @@ class LoadgenError(Exception):
 @dataclass
 class Stats:
     outcomes: Counter[tuple[str, int]] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)  # what the requests without an answer met
     latencies: dict[tuple[str, int], list[float]] = field(default_factory=dict)
     wall_seconds: float = 0.0
     cpu_seconds: float = 0.0  # this process's own CPU time while it sent the traffic
@@ -319,8 +320,9 @@ async def generate(
                 started = time.perf_counter()
                 try:
                     status = await action(clients.next())
-                except httpx.HTTPError:
+                except httpx.HTTPError as exc:
                     status = 0
+                    stats.errors[f"{kind}: {type(exc).__name__} {str(exc)[:120]}".rstrip()] += 1
                 stats.add(kind, status, time.perf_counter() - started)
 
         progress = Progress(

@@ -25,7 +25,7 @@ import pytest
 
 from agentic_backend import stack
 from agentic_backend.billing.pricing import NANOS_PER_DOLLAR, Pricer
-from agentic_backend.loadgen import generate
+from agentic_backend.loadgen import Stats, generate
 from tests.databases import POSTGRES_ADMIN_DSN
 from tests.integration.faults import RedisServer
 from tests.integration.harness import Service, require_binary, stack_options, wait_until
@@ -126,15 +126,25 @@ def test_three_replicas_on_postgresql_and_redis(tmp_path: Path, postgres_url: st
         for thread in probes:
             thread.start()
 
+        loaded = [Stats() for _ in replicas]
+
         async def load() -> list[object]:
             return await asyncio.gather(
-                *(generate(r.url, ADMIN_KEY, rate=8, duration=14, quiet=True) for r in replicas)
+                *(
+                    generate(r.url, ADMIN_KEY, rate=8, duration=14, quiet=True, stats=stats)
+                    for r, stats in zip(replicas, loaded, strict=True)
+                )
             )
 
         loader = threading.Thread(target=lambda: asyncio.run(load()))
         loader.start()
-        time.sleep(6)
-        # A replica restarts mid-run (its counters start again from zero).
+        # A replica restarts mid-run (its counters start again from zero), once loadgen is sending to
+        # each (it makes its keys first: on a busy machine that can take seconds).
+        wait_until(
+            lambda: all(sum(stats.outcomes.values()) >= 20 for stats in loaded),
+            timeout=60,
+            what="loadgen to be sending to every replica",
+        )
         replicas[1].stop()
         replicas[1] = Service(tmp_path / "r2", workers=2, env=env, admin_key=ADMIN_KEY, port=replicas[1].port)
         loader.join(timeout=120)

@@ -55,10 +55,26 @@ def _retry_after(exc: Exception) -> float | None:
     return None
 
 
+def _connection_failed(exc: BaseException) -> bool:
+    """Whether under the SDK's error lies a connection that failed without timing out (refused, reset,
+    closed mid-answer). The openai SDK's aiohttp transport maps every aiohttp ClientConnectionError that is
+    not a ClientConnectorError's exact kind to httpx.ConnectTimeout, so a provider that is down reads as
+    "timed out" unless its cause is looked at."""
+    cause = exc.__cause__
+    while cause is not None:
+        kinds = {kind.__name__ for kind in type(cause).__mro__}
+        if "ClientConnectionError" in kinds and "ServerTimeoutError" not in kinds:
+            return True
+        cause = cause.__cause__
+    return False
+
+
 def classify(exc: Exception, provider: str) -> ProviderError:
     """Map an SDK exception (openai or anthropic: they share the shape) to our error kinds."""
     name = type(exc).__name__
     status = getattr(exc, "status_code", None)
+    if _connection_failed(exc):
+        return ProviderServerError(f"{provider}: the provider failed (no connection)")
     if "Timeout" in name:
         return ProviderTimeout(f"{provider}: the provider did not answer in time")
     if status == 429 or "RateLimit" in name:
