@@ -6,7 +6,7 @@ import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import redis.asyncio as aioredis
@@ -38,16 +38,21 @@ def parse_sse(lines: Iterable[str]) -> list[tuple[str, Any]]:
 REDIS_URL = os.environ.get("AGENTIC_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
+def missing(message: str) -> NoReturn:
+    """What a test needs is not on this machine: it fails in CI (where .ci/run installs everything) and is
+    skipped elsewhere."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 async def require_redis() -> None:
     """The machine's Redis answers, or the test fails in CI (and is skipped elsewhere)."""
     client = aioredis.Redis.from_url(REDIS_URL)
     try:
         await client.ping()
     except OSError as exc:
-        message = f"Redis at {REDIS_URL} is not reachable ({exc}); .ci/run starts it"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing(f"Redis at {REDIS_URL} is not reachable ({exc}); .ci/run starts it")
     finally:
         await client.aclose()
 

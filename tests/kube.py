@@ -27,10 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import yaml
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, missing
 from tests.integration.harness import LOOPBACK, Process, free_port, wait_until
 
 CHART = ROOT / "deploy" / "helm" / "agentic-backend"
@@ -42,10 +41,7 @@ def helm() -> str:
         return str(found)
     path = shutil.which("helm")
     if path is None:
-        message = "helm is not installed (scripts/bootstrap.sh all fetches it into .tools/bin)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing("helm is not installed (scripts/bootstrap.sh all fetches it into .tools/bin)")
     return path
 
 

@@ -48,6 +48,7 @@ from agentic_backend.core.drain import CloseWhileDraining, Drain
 from agentic_backend.core.errors import install_error_handlers
 from agentic_backend.core.logs import RequestLogMiddleware
 from agentic_backend.core.openapi import contract_openapi
+from agentic_backend.core.tasks import cancel
 from agentic_backend.core.tracing import TraceIdMiddleware, Tracing
 from agentic_backend.identity.auth import ApiKeyAuthorizer
 from agentic_backend.identity.guard import BruteForceGuard
@@ -322,10 +323,7 @@ async def _lifespan(parts: _Parts, app: FastAPI) -> AsyncIterator[None]:
             await parts.sampler.stop()
         await services.console_http.aclose()
         await services.drain.close()
-        if purger is not None:
-            purger.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await purger
+        await cancel(purger)
         for provider in parts.providers.values():
             await provider.close()
         parts.tracing.shutdown()  # exports the spans still queued

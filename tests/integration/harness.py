@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from agentic_backend.stack import StackOptions
-from tests.helpers import MONITORING
+from tests.helpers import MONITORING, missing
 
 LOOPBACK = "127.0.0.1"
 
@@ -33,10 +32,7 @@ LOOPBACK = "127.0.0.1"
 def require_binary(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        message = f"{name} is not installed (Debian package; .ci/run installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing(f"{name} is not installed (Debian package; .ci/run installs it)")
     return path
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import json
 import logging
 import math
@@ -29,6 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from agentic_backend.console.models import MetricHistory
 from agentic_backend.core.db import Database
+from agentic_backend.core.tasks import cancel
 from agentic_backend.metricstore.families import MetricType, format_float
 from agentic_backend.metricstore.registry import FamilySnapshot, Snapshot
 from agentic_backend.monitoring.promql import Leaf, Series, parse
@@ -215,8 +215,5 @@ class Sampler:
             await asyncio.sleep(max(0.0, at + every - time.time() + 0.05))
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None

@@ -4,7 +4,6 @@ PostgreSQL (``AGENTIC_DATABASE_URL=postgresql+asyncpg://...``), and its Alembic 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sqlite3
 import time
@@ -22,6 +21,7 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from agentic_backend.core import sqlite_inline
 from agentic_backend.core.errors import storage_failure
+from agentic_backend.core.tasks import cancel
 
 logger = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -210,11 +210,8 @@ class WalCheckpointer:
             connection.close()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
 
 
 class Database:

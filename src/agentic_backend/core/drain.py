@@ -16,10 +16,11 @@ network can take a pod out of service.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from pathlib import Path
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from agentic_backend.core.tasks import cancel
 
 _CLOSE = (b"connection", b"close")
 
@@ -48,11 +49,8 @@ class Drain:
             self._poll()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
 
 
 class CloseWhileDraining:

@@ -35,6 +35,8 @@ from typing import Any, Protocol
 import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type hints
 from sqlalchemy import make_url
 
+from agentic_backend.core.tasks import cancel
+
 logger = logging.getLogger(__name__)
 
 UNKNOWN = -1  # no entry is remembered under it
@@ -154,10 +156,7 @@ class NotifiedGeneration:
 
     async def close(self) -> None:
         self._closed = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
         if self._connection is not None and not self._connection.is_closed():
             await self._connection.close()
         self._listening = False
