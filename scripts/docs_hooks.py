@@ -105,11 +105,32 @@ def _default(field: FieldInfo) -> str:
     return f"`{value}`"
 
 
+# The settings page's headings, in Settings' order: each section begins at the setting named here.
+SECTIONS = {
+    "environment": "Service and storage",
+    "admin_api_key": "Keys and sessions",
+    "agents_file": "Agents, cache and spend",
+    "sim_latency_ms": "The sim provider",
+    "stream_keepalive_seconds": "Requests, logs and telemetry",
+    "http_max_head_bytes": "What one client can hold",
+    "openai_api_key": "Providers",
+    "key_cache_seconds": "Performance",
+    "metrics_token": "Metrics and custom metrics",
+    "prometheus_url": "The console and the monitoring stack",
+}
+
+
 def settings_table() -> str:
-    """A definition list: the variable, its type and default on the term's line, what it does below."""
+    """Definition lists under a heading per section: the variable, its type and default on the term's
+    line, what it does below."""
+    unknown = set(SECTIONS) - set(Settings.model_fields)
+    if unknown or next(iter(Settings.model_fields)) not in SECTIONS:
+        raise ValueError(f"SECTIONS names no setting {sorted(unknown)}, or does not begin with the first")
     prefix = Settings.model_config.get("env_prefix", "")
     entries = []
     for name, field in Settings.model_fields.items():
+        if name in SECTIONS:
+            entries.append(f"## {SECTIONS[name]}\n")
         term = f"`{prefix}{name.upper()}` · {_type(field.annotation)} · default {_default(field)}"
         entries.append(f"{term}\n:   {_text(field.description or '')}\n")
     return "\n".join(entries)
