@@ -132,6 +132,22 @@ class Container:
         )
 
 
+def _environment(container: Container, workdir: Path) -> dict[str, str]:
+    """The container's env with every path under a volume mount moved into that volume's folder (made
+    under ``workdir``)."""
+    volumes = {m: workdir / "volumes" / m.strip("/").replace("/", "-") for m in container.mounts}
+    for folder in volumes.values():
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def remap(value: str) -> str:
+        for mount in sorted(volumes, key=len, reverse=True):
+            if value == mount or value.startswith(mount.rstrip("/") + "/"):
+                return str(volumes[mount]) + value[len(mount.rstrip("/")) :]
+        return value
+
+    return {name: remap(value) for name, value in container.env.items()}
+
+
 def _executable(name: str) -> str:
     """The image's commands: the project's console script from this venv, anything else from PATH."""
     own = Path(sys.executable).parent / name
@@ -148,23 +164,13 @@ class Pod:
         self.container = container
         self.port = free_port()
         self.url = f"http://{LOOPBACK}:{self.port}"
-        volumes = {m: workdir / "volumes" / m.strip("/").replace("/", "-") for m in container.mounts}
-        for folder in volumes.values():
-            folder.mkdir(parents=True, exist_ok=True)
-        self.env = {name: self._remap(value, volumes) for name, value in container.env.items()}
+        self.env = _environment(container, workdir)
         self.workdir = workdir
         self.terminating_since: float | None = None
         self.killed = False
         self.exit_seconds: float | None = None  # from the deletion to the process' exit
         args = [self._arg(arg) for arg in container.command[1:]]
         self.process = Process(name, [_executable(container.command[0]), *args], workdir, self.env)
-
-    @staticmethod
-    def _remap(value: str, volumes: dict[str, Path]) -> str:
-        for mount in sorted(volumes, key=len, reverse=True):
-            if value == mount or value.startswith(mount.rstrip("/") + "/"):
-                return str(volumes[mount]) + value[len(mount.rstrip("/")) :]
-        return value
 
     def _arg(self, arg: str) -> str:
         if arg == "--host=0.0.0.0":
@@ -310,10 +316,7 @@ def run_job(
 ) -> subprocess.CompletedProcess[str]:
     """A Job's pod run to completion (one attempt), within its activeDeadlineSeconds."""
     container = Container.of(job["spec"]["template"], secrets)
-    volumes = {m: workdir / "volumes" / m.strip("/").replace("/", "-") for m in container.mounts}
-    for folder in volumes.values():
-        folder.mkdir(parents=True, exist_ok=True)
-    env = {name: Pod._remap(value, volumes) for name, value in container.env.items()}
+    env = _environment(container, workdir)
     return subprocess.run(
         [_executable(container.command[0]), *container.command[1:]],
         env={**os.environ, **env},
