@@ -13,8 +13,9 @@ the lag histogram's growth over the run gives the longest any worker's loop was 
     uv run python -m bench.workers --stores sqlite --seconds 20 --rounds 1
     uv run python -m bench.workers --soak 1800           # 30 minutes on --workers 2, PostgreSQL and Redis
 
-The soak samples every worker's memory each 30 s, reports p99 per 5 minutes, and checks that the ledger's
-tokens and cost equal the metrics' at the end.
+The soak runs loadgen in 5-minute windows and prints each as it ends (requests, failures, p50/p99, the
+workers' memory sampled each 30 s, loadgen's CPU), then compares the first window with the last and checks
+that the ledger's tokens equal the metrics' at the end.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
@@ -53,7 +54,6 @@ class Result:
     cpu_share: float
     saturated: bool
     kinds: dict[str, list[float]]  # traffic kind: [p50, p99]
-    windows: list[float] = field(default_factory=list)  # p99 of each 5 minutes (the soak)
     hold: float = 0.0  # the longest any worker's loop was held, from the scrape after the run
 
 
@@ -153,10 +153,10 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
-def loadgen_command(url: str, rate: float, seconds: float, *, timeline: bool = False) -> list[str]:
+def loadgen_command(url: str, rate: float, seconds: float) -> list[str]:
     """loadgen on the client core, in a process of its own, printing a Result as JSON."""
     command = ["taskset", "-c", CLIENT_CPU, sys.executable, "-m", "bench.workers", "--loadgen", url]
-    return [*command, str(rate), str(seconds), *(["--timeline"] if timeline else [])]
+    return [*command, str(rate), str(seconds)]
 
 
 def run_loadgen(url: str, rate: float, seconds: float) -> Result:
@@ -164,7 +164,7 @@ def run_loadgen(url: str, rate: float, seconds: float) -> Result:
     return Result(**json.loads(out.stdout))
 
 
-def _loadgen_main(url: str, rate: float, seconds: float, timeline: bool) -> None:
+def _loadgen_main(url: str, rate: float, seconds: float) -> None:
     import asyncio
 
     from agentic_backend import loadgen
@@ -187,11 +187,6 @@ def _loadgen_main(url: str, rate: float, seconds: float, timeline: bool) -> None
             if (v := [e for _, k, _, e in answered if k == kind])
         },
     )
-    if timeline:
-        windows: dict[int, list[float]] = defaultdict(list)
-        for at, _, _, elapsed in answered:
-            windows[int(at // 300)].append(elapsed)
-        result.windows = [loadgen.percentile(windows[w], 0.99) for w in sorted(windows)]
     print(json.dumps(asdict(result)))
 
 
@@ -313,40 +308,60 @@ def matrix(stores: list[Store], counts: list[int], rounds: int, seconds: float, 
     print(table([*headers, "conversation / health / query (new) p50/p99"], rows))
 
 
-def soak(seconds: float, rate: float) -> None:
+def soak(seconds: float, rate: float, window: float = 300) -> None:
+    """``seconds`` of load on --workers 2 (PostgreSQL and Redis) as successive loadgen runs of ``window``
+    seconds, each printed as it ends: a soak cut short still says what it saw."""
     service = Service(2, STORES["postgresql+redis"])
-    samples: list[tuple[float, int]] = []
+    print(f"soak: {seconds:g} s at {rate:g} requests/s, --workers 2, PostgreSQL and Redis", flush=True)
+    windows: list[tuple[Result, list[int]]] = []
     try:
         before = lag_buckets(service.url)
         scraper = Scraper(service.url, interval=15.0)
-        command = loadgen_command(service.url, rate, seconds, timeline=True)
-        loader = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         started = time.monotonic()
-        while loader.poll() is None:
-            samples.append((time.monotonic() - started, sum(rss_bytes(p) for p in service.worker_pids())))
-            time.sleep(30)
-        assert loader.stdout is not None
-        result = Result(**json.loads(loader.stdout.read()))
+        while (left := seconds - (time.monotonic() - started)) > 1:
+            length = min(window, left)
+            loader = subprocess.Popen(
+                loadgen_command(service.url, rate, length), stdout=subprocess.PIPE, text=True
+            )
+            memory = []
+            while True:  # the workers' memory every 30 s until this window's loadgen ends
+                memory.append(sum(rss_bytes(p) for p in service.worker_pids()))
+                try:
+                    loader.wait(timeout=min(30.0, length / 4))
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+            assert loader.stdout is not None
+            assert loader.returncode == 0
+            result = Result(**json.loads(loader.stdout.read()))
+            windows.append((result, memory))
+            at = (time.monotonic() - started) / 60
+            print(
+                f"to minute {at:4.1f}: {result.requests} requests, failed {result.failed}, p50 "
+                f"{result.p50 * 1000:.1f} ms, p99 {result.p99 * 1000:.1f} ms, workers' memory "
+                f"{statistics.median(memory) / 2**20:.0f} MiB, loadgen {result.cpu_share:.0%}"
+                + (" (loadgen saturated)" if result.saturated else ""),
+                flush=True,
+            )
         scraper.stop()
         same, ledger = ledger_matches_metrics(service.url)
         hold = longest_hold(before, lag_buckets(service.url))
     finally:
         service.stop()
-    first = [rss for at, rss in samples if at <= 300]
-    last = [rss for at, rss in samples if at >= samples[-1][0] - 300]
-    print(f"soak: {seconds:g} s at {rate:g} requests/s, --workers 2, PostgreSQL and Redis")
-    print(f"requests {result.requests}, failed {result.failed}, loadgen {result.cpu_share:.0%}")
-    print("p99 per 5 minutes (ms): " + ", ".join(f"{p * 1000:.0f}" for p in result.windows))
+    (first, first_memory), (last, last_memory) = windows[0], windows[-1]
+    growth = statistics.median(last_memory) / statistics.median(first_memory) - 1
+    print(f"requests {sum(r.requests for r, _ in windows)}, failed {sum(r.failed for r, _ in windows)}")
+    print(f"p99 first window {first.p99 * 1000:.0f} ms, last {last.p99 * 1000:.0f} ms")
     print(
-        f"workers' memory: first 5 min median {statistics.median(first) / 2**20:.0f} MiB, last 5 min median "
-        f"{statistics.median(last) / 2**20:.0f} MiB ({statistics.median(last) / statistics.median(first) - 1:+.1%})"
+        f"workers' memory: first window {statistics.median(first_memory) / 2**20:.0f} MiB, last "
+        f"{statistics.median(last_memory) / 2**20:.0f} MiB ({growth:+.1%})"
     )
     print(f"loop held <= {hold * 1000:.0f} ms; ledger = metrics: {same} ({ledger})")
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--loadgen":
-        _loadgen_main(sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), "--timeline" in sys.argv)
+        _loadgen_main(sys.argv[2], float(sys.argv[3]), float(sys.argv[4]))
         return
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -344,7 +344,14 @@ class Deployment:
         self.service.pods.append((pod, kubelet))
         return pod, kubelet
 
-    def wait_ready(self, pod: Pod, kubelet: Kubelet, timeout: float = 60) -> None:
+    def wait_ready(self, pod: Pod, kubelet: Kubelet, timeout: float | None = None) -> None:
+        """Until the kubelet finds the pod ready. By default the kubelet's startup probe decides how long a
+        start may take (its budget, then a fail), not a deadline of the test's."""
+        if timeout is None:
+            startup = pod.container.probes.get("startup")
+            budget = startup.failure_threshold * (startup.period + startup.timeout) if startup else 60
+            timeout = budget + 30
+
         def ready() -> bool:
             assert not kubelet.startup_failed, f"{pod.name}'s startup probe failed:\n{pod.process.log()}"
             assert pod.process.alive(), f"{pod.name} exited:\n{pod.process.log()}"

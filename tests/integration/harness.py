@@ -27,6 +27,10 @@ from agentic_backend.stack import StackOptions
 from tests.helpers import MONITORING, missing
 
 LOOPBACK = "127.0.0.1"
+# How long a service may take to answer its first /health. A deadline, not a measurement: idle, one worker
+# answers in 2 s and four in 6 s; on a busy CI machine, beside another test's replicas, four workers have
+# taken more than 30 s. A service that exits fails at once, whatever the deadline.
+START_DEADLINE = 120
 
 
 def require_binary(name: str) -> str:
@@ -129,7 +133,7 @@ class Service(Process):
         base_env = {"AGENTIC_DATA_DIR": str(workdir / "data"), "AGENTIC_ADMIN_API_KEY": self.admin_key}
         super().__init__("service", args, workdir, {**base_env, **(env or {})})
         try:
-            wait_until(self._ready, timeout=30, what="the service to answer /health")
+            wait_until(self._ready, timeout=START_DEADLINE, what="the service to answer /health")
         except TimeoutError:
             self.stop()
             raise AssertionError(f"the service did not start:\n{self.log()}") from None
