@@ -54,6 +54,7 @@ class Result:
     cpu_share: float
     saturated: bool
     kinds: dict[str, list[float]]  # traffic kind: [p50, p99]
+    errors: dict[str, int]  # what the requests without an answer met
     hold: float = 0.0  # the longest any worker's loop was held, from the scrape after the run
 
 
@@ -186,6 +187,7 @@ def _loadgen_main(url: str, rate: float, seconds: float) -> None:
             for kind in KINDS
             if (v := [e for _, k, _, e in answered if k == kind])
         },
+        errors=dict(stats.errors),
     )
     print(json.dumps(asdict(result)))
 
@@ -340,7 +342,8 @@ def soak(seconds: float, rate: float, window: float = 300) -> None:
                 f"to minute {at:4.1f}: {result.requests} requests, failed {result.failed}, p50 "
                 f"{result.p50 * 1000:.1f} ms, p99 {result.p99 * 1000:.1f} ms, workers' memory "
                 f"{statistics.median(memory) / 2**20:.0f} MiB, loadgen {result.cpu_share:.0%}"
-                + (" (loadgen saturated)" if result.saturated else ""),
+                + (" (loadgen saturated)" if result.saturated else "")
+                + (f"; no answer: {result.errors}" if result.errors else ""),
                 flush=True,
             )
         scraper.stop()

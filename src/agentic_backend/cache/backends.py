@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Protocol
 
 import redis.asyncio as aioredis
@@ -84,9 +84,24 @@ class MemoryCache:
         self._bytes = 0
 
 
+# One step of a SCAN over the cache's keys, inside Redis: the next cursor, how many keys it met, and the
+# bytes of their names and values. Summing there rather than in Python matters: the entries grow with
+# traffic (50,000 after 20 minutes of loadgen's mix), and a STRLEN answer per key parsed by redis-py cost
+# each worker a quarter of its CPU and doubled p50 in the 30-minute soak (bench/workers.py --soak; py-spy
+# showed RedisCache.size_bytes in 27 % of a worker's samples). Each step holds Redis for one COUNT's keys.
+_SIZE_STEP = """
+local found = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
+local bytes = 0
+for _, name in ipairs(found[2]) do
+  bytes = bytes + #name + redis.call('STRLEN', name)
+end
+return {found[1], #found[2], bytes}
+"""
+
+
 class RedisCache:
     """Entries are Redis strings under ``prefix``, expiring on their own. ``size_bytes`` sums the stored
-    values' lengths with a bounded SCAN (up to ``scan_limit`` keys) at each scrape."""
+    keys' and values' lengths (up to ``scan_limit`` keys), counted inside Redis a step at a time."""
 
     name = "redis"
     shared = True
@@ -97,6 +112,7 @@ class RedisCache:
         self._client = aioredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
         self._prefix = prefix
         self._scan_limit = scan_limit
+        self._size_step = self._client.register_script(_SIZE_STEP)
 
     async def get(self, key: str) -> bytes | None:
         value = await self._client.get(self._prefix + key)
@@ -109,27 +125,13 @@ class RedisCache:
         await self._client.delete(self._prefix + key)
 
     async def size_bytes(self) -> int:
-        total, seen = 0, 0
-        async for batch in self._scan_batches():
-            async with self._client.pipeline(transaction=False) as pipe:
-                for name in batch:
-                    pipe.strlen(name)
-                lengths = await pipe.execute()
-            total += sum(int(n) for n in lengths) + sum(len(n) for n in batch)  # values, then key names
-            seen += len(batch)
-            if seen >= self._scan_limit:
+        total, seen, cursor = 0, 0, b"0"
+        while seen < self._scan_limit:
+            cursor, keys, size = await self._size_step(args=[cursor, self._prefix + "*", 500])
+            total, seen = total + int(size), seen + int(keys)
+            if int(cursor) == 0:
                 break
         return total
-
-    async def _scan_batches(self) -> AsyncIterator[list[bytes | str]]:
-        cursor = 0
-        while True:
-            # 250 keys a batch: their STRLEN answers are parsed in one go on the event loop.
-            cursor, names = await self._client.scan(cursor=cursor, match=self._prefix + "*", count=250)
-            if names:
-                yield names
-            if cursor == 0:
-                return
 
     async def ping(self) -> None:
         await self._client.ping()

@@ -84,11 +84,11 @@ class ResponseCache:
         logger.warning("response cache %s failed: %s", operation, type(exc).__name__)
 
     async def refresh_size(self) -> None:
-        """Before a scrape or a summary. A shared store's size is a SCAN of every cached key with a
-        STRLEN each: done at each read, the summaries loadgen sends (12 a second) held every worker's loop
-        for tens of milliseconds and Redis with them (bench/workers.py, 4 workers: p99 600 ms against 90 ms
-        without Redis). It is read at most every ``SHARED_SIZE_SECONDS`` per worker; between, the gauge
-        keeps the last size read."""
+        """Before a scrape or a summary. A shared store's size is a SCAN of every cached key, summed inside
+        Redis (backends._SIZE_STEP: 15 ms of a worker's CPU for 50,000 entries, 750 ms when redis-py parsed
+        a STRLEN per key). Done at each read, the summaries loadgen sends (12 a second) held every worker's
+        loop and Redis with them (bench/workers.py, 4 workers: p99 600 ms against 90 ms without Redis). It
+        is read at most every ``SHARED_SIZE_SECONDS`` per worker; between, the gauge keeps the last size."""
         if self.backend.shared:
             now = time.monotonic()
             if self._size_read_at is not None and now - self._size_read_at < SHARED_SIZE_SECONDS:

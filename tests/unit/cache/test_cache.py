@@ -68,6 +68,19 @@ async def test_redis_cache_round_trip_ttl_and_size(redis_cache: RedisCache) -> N
     assert await redis_cache.size_bytes() == 0
 
 
+async def test_redis_cache_size_is_every_key_and_value_over_several_steps(redis_cache: RedisCache) -> None:
+    # 2,500 entries: three steps of the SCAN counted inside Redis; other prefixes' keys are not counted.
+    entries = {f"key-{n}": b"v" * (n % 97) for n in range(2500)}
+    for name, value in entries.items():
+        await redis_cache.set(name, value, ttl=60)
+    other = RedisCache(REDIS_URL, prefix=f"agentic-test-other:{uuid.uuid4().hex}:")
+    await other.set("not-mine", b"x" * 1000, ttl=5)
+    expected = sum(len(redis_cache._prefix + name) + len(value) for name, value in entries.items())
+    assert await redis_cache.size_bytes() == expected
+    await other.delete("not-mine")
+    await other.close()
+
+
 async def test_two_replicas_share_the_redis_cache(
     make_settings: Callable[..., Settings], client_for: ClientFor, redis_cache: RedisCache, tmp_path: Path
 ) -> None:
