@@ -375,9 +375,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--rate", type=float, default=150)
     parser.add_argument("--soak", type=float, default=0, help="seconds of the soak instead of the matrix")
+    parser.add_argument("--window", type=float, default=300, help="seconds of each of the soak's windows")
     args = parser.parse_args()
     if args.soak:
-        soak(args.soak, args.rate)
+        soak(args.soak, args.rate, args.window)
         return
     stores = [STORES[name] for name in args.stores.split(",")]
     matrix(stores, [int(n) for n in args.workers.split(",")], args.rounds, args.seconds, args.rate)
