@@ -97,6 +97,7 @@ for _, name in ipairs(found[2]) do
 end
 return {found[1], #found[2], bytes}
 """
+_SIZE_STEP_KEYS = 500  # SCAN's COUNT for one step
 
 
 class RedisCache:
@@ -127,7 +128,7 @@ class RedisCache:
     async def size_bytes(self) -> int:
         total, seen, cursor = 0, 0, b"0"
         while seen < self._scan_limit:
-            cursor, keys, size = await self._size_step(args=[cursor, self._prefix + "*", 500])
+            cursor, keys, size = await self._size_step(args=[cursor, self._prefix + "*", _SIZE_STEP_KEYS])
             total, seen = total + int(size), seen + int(keys)
             if int(cursor) == 0:
                 break

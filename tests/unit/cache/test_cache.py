@@ -69,7 +69,8 @@ async def test_redis_cache_round_trip_ttl_and_size(redis_cache: RedisCache) -> N
 
 
 async def test_redis_cache_size_is_every_key_and_value_over_several_steps(redis_cache: RedisCache) -> None:
-    # 2,500 entries: three steps of the SCAN counted inside Redis; other prefixes' keys are not counted.
+    # 2,500 entries: several steps of the SCAN counted inside Redis (_SIZE_STEP_KEYS a step); other
+    # prefixes' keys are not counted.
     entries = {f"key-{n}": b"v" * (n % 97) for n in range(2500)}
     for name, value in entries.items():
         await redis_cache.set(name, value, ttl=60)
