@@ -1,21 +1,27 @@
-"""``openai``: the official SDK against any OpenAI-compatible chat-completions API (OpenAI, vLLM, Ollama,
-a LiteLLM proxy). The SDK retries 429 and 5xx with exponential backoff (``max_retries``); what still fails
-is classified into ``llm.base``'s error kinds.
+"""``openai``: any OpenAI-compatible chat-completions API (OpenAI, vLLM, Ollama, a LiteLLM proxy). 429, 408,
+409 and 5xx answers, timeouts and failed connections are retried with exponential backoff (``max_retries``);
+what still fails is classified into ``llm.base``'s error kinds.
 
-Two choices for speed, both the SDK's own (a model call is most of the CPU the service spends on a query):
-its aiohttp transport (``DefaultAioHttpClient``) rather than httpx's, and ``client.post`` with the
-chat-completion types (the SDK's documented way to make a request of its own) rather than
-``chat.completions.create``, whose transformation of the parameters walks every message against the
-SDK's typed dictionaries, which a body built here as plain JSON does not need. Per call, against the
-same local server (bench/overhead.py): 5.7 ms of CPU through ``create`` on httpx, 2.9-3.2 ms this way.
+A model call is most of the CPU the service spends on a query, so the unstreamed call, the agent path's
+usual one, is one aiohttp POST of a body built here as JSON, read back as JSON: no SDK request pipeline,
+no response model. Its retry policy is the SDK's own, written out (``_RetryPolicy``): the same statuses,
+``x-should-retry``, ``retry-after-ms`` and ``Retry-After`` honoured up to a minute, else 0.5 s doubling to
+8 s less up to 25 % of jitter. Per call, against the same local server (bench/overhead.py, CPU of the
+service at one connection): 5.7 ms through the SDK's ``create`` on httpx, 2.9-3.2 ms through its
+``client.post`` on its aiohttp transport, and 1.8-1.9 ms this way. Streaming, where the model's pace and not
+our CPU sets the time, keeps the official SDK: its SSE decoding and typed chunks.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+import random
+from collections.abc import Mapping
 from typing import Any
 
+import aiohttp
 import openai
 from openai.types.chat import ChatCompletionChunk
 
@@ -39,9 +45,8 @@ from agentic_backend.llm.errors import (
 )
 
 
-def _retry_after(exc: Exception) -> float | None:
-    """The provider's Retry-After (or retry-after-ms) header, in seconds, if it sent a number."""
-    headers = getattr(getattr(exc, "response", None), "headers", None)
+def _retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """The provider's retry-after-ms or Retry-After header, in seconds, if it sent a number."""
     if headers is None:
         return None
     for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
@@ -69,6 +74,19 @@ def _connection_failed(exc: BaseException) -> bool:
     return False
 
 
+def from_status(status: int, headers: Mapping[str, str] | None, provider: str) -> ProviderError:
+    """An HTTP error status from a provider as our error kind."""
+    if status == 429:
+        return ProviderRateLimited(
+            f"{provider}: the provider is rate limiting us; retry later", retry_after=_retry_after(headers)
+        )
+    if status in (401, 403):
+        return ProviderAuthError(f"{provider}: the provider refused our credentials")
+    if status >= 500:
+        return ProviderServerError(f"{provider}: the provider failed ({status})")
+    return ProviderBadResponse(f"{provider}: the provider refused or garbled the request ({status})")
+
+
 def classify(exc: Exception, provider: str) -> ProviderError:
     """Map an SDK exception (openai or anthropic: they share the shape) to our error kinds."""
     name = type(exc).__name__
@@ -77,15 +95,43 @@ def classify(exc: Exception, provider: str) -> ProviderError:
         return ProviderServerError(f"{provider}: the provider failed (no connection)")
     if "Timeout" in name:
         return ProviderTimeout(f"{provider}: the provider did not answer in time")
-    if status == 429 or "RateLimit" in name:
-        return ProviderRateLimited(
-            f"{provider}: the provider is rate limiting us; retry later", retry_after=_retry_after(exc)
-        )
-    if status in (401, 403) or "Authentication" in name or "PermissionDenied" in name:
+    if isinstance(status, int):
+        return from_status(status, getattr(getattr(exc, "response", None), "headers", None), provider)
+    if "RateLimit" in name:
+        return ProviderRateLimited(f"{provider}: the provider is rate limiting us; retry later")
+    if "Authentication" in name or "PermissionDenied" in name:
         return ProviderAuthError(f"{provider}: the provider refused our credentials")
-    if "Connection" in name or (isinstance(status, int) and status >= 500):
-        return ProviderServerError(f"{provider}: the provider failed ({status or 'no connection'})")
-    return ProviderBadResponse(f"{provider}: the provider refused or garbled the request ({status or name})")
+    if "Connection" in name:
+        return ProviderServerError(f"{provider}: the provider failed (no connection)")
+    return ProviderBadResponse(f"{provider}: the provider refused or garbled the request ({name})")
+
+
+class _RetryPolicy:
+    """The openai SDK's retry policy (``openai._base_client``: ``_should_retry`` and
+    ``_calculate_retry_timeout``), for the calls made without it."""
+
+    INITIAL_DELAY = 0.5
+    MAX_DELAY = 8.0
+    MAX_RETRY_AFTER = 60.0  # a longer Retry-After is not waited for: the error goes back at once
+
+    def __init__(self, max_retries: int) -> None:
+        self.max_retries = max_retries
+
+    def should_retry(self, status: int, headers: Mapping[str, str]) -> bool:
+        retry_after = _retry_after(headers)
+        if retry_after is not None and retry_after > self.MAX_RETRY_AFTER:
+            return False
+        told = headers.get("x-should-retry")
+        if told in ("true", "false"):
+            return told == "true"
+        return status in (408, 409, 429) or status >= 500
+
+    def delay(self, retried: int, headers: Mapping[str, str] | None) -> float:
+        retry_after = _retry_after(headers)
+        if retry_after is not None and 0 < retry_after <= self.MAX_RETRY_AFTER:
+            return retry_after
+        backoff = min(self.INITIAL_DELAY * 2.0 ** min(retried, 1000), self.MAX_DELAY)
+        return backoff * (1 - 0.25 * random.random())  # jitter, not a secret
 
 
 def openai_tool_calls(calls: tuple[ToolCall, ...]) -> list[dict[str, Any]]:
@@ -172,6 +218,43 @@ class OpenAIProvider:
             max_retries=max_retries,
             http_client=openai.DefaultAioHttpClient(timeout=timeout),
         )
+        # The SDK resolves the base URL (OPENAI_BASE_URL) and the headers (OPENAI_ORG_ID, OPENAI_PROJECT_ID)
+        # for the direct call too.
+        self._url = str(self._client.base_url).rstrip("/") + "/chat/completions"
+        headers = {**self._client.default_headers, **self._client.auth_headers}
+        self._headers = {name: value for name, value in headers.items() if isinstance(value, str)}
+        self._retry = _RetryPolicy(max_retries)
+        self._session: aiohttp.ClientSession | None = None  # opened in the loop, at the first call
+
+    def _open(self) -> aiohttp.ClientSession:
+        # The SDK's connection limits (1,000 connections); keep-alive as long as the provider allows.
+        connector = aiohttp.TCPConnector(limit=1000, limit_per_host=0)
+        self._session = aiohttp.ClientSession(connector=connector, headers=self._headers)
+        return self._session
+
+    async def _post(self, body: bytes, timeout: float) -> bytes:
+        """POST a chat completion; its answer's body, after the retries the policy allows."""
+        session = self._session or self._open()
+        per_try = aiohttp.ClientTimeout(total=timeout)
+        retried = 0
+        while True:
+            headers: Mapping[str, str] | None = None
+            try:
+                async with session.post(self._url, data=body, timeout=per_try) as response:
+                    payload = await response.read()
+                    if response.status < 300:
+                        return payload
+                    headers = response.headers
+                    error = from_status(response.status, headers, self.name)
+                    retry = self._retry.should_retry(response.status, headers)
+            except TimeoutError:  # aiohttp's timeouts (ServerTimeoutError too) are TimeoutErrors
+                error, retry = ProviderTimeout("openai: the provider did not answer in time"), True
+            except aiohttp.ClientError:  # refused, reset, closed mid-answer
+                error, retry = ProviderServerError("openai: the provider failed (no connection)"), True
+            if not retry or retried >= self._retry.max_retries:
+                raise error
+            await asyncio.sleep(self._retry.delay(retried, headers))
+            retried += 1
 
     async def complete(
         self,
@@ -199,12 +282,7 @@ class OpenAIProvider:
         kwargs.update(model=model, messages=[_to_openai(m) for m in messages], max_tokens=max_tokens)
         if on_text is not None:
             return await self._stream(kwargs, timeout, on_text)
-        try:
-            raw = await self._client.post(
-                "/chat/completions", body=kwargs, cast_to=bytes, options={"timeout": timeout}
-            )
-        except openai.OpenAIError as exc:
-            raise classify(exc, self.name) from None
+        raw = await self._post(json.dumps(kwargs).encode(), timeout)
         try:
             return _completion(json.loads(raw))
         except (IndexError, KeyError, AttributeError, ValueError, TypeError) as exc:
@@ -256,4 +334,6 @@ class OpenAIProvider:
         return Completion("".join(text) or None, tool_calls, model=answered_by, truncated=truncated, **usage)
 
     async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
         await self._client.close()
