@@ -224,3 +224,36 @@ def test_the_backoff_doubles_from_half_a_second_to_eight_with_jitter() -> None:
             assert 0.75 * full <= policy.delay(retried, None) <= full
     assert policy.delay(0, {"retry-after-ms": "1500"}) == 1.5  # the provider's figure, not the backoff
     assert policy.delay(0, {"retry-after": "0"}) <= 0.5  # zero: the backoff applies
+
+
+async def test_the_environment_s_proxy_carries_the_call_and_no_proxy_bypasses_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """HTTP_PROXY and NO_PROXY, as the SDK honours them: the provider's host does not resolve, so only the
+    proxy (the scripted server, which answers the request it forwards) can answer."""
+    script = Script([(200, {})])
+    async with provider_for(script, retries=0) as direct:
+        proxy = direct._url.removesuffix("/v1/chat/completions")
+        monkeypatch.setenv("HTTP_PROXY", proxy)
+        monkeypatch.delenv("http_proxy", raising=False)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        through = OpenAIProvider(
+            api_key="sk-x", base_url="http://provider.invalid/v1", timeout=5, max_retries=0
+        )
+        try:
+            assert (await ask(through)).text == "hello"
+        finally:
+            await through.close()
+        assert script.seen[-1]["headers"]["Host"] == "provider.invalid"
+
+        monkeypatch.setenv("NO_PROXY", "provider.invalid")
+        bypassed = OpenAIProvider(
+            api_key="sk-x", base_url="http://provider.invalid/v1", timeout=5, max_retries=0
+        )
+        try:
+            with pytest.raises(ProviderServerError, match="no connection"):
+                await ask(bypassed)
+        finally:
+            await bypassed.close()
+    assert len(script.seen) == 1

@@ -20,6 +20,8 @@ import math
 import random
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import getproxies, proxy_bypass
 
 import aiohttp
 import openai
@@ -104,6 +106,17 @@ def classify(exc: Exception, provider: str) -> ProviderError:
     if "Connection" in name:
         return ProviderServerError(f"{provider}: the provider failed (no connection)")
     return ProviderBadResponse(f"{provider}: the provider refused or garbled the request ({name})")
+
+
+def _env_proxy(url: str) -> str | None:
+    """The proxy for ``url`` that HTTP_PROXY, HTTPS_PROXY, ALL_PROXY and NO_PROXY name (httpx, so the SDK,
+    honours them), read once. aiohttp's own ``trust_env`` would look for a netrc file in a thread on every
+    request."""
+    parts = urlsplit(url)
+    if parts.hostname is None or proxy_bypass(parts.hostname):
+        return None
+    proxies = getproxies()
+    return proxies.get(parts.scheme) or proxies.get("all")
 
 
 class _RetryPolicy:
@@ -223,12 +236,15 @@ class OpenAIProvider:
         self._url = str(self._client.base_url).rstrip("/") + "/chat/completions"
         headers = {**self._client.default_headers, **self._client.auth_headers}
         self._headers = {name: value for name, value in headers.items() if isinstance(value, str)}
+        self._proxy = _env_proxy(self._url)
         self._retry = _RetryPolicy(max_retries)
         self._session: aiohttp.ClientSession | None = None  # opened in the loop, at the first call
 
     def _open(self) -> aiohttp.ClientSession:
-        # The SDK's connection limits (1,000 connections); keep-alive as long as the provider allows.
-        connector = aiohttp.TCPConnector(limit=1000, limit_per_host=0)
+        # The SDK's limit of 1,000 connections; an idle one is closed after 4 s, before the servers that
+        # close theirs soonest (uvicorn's 5 s) would, so that no request is sent on a connection being
+        # closed.
+        connector = aiohttp.TCPConnector(limit=1000, limit_per_host=0, keepalive_timeout=4)
         self._session = aiohttp.ClientSession(connector=connector, headers=self._headers)
         return self._session
 
@@ -240,7 +256,7 @@ class OpenAIProvider:
         while True:
             headers: Mapping[str, str] | None = None
             try:
-                async with session.post(self._url, data=body, timeout=per_try) as response:
+                async with session.post(self._url, data=body, timeout=per_try, proxy=self._proxy) as response:
                     payload = await response.read()
                     if response.status < 300:
                         return payload
