@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 from fastapi import FastAPI
+from pydantic import BaseModel
 
 
 def _with_route(app: FastAPI) -> FastAPI:
@@ -143,4 +144,30 @@ def populated() -> FastAPI:
     requests = state.of(app).telemetry.metrics.http_requests
     for i in range(int(os.environ.get("BENCH_SERIES", "5000"))):
         requests.labels("GET", f"/bench/{i}", "200").inc(i)
+    return app
+
+
+class RelayBody(BaseModel):
+    model: str
+    messages: list[dict[str, object]]
+
+
+def relay() -> FastAPI:
+    """The floor under the service's chat completion (bench/overhead.py): FastAPI, a pydantic body, one
+    aiohttp POST to the upstream (``BENCH_UPSTREAM``, an OpenAI-style base URL) and its answer passed back.
+    No key, budget, cache, ledger or metrics: what uvicorn, FastAPI and the HTTP client cost alone."""
+    import aiohttp
+    from fastapi import Response
+
+    url = os.environ["BENCH_UPSTREAM"].rstrip("/") + "/chat/completions"
+    sessions: list[aiohttp.ClientSession] = []
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def chat(body: RelayBody) -> Response:
+        if not sessions:
+            sessions.append(aiohttp.ClientSession(headers={"Authorization": "Bearer x"}))
+        async with sessions[0].post(url, json=body.model_dump() | {"model": "gpt-4o-mini"}) as answer:
+            return Response(await answer.read(), media_type="application/json")
+
     return app

@@ -13,7 +13,10 @@ It prints throughput at 16 connections; latency at one connection; and latency a
 the service's own throughput of that round (closed-loop latency at saturation is only queueing): wrk's
 ``delay()`` spaces each of 4 connections' requests, every row at the same pace (LiteLLM, slower, is
 saturated by it: its row says so). For each, p50 and p99, and what each proxy adds over the upstream
-alone (its own figure subtracted). The service's own X-Agentic-Overhead-Ms is the same figure measured
+alone (its own figure subtracted). A fourth row is the floor under the service: a bare FastAPI app on the
+same uvicorn that validates the body and relays it with one aiohttp POST (``bench.apps:relay``; no key,
+budget, cache, ledger or metrics), so the table says what the framework and the HTTP client cost alone
+and what the service adds over them. The service's own X-Agentic-Overhead-Ms is the same figure measured
 inside; this is the one a client sees. Targets (issue 23): added p50 <= 0.5 ms, p99 <= 2 ms at one
 connection, p99 <= 5 ms paced; >= 2,500 requests/s at 16 and >= 25x LiteLLM's.
 """
@@ -31,11 +34,12 @@ import tempfile
 from pathlib import Path
 
 from bench.agents_vs_litellm import ensure_litellm, run_wrk, wait_ready
-from bench.common import CLIENT_CPU, SERVER_CPU, free_port, median, table
+from bench.common import CLIENT_CPU, SERVER_CPU, free_port, median, start_uvicorn, table
 
 ADMIN_KEY = "bench-admin-key-0123456789-abcdefghijklmnop"
 LITELLM_KEY = "sk-bench-master-key"
 PACED = 0  # results' key for the paced runs
+FLOOR = "FastAPI relay (floor)"
 LUA = """
 counter = 0
 math.randomseed(os.time())
@@ -105,6 +109,9 @@ def main() -> None:
             {**os.environ, "LITELLM_LOG": "ERROR"},
         ),
     ]
+    floor = start_uvicorn(
+        FLOOR, "bench.apps:relay", env={"BENCH_UPSTREAM": f"{upstream}/v1"}, startup_seconds=60, quiet=True
+    )
     json_type = {"Content-Type": "application/json"}
     rows = {
         "upstream alone (sim-llm)": (
@@ -117,6 +124,7 @@ def main() -> None:
             {**json_type, "Authorization": f"Bearer {LITELLM_KEY}"},
             "gpt-4o-mini",
         ),
+        FLOOR: (f"{floor.url}/v1/chat/completions", json_type, "gpt-4o-mini"),
         "agentic-backend": (
             f"http://127.0.0.1:{ours_port}/v1/chat/completions",
             {**json_type, "Authorization": f"Bearer {ADMIN_KEY}"},
@@ -151,6 +159,7 @@ def main() -> None:
         for process in processes:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=30)
+        floor.stop()
     _report(results, args)
 
 
@@ -189,6 +198,12 @@ def _report(
     )
     headers = ["", "req/s at 16", "vs LiteLLM", "p50 ms at 1", "p99 ms at 1", "added p50 / p99 ms"]
     print(table([*headers, "paced p99 ms", "added paced p99"], rows))
+    ours = "agentic-backend"
+    print(
+        f"\nthe service against its floor: {med(ours, 16, 0) / med(FLOOR, 16, 0):.0%} of its throughput at 16; "
+        f"+{med(ours, 1, 1) - med(FLOOR, 1, 1):.2f} / +{med(ours, 1, 2) - med(FLOOR, 1, 2):.2f} ms "
+        "(p50 / p99) over it at 1"
+    )
 
 
 if __name__ == "__main__":
