@@ -39,9 +39,13 @@ def _postgres_bin() -> Path:
 
 class PostgresCluster:
     """A PostgreSQL cluster of the test's own (``initdb`` + ``pg_ctl``) on a free loopback port. As root,
-    the server runs as the ``postgres`` user, which PostgreSQL requires."""
+    the server runs as the ``postgres`` user, which PostgreSQL requires. ``runner`` prefixes the server's
+    start (``taskset -c 1`` in bench/workers.py); ``durable`` keeps PostgreSQL's fsync, which tests turn
+    off for speed."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, runner: tuple[str, ...] = (), durable: bool = False) -> None:
+        self.runner = list(runner)
+        self.durable = durable
         self.bin = _postgres_bin()
         self.port = free_port()
         self.folder = Path(tempfile.mkdtemp(prefix="agentic-pg-"))
@@ -63,8 +67,11 @@ class PostgresCluster:
         return f"postgresql+asyncpg://postgres@{LOOPBACK}:{self.port}/postgres"
 
     def start(self) -> None:
-        options = f"-p {self.port} -k {self.folder} -c listen_addresses={LOOPBACK} -c fsync=off"
-        self._run(self.bin / "pg_ctl", "-D", self.data, "-l", self.log, "-o", options, "-w", "start")
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses={LOOPBACK}"
+        if not self.durable:
+            options += " -c fsync=off"
+        pg_ctl = [*self.runner, self.bin / "pg_ctl"]
+        self._run(*pg_ctl, "-D", self.data, "-l", self.log, "-o", options, "-w", "start")
 
     def stop(self) -> None:
         self._run(self.bin / "pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
@@ -102,7 +109,8 @@ class PostgresCluster:
 class RedisServer:
     """A ``redis-server`` of the test's own, on a free loopback port, stopped and started at will."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, runner: tuple[str, ...] = ()) -> None:
+        self.runner = list(runner)
         self.binary = require_binary("redis-server")
         self.port = free_port()
         self.workdir = workdir
@@ -114,7 +122,8 @@ class RedisServer:
         return f"redis://{LOOPBACK}:{self.port}/0"
 
     def start(self) -> None:
-        args = [self.binary, "--port", str(self.port), "--bind", LOOPBACK, "--save", "", "--appendonly", "no"]
+        args = [*self.runner, self.binary, "--port", str(self.port), "--bind", LOOPBACK]
+        args += ["--save", "", "--appendonly", "no"]
         self.process = Process("redis", [*args, "--dir", str(self.workdir)], self.workdir)
         wait_until(lambda: _answers(self.port), timeout=10, what="redis-server to listen")
 
