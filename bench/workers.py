@@ -29,6 +29,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
@@ -90,6 +91,7 @@ class Backends:
             self._postgres.destroy()
         if self._redis is not None:
             self._redis.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 BACKENDS = Backends(shared=False)  # main() sets it from --shared-stores

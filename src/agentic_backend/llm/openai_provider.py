@@ -76,6 +76,14 @@ def _connection_failed(exc: BaseException) -> bool:
     return False
 
 
+def _no_connection(provider: str) -> ProviderError:
+    return ProviderServerError(f"{provider}: the provider failed (no connection)")
+
+
+def _timed_out(provider: str) -> ProviderError:
+    return ProviderTimeout(f"{provider}: the provider did not answer in time")
+
+
 def from_status(status: int, headers: Mapping[str, str] | None, provider: str) -> ProviderError:
     """An HTTP error status from a provider as our error kind."""
     if status == 429:
@@ -94,9 +102,9 @@ def classify(exc: Exception, provider: str) -> ProviderError:
     name = type(exc).__name__
     status = getattr(exc, "status_code", None)
     if _connection_failed(exc):
-        return ProviderServerError(f"{provider}: the provider failed (no connection)")
+        return _no_connection(provider)
     if "Timeout" in name:
-        return ProviderTimeout(f"{provider}: the provider did not answer in time")
+        return _timed_out(provider)
     if isinstance(status, int):
         return from_status(status, getattr(getattr(exc, "response", None), "headers", None), provider)
     if "RateLimit" in name:
@@ -104,7 +112,7 @@ def classify(exc: Exception, provider: str) -> ProviderError:
     if "Authentication" in name or "PermissionDenied" in name:
         return ProviderAuthError(f"{provider}: the provider refused our credentials")
     if "Connection" in name:
-        return ProviderServerError(f"{provider}: the provider failed (no connection)")
+        return _no_connection(provider)
     return ProviderBadResponse(f"{provider}: the provider refused or garbled the request ({name})")
 
 
@@ -264,9 +272,9 @@ class OpenAIProvider:
                     error = from_status(response.status, headers, self.name)
                     retry = self._retry.should_retry(response.status, headers)
             except TimeoutError:  # aiohttp's timeouts (ServerTimeoutError too) are TimeoutErrors
-                error, retry = ProviderTimeout("openai: the provider did not answer in time"), True
+                error, retry = _timed_out(self.name), True
             except aiohttp.ClientError:  # refused, reset, closed mid-answer
-                error, retry = ProviderServerError("openai: the provider failed (no connection)"), True
+                error, retry = _no_connection(self.name), True
             if not retry or retried >= self._retry.max_retries:
                 raise error
             await asyncio.sleep(self._retry.delay(retried, headers))
