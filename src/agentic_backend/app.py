@@ -151,6 +151,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         lifespan=functools.partial(_lifespan, parts),
         docs_url=None,  # core/docs.py serves them without a CDN
         redoc_url=None,
+        # FastAPI's native OpenTelemetry, off: the service's own tracing (AGENTIC_OTEL_*, core/tracing.py)
+        # and HTTP metrics are the one source of spans and request metrics. Left on, it would add a second
+        # set whenever a process-wide provider is set, and it looks the three global providers up on every
+        # request even when none is (2 % of a health check's CPU).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     state.install(app, parts.state)
     install_error_handlers(app)

@@ -265,8 +265,8 @@ class AgentService:
 
 class _Cached(BaseModel):
     """A cached answer as stored: the response its first run gave, and what that run cost. Read and
-    written by pydantic's own JSON (a third to a half of the CPU of model_dump and json.dumps, and of json.loads and
-    model_validate)."""
+    written by pydantic's own JSON: a third to a half of the CPU of model_dump and json.dumps, and of
+    json.loads and model_validate."""
 
     response: QueryResponse
     nanos: int
