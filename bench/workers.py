@@ -11,7 +11,10 @@ apart and not counted: a new worker's first requests compile SQL statements and 
 start: p99 271 and 77 ms in the first, 43-100 ms after). /metrics is scraped every second during the
 measured load, and the lag histogram's growth over it gives the longest any worker's loop was held (the
 highest bucket ``event_loop_lag_seconds`` reached, target 20 ms). The stores run on the client's core
-(``Backends``).
+(``Backends``). Each row also gives the service's CPU per answered request (every process of it, from
+/proc): with more workers on one core the same requests cost more CPU, their working sets sharing one
+core's caches (SQLite, 2026-12-03: 1.83 / 2.19 / 2.78 ms of user CPU a request for 1 / 2 / 4 workers, with
+the same database transactions a request), and that, not waiting, is what four workers add to p50.
 
     uv run python -m bench.workers                       # every store, 30 s runs, 2 rounds
     uv run python -m bench.workers --stores sqlite --seconds 20 --rounds 1
@@ -107,6 +110,7 @@ class Result:
     saturated: bool
     kinds: dict[str, list[float]]  # traffic kind: [p50, p99]
     errors: dict[str, int]  # what the requests without an answer met
+    service_cpu: float = 0.0  # seconds of the service's CPU (every process) per answered request
     hold: float = 0.0  # the longest any worker's loop was held, from the scrape after the run
 
 
@@ -205,6 +209,18 @@ def rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU the processes have used so far (those that have ended: none)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def loadgen_command(url: str, rate: float, seconds: float) -> list[str]:
@@ -320,11 +336,14 @@ def matrix(
                         first = run_loadgen(service.url, rate, warmup)
                         warm = f" (warm-up: p50 {first.p50 * 1000:.1f} ms, p99 {first.p99 * 1000:.1f} ms)"
                     before = lag_buckets(service.url)
+                    processes = sorted({service.process.pid, *service.worker_pids()})
+                    cpu = cpu_seconds(processes)
                     scraper = Scraper(service.url)
                     try:
                         result = run_loadgen(service.url, rate, seconds)
                     finally:
                         scraper.stop()
+                    result.service_cpu = (cpu_seconds(processes) - cpu) / max(1, result.requests)
                     result.hold = longest_hold(before, lag_buckets(service.url))
                 finally:
                     service.stop()
@@ -332,7 +351,8 @@ def matrix(
                 print(
                     f"round {round_number + 1} {store.name} x{workers}: p50 {result.p50 * 1000:.1f} ms, "
                     f"p99 {result.p99 * 1000:.1f} ms, loop held <= {result.hold * 1000:.0f} ms, "
-                    f"failed {result.failed}, loadgen {result.cpu_share:.0%}"
+                    f"failed {result.failed}, service CPU {result.service_cpu * 1000:.2f} ms a request, "
+                    f"loadgen {result.cpu_share:.0%}"
                     + (" (loadgen saturated)" if result.saturated else "")
                     + warm,
                     flush=True,
@@ -360,13 +380,24 @@ def matrix(
                     f"{p50 / base50:.2f}x",
                     f"{p99 / base99:.2f}x",
                     f"{max(r.hold for r in runs) * 1000:.0f}",
+                    f"{statistics.median(r.service_cpu for r in runs) * 1000:.2f}",
                     str(sum(r.failed for r in runs)),
                     kinds,
                 ]
             )
     print()
     print(f"{rate:g} requests/s of loadgen's mix for {seconds:g} s, {rounds} round(s); medians; ms")
-    headers = ["store", "workers", "p50", "p99", "p50 vs 1", "p99 vs 1", "loop held <=", "failed"]
+    headers = [
+        "store",
+        "workers",
+        "p50",
+        "p99",
+        "p50 vs 1",
+        "p99 vs 1",
+        "loop held <=",
+        "CPU/request",
+        "failed",
+    ]
     print(table([*headers, "conversation / health / query (new) p50/p99"], rows))
 
 
