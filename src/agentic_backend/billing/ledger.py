@@ -130,6 +130,13 @@ _ROLLUP_TOTALS = (
     func.coalesce(func.sum(UsageRollup.cached), 0),
 )
 
+_KEY_TOTALS = (
+    select(UsageRollup.key_id, ApiKey.name, *_ROLLUP_TOTALS)
+    .join(ApiKey, ApiKey.id == UsageRollup.key_id)
+    .group_by(UsageRollup.key_id, ApiKey.name)
+    .order_by(func.sum(UsageRollup.cost_nanodollars).desc())
+)
+
 
 def _filters(
     table: type[UsageRecord] | type[UsageRollup],
@@ -299,14 +306,9 @@ class Ledger:
         return select(*_ROLLUP_TOTALS).where(*_filters(UsageRollup, key_id, agent_type, status))
 
     async def totals_by_key(self) -> list[KeyUsage]:
-        """Every key's totals, from the rollups (a few rows per key and day, not the whole ledger)."""
-        async with self._db.session() as session:
-            rows = (
-                await session.execute(
-                    select(UsageRollup.key_id, ApiKey.name, *_ROLLUP_TOTALS)
-                    .join(ApiKey, ApiKey.id == UsageRollup.key_id)
-                    .group_by(UsageRollup.key_id, ApiKey.name)
-                    .order_by(func.sum(UsageRollup.cost_nanodollars).desc())
-                )
-            ).all()
+        """Every key's totals, from the rollups (a few rows per key and day, not the whole ledger). Every
+        summary asks: one prebuilt Core statement on one connection, where building the statement and an
+        ORM session each time took a tenth of the summary's CPU."""
+        async with self._db.engine.connect() as connection:
+            rows = (await connection.execute(_KEY_TOTALS)).all()
         return [KeyUsage(key_id=r[0], name=r[1], **_totals(r[2:])) for r in rows]

@@ -80,17 +80,19 @@ class SessionService:
 
     async def create(self, principal: Principal) -> SessionPublic:
         now = self._clock.now()
-        row = AgentSession(
-            id=str(uuid.uuid4()),
-            key_id=principal.key_id,
-            created_at=now,
-            last_active_at=now,
-            expires_at=now + self._ttl,
+        row = {
+            "id": str(uuid.uuid4()),
+            "key_id": principal.key_id,
+            "created_at": now,
+            "last_active_at": now,
+            "expires_at": now + self._ttl,
+        }
+        # Through the group commit, like the ledger's rows: committed before the answer, in one transaction
+        # with other requests' writes (an ORM session and its unit of work cost a third of the request).
+        await self._db.group.write((_CREATE, row))
+        return SessionPublic(
+            id=row["id"], created_at=now, last_active_at=now, expires_at=row["expires_at"], messages=[]
         )
-        async with self._db.session() as session:
-            session.add(row)
-            await session.commit()
-        return self._public(row, [])
 
     async def _owned(self, db_session: AsyncSession, principal: Principal, session_id: str) -> AgentSession:
         row = await db_session.get(AgentSession, session_id)
@@ -199,6 +201,7 @@ class SessionService:
 
 
 _KEEP_RESPONSE = insert(StoredResponse)
+_CREATE = insert(AgentSession)
 
 
 def _message_dict(message: Message) -> dict[str, Any]:
