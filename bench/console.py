@@ -38,7 +38,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import SERVER_CPU, free_port, table
+from bench.common import SERVER_CPU, free_port, process_cpu_seconds, table
 
 ADMIN = "agb_bench_console_" + "x" * 32
 POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/"
@@ -74,8 +74,7 @@ class Service:
         raise RuntimeError("the service did not start")
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu_seconds(self.process.pid)
 
     def stop(self) -> None:
         self.process.terminate()

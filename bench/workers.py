@@ -28,6 +28,7 @@ that the ledger's tokens equal the metrics' at the end.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -46,7 +47,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import CLIENT_CPU, SERVER_CPU, free_port, table
+from bench.common import CLIENT_CPU, SERVER_CPU, free_port, process_cpu_seconds, table
 
 ADMIN = "agb_bench_workers_" + "x" * 32
 KINDS = ("conversation", "health", "query (new)")
@@ -213,14 +214,11 @@ def rss_bytes(pid: int) -> int:
 
 def cpu_seconds(pids: list[int]) -> float:
     """User and system CPU the processes have used so far (those that have ended: none)."""
-    total = 0
+    total = 0.0
     for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / os.sysconf("SC_CLK_TCK")
+        with contextlib.suppress(FileNotFoundError):
+            total += process_cpu_seconds(pid)
+    return total
 
 
 def loadgen_command(url: str, rate: float, seconds: float) -> list[str]:
