@@ -3,8 +3,8 @@
 The service runs on one core (``taskset -c 0``) and ``loadgen`` on the other, so the client never competes
 with the server; loadgen reports its own CPU share, and a run where it was the bottleneck is marked. For
 each store (SQLite or PostgreSQL, with or without Redis) the worker counts are run in turn, rows alternated
-over rounds, and the medians of p50 and p99 are compared with the 1-worker row of the same store measured in
-the same run (targets: p50 within 1.2x, p99 within 2x). Each run starts once every worker is ready (each
+over rounds. Each round's p50 and p99 are divided by those of the same round's 1-worker run of that store,
+and the table gives the median of these ratios (targets: p50 within 1.2x, p99 within 2x). Each run starts once every worker is ready (each
 has published its event-loop lag series), with ``--warmup`` seconds (5) of the same load that are reported
 apart and not counted: a new worker's first requests compile SQL statements and fill its caches, about
 200 ms of CPU each, which four new workers on one core pay at once (sqlite+redis x4, 5-s windows after
@@ -16,7 +16,7 @@ highest bucket ``event_loop_lag_seconds`` reached, target 20 ms). The stores run
 core's caches (SQLite, 2026-12-03: 1.83 / 2.19 / 2.78 ms of user CPU a request for 1 / 2 / 4 workers, with
 the same database transactions a request), and that, not waiting, is what four workers add to p50.
 
-    uv run python -m bench.workers                       # every store, 30 s runs, 2 rounds
+    uv run python -m bench.workers                       # every store, 20 s runs, 3 rounds
     uv run python -m bench.workers --stores sqlite --seconds 20 --rounds 1
     uv run python -m bench.workers --soak 1800           # 30 minutes on --workers 2, PostgreSQL and Redis
 
@@ -358,12 +358,15 @@ def matrix(
     rows = []
     for store in stores:
         base = results[(store.name, counts[0])]
-        base50 = statistics.median(r.p50 for r in base)
-        base99 = statistics.median(r.p99 for r in base)
         for workers in counts:
             runs = results[(store.name, workers)]
             p50 = statistics.median(r.p50 for r in runs)
             p99 = statistics.median(r.p99 for r in runs)
+            # Each round's ratio against the 1-worker run of the same round, then their median: the
+            # machine's speed drifts over minutes (the same 1-worker row gave p50 4.1 and 5.3 ms ten
+            # minutes apart), and a ratio of two medians taken from different rounds carries that drift.
+            vs50 = statistics.median(r.p50 / b.p50 for r, b in zip(runs, base, strict=True))
+            vs99 = statistics.median(r.p99 / b.p99 for r, b in zip(runs, base, strict=True))
             kinds = "  ".join(
                 f"{statistics.median(r.kinds[kind][0] for r in runs) * 1000:.0f}/"
                 f"{statistics.median(r.kinds[kind][1] for r in runs) * 1000:.0f}"
@@ -375,8 +378,8 @@ def matrix(
                     str(workers),
                     f"{p50 * 1000:.1f}",
                     f"{p99 * 1000:.1f}",
-                    f"{p50 / base50:.2f}x",
-                    f"{p99 / base99:.2f}x",
+                    f"{vs50:.2f}x",
+                    f"{vs99:.2f}x",
                     f"{max(r.hold for r in runs) * 1000:.0f}",
                     f"{statistics.median(r.service_cpu for r in runs) * 1000:.2f}",
                     str(sum(r.failed for r in runs)),
@@ -384,7 +387,10 @@ def matrix(
                 ]
             )
     print()
-    print(f"{rate:g} requests/s of loadgen's mix for {seconds:g} s, {rounds} round(s); medians; ms")
+    print(
+        f"{rate:g} requests/s of loadgen's mix for {seconds:g} s, {rounds} round(s); medians; ms; "
+        "'vs 1': the median over rounds of each round's ratio to its own 1-worker run"
+    )
     headers = [
         "store",
         "workers",
@@ -460,8 +466,8 @@ def main() -> None:
     )
     parser.add_argument("--stores", default=",".join(STORES), help="comma-separated: " + ", ".join(STORES))
     parser.add_argument("--workers", default="1,2,4")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--rate", type=float, default=150)
     parser.add_argument("--soak", type=float, default=0, help="seconds of the soak instead of the matrix")
     parser.add_argument("--window", type=float, default=300, help="seconds of each of the soak's windows")
