@@ -268,6 +268,24 @@ def lag_buckets(url: str) -> dict[str, float]:
     return per_edge
 
 
+def late_by_cause(url: str) -> dict[str, float]:
+    """event_loop_late_seconds_total summed over workers, by cause (busy, cpu_wait, other)."""
+    metrics = httpx.get(url + "/api/v1/monitoring/metrics", timeout=30).text
+    causes: dict[str, float] = defaultdict(float)
+    for cause, value in re.findall(
+        r'^event_loop_late_seconds_total\{[^}]*cause="([^"]+)"[^}]*\} (\S+)', metrics, re.M
+    ):
+        causes[cause] += float(value)
+    return causes
+
+
+def lateness(before: dict[str, float], after: dict[str, float]) -> str:
+    """What made the loops' timers late (those 5 ms late or more) between two scrapes, in ms."""
+    return ", ".join(
+        f"{cause} {(after[cause] - before.get(cause, 0.0)) * 1000:.0f}" for cause in sorted(after)
+    )
+
+
 def longest_hold(before: dict[str, float], after: dict[str, float]) -> float:
     """The highest bucket edge of event_loop_lag_seconds that an observation between two scrapes reached
     (inf if past the last edge)."""
@@ -333,7 +351,7 @@ def matrix(
                     if warmup > 0:  # the same load, not counted: a new worker's first requests compile
                         first = run_loadgen(service.url, rate, warmup)
                         warm = f" (warm-up: p50 {first.p50 * 1000:.1f} ms, p99 {first.p99 * 1000:.1f} ms)"
-                    before = lag_buckets(service.url)
+                    before, causes = lag_buckets(service.url), late_by_cause(service.url)
                     processes = sorted({service.process.pid, *service.worker_pids()})
                     cpu = cpu_seconds(processes)
                     scraper = Scraper(service.url)
@@ -343,12 +361,14 @@ def matrix(
                         scraper.stop()
                     result.service_cpu = (cpu_seconds(processes) - cpu) / max(1, result.requests)
                     result.hold = longest_hold(before, lag_buckets(service.url))
+                    late = lateness(causes, late_by_cause(service.url))
                 finally:
                     service.stop()
                 results[(store.name, workers)].append(result)
                 print(
                     f"round {round_number + 1} {store.name} x{workers}: p50 {result.p50 * 1000:.1f} ms, "
-                    f"p99 {result.p99 * 1000:.1f} ms, loop held <= {result.hold * 1000:.0f} ms, "
+                    f"p99 {result.p99 * 1000:.1f} ms, loop held <= {result.hold * 1000:.0f} ms "
+                    f"(late by cause, ms: {late}), "
                     f"failed {result.failed}, service CPU {result.service_cpu * 1000:.2f} ms a request, "
                     f"loadgen {result.cpu_share:.0%}"
                     + (" (loadgen saturated)" if result.saturated else "")
@@ -413,6 +433,7 @@ def soak(seconds: float, rate: float, window: float = 300) -> None:
     windows: list[tuple[Result, list[int]]] = []
     try:
         before = lag_buckets(service.url)
+        causes = late_by_cause(service.url)
         scraper = Scraper(service.url, interval=15.0)
         started = time.monotonic()
         while (left := seconds - (time.monotonic() - started)) > 1:
@@ -433,11 +454,13 @@ def soak(seconds: float, rate: float, window: float = 300) -> None:
             result = Result(**json.loads(loader.stdout.read()))
             windows.append((result, memory))
             at = (time.monotonic() - started) / 60
+            causes, late = late_by_cause(service.url), lateness(causes, late_by_cause(service.url))
             print(
                 f"to minute {at:4.1f}: {result.requests} requests, failed {result.failed}, p50 "
                 f"{result.p50 * 1000:.1f} ms, p99 {result.p99 * 1000:.1f} ms, workers' memory "
                 f"{statistics.median(memory) / 2**20:.0f} MiB, loadgen {result.cpu_share:.0%}"
                 + (" (loadgen saturated)" if result.saturated else "")
+                + f"; loops late by cause, ms: {late}"
                 + (f"; no answer: {result.errors}" if result.errors else ""),
                 flush=True,
             )

@@ -122,6 +122,13 @@ def test_every_worker_publishes_its_loop_lag_under_a_small_number(tmp_path: Path
             return workers == {"0", "1"}
 
         wait_until(both_workers, timeout=30, what="both workers' event_loop_lag_seconds")
+        # Why a timer was late, by worker and cause: every series there from start-up.
+        late = samples(httpx.get(f"{service.url}/api/v1/monitoring/metrics", timeout=10).text)
+        assert {
+            (dict(labels)["worker"], dict(labels)["cause"])
+            for (name, labels), _ in late.items()
+            if name == "event_loop_late_seconds_total"
+        } == {(worker, cause) for worker in ("0", "1") for cause in ("busy", "cpu_wait", "other")}
         for _ in range(20):
             httpx.post(f"{service.url}/api/v1/sessions", headers=service.headers, timeout=10)
         assert _metric(service.url, "database_wait_seconds_count", kind="pool") >= 20

@@ -250,6 +250,15 @@ EVENT_LOOP_LAG = MetricSpec(
     ("worker",),
     WAIT_BUCKETS,
 )
+EVENT_LOOP_LATE = MetricSpec(
+    "event_loop_late_seconds_total",
+    MetricType.COUNTER,
+    "Of event_loop_lag_seconds' timers at least 5 ms late, how late they ran in all, by worker and cause: "
+    "busy (the worker's own code ran: a held loop), cpu_wait (the worker was ready and waited for a CPU: "
+    "other workers or processes on its cores, a container's CPU quota) or other (neither: the machine "
+    "itself, such as a virtual machine descheduled by its host). From the loop thread's schedstat, Linux.",
+    ("worker", "cause"),
+)
 DATABASE_WAIT = MetricSpec(
     "database_wait_seconds",
     MetricType.HISTOGRAM,
@@ -371,6 +380,7 @@ CATALOGUE: tuple[MetricSpec, ...] = (
     LLM_TTFT,
     LLM_TPOT,
     EVENT_LOOP_LAG,
+    EVENT_LOOP_LATE,
     DATABASE_WAIT,
     AGENT_OVERHEAD,
 )
@@ -421,6 +431,7 @@ class BuiltinMetrics:
     llm_ttft: Family[HistogramSeries]
     llm_tpot: Family[HistogramSeries]
     event_loop_lag: Family[HistogramSeries]
+    event_loop_late: Family[Series]
     database_wait: Family[HistogramSeries]
     agent_overhead: Family[HistogramSeries]
     genai: GenAIMetrics | None = None  # AGENTIC_GENAI_METRICS

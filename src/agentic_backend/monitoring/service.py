@@ -19,7 +19,7 @@ from agentic_backend.metricstore.registry import SERIES_OVERFLOW, Registry, Snap
 from agentic_backend.metricstore.storage import LocalPages, MmapPages, PageStore
 from agentic_backend.monitoring.catalogue import CATALOGUE, GENAI_CATALOGUE, BuiltinMetrics
 from agentic_backend.monitoring.custom import CustomMetrics
-from agentic_backend.monitoring.waits import EventLoopMonitor, WorkerSlot
+from agentic_backend.monitoring.waits import CAUSES, EventLoopMonitor, WorkerSlot
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +56,14 @@ class Telemetry:
         self.multiprocess = folder is not None
         self.exemplars: Exemplars | None = None  # set when tracing is on (core/tracing.py)
         self.worker_slot = WorkerSlot(folder)
-        lag = self.metrics.event_loop_lag.labels(str(self.worker_slot.number))
-        self.loop_monitor = EventLoopMonitor(lag.observe)
+        worker_label = str(self.worker_slot.number)
+        lag = self.metrics.event_loop_lag.labels(worker_label)
+        late = {cause: self.metrics.event_loop_late.labels(worker_label, cause) for cause in CAUSES}
+
+        def late_by(cause: str, seconds: float) -> None:
+            late[cause].inc(seconds)
+
+        self.loop_monitor = EventLoopMonitor(lag.observe, late_by=late_by)
         waits = {kind: self.metrics.database_wait.labels(kind) for kind in ("pool", "lock")}
 
         def database_wait(kind: str, seconds: float) -> None:

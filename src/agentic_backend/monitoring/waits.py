@@ -7,6 +7,14 @@ late it ran. A loop held for H ms makes one timer that much late, so the histogr
 longest hold, within 10 ms. It costs one wake-up per 10 ms: measured 1.3 % of a core per idle worker on
 this project's VM (an empty uvloop timer alone costs 80-100 µs of CPU per wake-up there), less under load,
 when the loop is awake anyway.
+
+A late timer does not say whose fault it is. For each timer at least ``LATE`` (5 ms) late, the monitor also
+reads the loop thread's scheduler statistics (``/proc/thread-self/schedstat``: the time it ran and the time
+it waited in the run queue, one ``pread`` of 1.3 µs) and splits the lateness by cause: ``busy``, the
+worker's own code ran (a held loop: a long callback, a call that blocks); ``cpu_wait``, the worker was ready
+but waited for a CPU (other workers or processes on its cores, a container's CPU quota); ``other``, it did
+neither (the machine itself: a virtual machine whose host ran something else). The operator's answer
+differs: fix the code, give the workers CPUs, or look at the host.
 The database's waits are measured where they happen (core/db.py, core/sqlite_inline.py,
 billing/ratelimit.py) and recorded in ``database_wait_seconds``.
 """
@@ -16,24 +24,80 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 SLOT_PREFIX = ".worker-slot-"
 
 
-class EventLoopMonitor:
-    """Records, every ``interval`` seconds, how late the running loop ran a timer that was due."""
+LATE = 0.005  # seconds: a timer this late or later has its lateness split by cause
+CAUSES = ("busy", "cpu_wait", "other")
 
-    def __init__(self, observe: Callable[[float], None], interval: float = 0.01) -> None:
+
+def split_lateness(late: float, ran: float, waited: float) -> tuple[float, float, float]:
+    """``late`` seconds of a timer's lateness as (busy, cpu_wait, other), given how long the loop's thread
+    ran and waited for a CPU since the previous timer: waiting first (it excludes running), then running,
+    and what neither covers is other."""
+    cpu_wait = min(late, max(0.0, waited))
+    busy = min(late - cpu_wait, max(0.0, ran))
+    return busy, cpu_wait, late - cpu_wait - busy
+
+
+class SchedStat:
+    """The calling thread's time run and time waited for a CPU, in seconds, from the kernel's schedstat
+    (Linux); ``None`` where it cannot be read."""
+
+    def __init__(self) -> None:
+        self._fd: int | None = None
+        try:
+            self._fd = os.open(f"/proc/self/task/{threading.get_native_id()}/schedstat", os.O_RDONLY)
+            self.read()
+        except (OSError, ValueError, IndexError):
+            self.close()
+
+    @property
+    def available(self) -> bool:
+        return self._fd is not None
+
+    def read(self) -> tuple[float, float]:
+        assert self._fd is not None
+        ran, waited = os.pread(self._fd, 128, 0).split()[:2]
+        return int(ran) / 1e9, int(waited) / 1e9
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class EventLoopMonitor:
+    """Records, every ``interval`` seconds, how late the running loop ran a timer that was due; with
+    ``late_by``, also the lateness of timers at least ``LATE`` late, by cause (see ``CAUSES``)."""
+
+    def __init__(
+        self,
+        observe: Callable[[float], None],
+        interval: float = 0.01,
+        *,
+        late_by: Callable[[str, float], None] | None = None,
+    ) -> None:
         self._observe = observe
+        self._late_by = late_by
         self._interval = interval
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handle: asyncio.TimerHandle | None = None
         self._due = 0.0
+        self._stat: SchedStat | None = None
+        self._ran = self._waited = 0.0  # the thread's totals at the previous timer
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        if self._late_by is not None:  # on the loop's thread: the statistics are that thread's
+            stat = SchedStat()
+            if stat.available:
+                self._stat = stat
+                self._ran, self._waited = stat.read()
         self._schedule(self._loop.time())
 
     def _schedule(self, now: float) -> None:
@@ -44,13 +108,26 @@ class EventLoopMonitor:
     def _tick(self) -> None:
         assert self._loop is not None
         now = self._loop.time()
-        self._observe(max(0.0, now - self._due))
+        late = max(0.0, now - self._due)
+        self._observe(late)
+        if self._stat is not None:
+            ran, waited = self._stat.read()
+            if late >= LATE:
+                assert self._late_by is not None
+                parts = split_lateness(late, ran - self._ran, waited - self._waited)
+                for cause, seconds in zip(CAUSES, parts, strict=True):
+                    if seconds > 0:
+                        self._late_by(cause, seconds)
+            self._ran, self._waited = ran, waited
         self._schedule(now)
 
     def stop(self) -> None:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+        if self._stat is not None:
+            self._stat.close()
+            self._stat = None
 
 
 class WorkerSlot:
