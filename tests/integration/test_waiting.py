@@ -127,7 +127,7 @@ def test_every_worker_publishes_its_loop_lag_under_a_small_number(tmp_path: Path
         assert {
             (dict(labels)["worker"], dict(labels)["cause"])
             for (name, labels), _ in late.items()
-            if name == "event_loop_late_seconds_total"
+            if name == "event_loop_late_seconds_count"
         } == {(worker, cause) for worker in ("0", "1") for cause in ("busy", "cpu_wait", "other")}
         for _ in range(20):
             httpx.post(f"{service.url}/api/v1/sessions", headers=service.headers, timeout=10)

@@ -251,13 +251,15 @@ EVENT_LOOP_LAG = MetricSpec(
     WAIT_BUCKETS,
 )
 EVENT_LOOP_LATE = MetricSpec(
-    "event_loop_late_seconds_total",
-    MetricType.COUNTER,
-    "Of event_loop_lag_seconds' timers at least 5 ms late, how late they ran in all, by worker and cause: "
-    "busy (the worker's own code ran: a held loop), cpu_wait (the worker was ready and waited for a CPU: "
-    "other workers or processes on its cores, a container's CPU quota) or other (neither: the machine "
-    "itself, such as a virtual machine descheduled by its host). From the loop thread's schedstat, Linux.",
+    "event_loop_late_seconds",
+    MetricType.HISTOGRAM,
+    "Why event_loop_lag_seconds' timers were late, for those 5 ms late or more: each one's lateness split "
+    "by cause, by worker: busy (the worker's own code ran: a held loop), cpu_wait (the worker was ready and "
+    "waited for a CPU: other workers or processes on its cores, a container's CPU quota) or other (neither: "
+    "the machine itself, such as a virtual machine descheduled by its host). From the loop thread's "
+    "schedstat (Linux). The busy part's highest bucket is the longest the worker's own code held its loop.",
     ("worker", "cause"),
+    WAIT_BUCKETS,
 )
 DATABASE_WAIT = MetricSpec(
     "database_wait_seconds",
@@ -431,7 +433,7 @@ class BuiltinMetrics:
     llm_ttft: Family[HistogramSeries]
     llm_tpot: Family[HistogramSeries]
     event_loop_lag: Family[HistogramSeries]
-    event_loop_late: Family[Series]
+    event_loop_late: Family[HistogramSeries]
     database_wait: Family[HistogramSeries]
     agent_overhead: Family[HistogramSeries]
     genai: GenAIMetrics | None = None  # AGENTIC_GENAI_METRICS

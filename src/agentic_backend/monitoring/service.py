@@ -61,7 +61,7 @@ class Telemetry:
         late = {cause: self.metrics.event_loop_late.labels(worker_label, cause) for cause in CAUSES}
 
         def late_by(cause: str, seconds: float) -> None:
-            late[cause].inc(seconds)
+            late[cause].observe(seconds)
 
         self.loop_monitor = EventLoopMonitor(lag.observe, late_by=late_by)
         waits = {kind: self.metrics.database_wait.labels(kind) for kind in ("pool", "lock")}

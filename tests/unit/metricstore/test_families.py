@@ -53,7 +53,7 @@ def test_catalogue_declares_exactly_the_seed_metrics_with_their_types_and_labels
         "llm_time_to_first_token_seconds",
         "llm_time_per_output_token_seconds",
         "event_loop_lag_seconds",
-        "event_loop_late_seconds_total",
+        "event_loop_late_seconds",
         "database_wait_seconds",
         "agent_overhead_seconds",
     }
