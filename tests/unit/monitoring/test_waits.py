@@ -68,15 +68,15 @@ async def test_a_loop_held_by_its_own_code_is_late_because_busy() -> None:
     monitor.start()
     try:
         await asyncio.sleep(0.05)
-        deadline = time.perf_counter() + 0.08
-        while time.perf_counter() < deadline:  # the loop's own code computes for 80 ms
+        deadline = time.thread_time() + 0.08
+        while time.thread_time() < deadline:  # the loop's own code computes for 80 ms of CPU
             pass
         await asyncio.sleep(0.03)
     finally:
         monitor.stop()
     assert sum(causes.values()) == pytest.approx(sum(lag for lag in lags if lag >= LATE))
     assert causes.get("busy", 0.0) >= 0.05, causes  # this process ran: its own code held the loop
-    assert causes.get("other", 0.0) < 0.02, causes
+    assert causes.get("other", 0.0) < 0.03, causes
 
 
 @pytest.mark.skipif(not SchedStat().available, reason="needs Linux's /proc/<pid>/task/<tid>/schedstat")
