@@ -56,15 +56,20 @@ def test_lateness_is_split_between_waiting_for_a_cpu_running_and_neither() -> No
     assert split_lateness(0.01, ran=-1.0, waited=-1.0) == pytest.approx((0.0, 0.0, 0.01))
 
 
-@pytest.mark.skipif(not SchedStat().available, reason="needs Linux's /proc/<pid>/task/<tid>/schedstat")
-async def test_a_loop_held_by_its_own_code_is_late_because_busy() -> None:
+def _monitor_by_cause() -> tuple[EventLoopMonitor, list[float], dict[str, float]]:
+    """A monitor (not started) with the lags it records and the lateness it adds up by cause."""
     causes: dict[str, float] = {}
     lags: list[float] = []
 
     def late_by(cause: str, seconds: float) -> None:
         causes[cause] = causes.get(cause, 0.0) + seconds
 
-    monitor = EventLoopMonitor(lags.append, interval=0.01, late_by=late_by)
+    return EventLoopMonitor(lags.append, interval=0.01, late_by=late_by), lags, causes
+
+
+@pytest.mark.skipif(not SchedStat().available, reason="needs Linux's /proc/<pid>/task/<tid>/schedstat")
+async def test_a_loop_held_by_its_own_code_is_late_because_busy() -> None:
+    monitor, lags, causes = _monitor_by_cause()
     monitor.start()
     try:
         await asyncio.sleep(0.05)
@@ -82,13 +87,7 @@ async def test_a_loop_held_by_its_own_code_is_late_because_busy() -> None:
 @pytest.mark.skipif(not SchedStat().available, reason="needs Linux's /proc/<pid>/task/<tid>/schedstat")
 async def test_a_loop_whose_process_is_stopped_is_late_for_another_cause() -> None:
     """SIGSTOP, as a host pausing a virtual machine would: the thread neither runs nor waits for a CPU."""
-    causes: dict[str, float] = {}
-    lags: list[float] = []
-
-    def late_by(cause: str, seconds: float) -> None:
-        causes[cause] = causes.get(cause, 0.0) + seconds
-
-    monitor = EventLoopMonitor(lags.append, interval=0.01, late_by=late_by)
+    monitor, lags, causes = _monitor_by_cause()
     monitor.start()
     try:
         await asyncio.sleep(0.05)
@@ -114,19 +113,13 @@ async def test_a_loop_whose_process_is_stopped_is_late_for_another_cause() -> No
 async def test_a_loop_sharing_its_cpu_with_busy_processes_is_late_waiting_for_it() -> None:
     """Four processes computing on the loop's one CPU, as other workers on one core would, while the loop
     computes too: it waits its turn for the CPU (a loop that only sleeps is let in at once on waking)."""
-    causes: dict[str, float] = {}
-    lags: list[float] = []
-
-    def late_by(cause: str, seconds: float) -> None:
-        causes[cause] = causes.get(cause, 0.0) + seconds
-
+    monitor, lags, causes = _monitor_by_cause()
     affinity = os.sched_getaffinity(0)
     cpu = min(affinity)
     os.sched_setaffinity(0, {cpu})
     hog = "import time\nend = time.monotonic() + 0.6\nwhile time.monotonic() < end: pass"
     command = ["taskset", "-c", str(cpu), sys.executable, "-c", hog]
     hogs = [subprocess.Popen(command) for _ in range(4)]  # noqa: ASYNC220 (before the monitor starts)
-    monitor = EventLoopMonitor(lags.append, interval=0.01, late_by=late_by)
     try:
         await asyncio.sleep(0.1)  # the four have started computing
         monitor.start()
