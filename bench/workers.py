@@ -262,10 +262,9 @@ def _loadgen_main(url: str, rate: float, seconds: float) -> None:
     print(json.dumps(asdict(result)))
 
 
-def buckets(url: str, name: str, selector: str = "") -> dict[str, float]:
-    """A histogram's cumulative buckets, summed over workers (and over series whose labels hold
-    ``selector``, such as ``cause="busy"``), by edge."""
-    metrics = httpx.get(url + "/api/v1/monitoring/metrics", timeout=30).text
+def buckets(metrics: str, name: str, selector: str = "") -> dict[str, float]:
+    """A histogram's cumulative buckets in a scrape, summed over workers (and over series whose labels
+    hold ``selector``, such as ``cause="busy"``), by edge."""
     per_edge: dict[str, float] = defaultdict(float)
     for labels, le, value in re.findall(rf'^{name}_bucket\{{([^}}]*)le="([^"]+)"\}} (\S+)', metrics, re.M):
         if selector in labels:
@@ -273,25 +272,28 @@ def buckets(url: str, name: str, selector: str = "") -> dict[str, float]:
     return per_edge
 
 
-def lag_buckets(url: str) -> dict[str, float]:
-    """event_loop_lag_seconds' buckets: how late the loops ran their timers."""
-    return buckets(url, "event_loop_lag_seconds")
+@dataclass
+class Loops:
+    """The workers' loops in one scrape: event_loop_lag_seconds' buckets (how late they ran their timers),
+    event_loop_late_seconds' busy buckets (how long their own code held them) and its sums by cause."""
 
+    lag: dict[str, float]
+    busy: dict[str, float]
+    causes: dict[str, float]
 
-def busy_buckets(url: str) -> dict[str, float]:
-    """event_loop_late_seconds' buckets for the busy cause: how long the workers' own code held them."""
-    return buckets(url, "event_loop_late_seconds", 'cause="busy"')
-
-
-def late_by_cause(url: str) -> dict[str, float]:
-    """event_loop_late_seconds_sum summed over workers, by cause (busy, cpu_wait, other)."""
-    metrics = httpx.get(url + "/api/v1/monitoring/metrics", timeout=30).text
-    causes: dict[str, float] = defaultdict(float)
-    for cause, value in re.findall(
-        r'^event_loop_late_seconds_sum\{[^}]*cause="([^"]+)"[^}]*\} (\S+)', metrics, re.M
-    ):
-        causes[cause] += float(value)
-    return causes
+    @classmethod
+    def scrape(cls, url: str) -> Loops:
+        metrics = httpx.get(url + "/api/v1/monitoring/metrics", timeout=30).text
+        causes: dict[str, float] = defaultdict(float)
+        for cause, value in re.findall(
+            r'^event_loop_late_seconds_sum\{[^}]*cause="([^"]+)"[^}]*\} (\S+)', metrics, re.M
+        ):
+            causes[cause] += float(value)
+        return cls(
+            buckets(metrics, "event_loop_lag_seconds"),
+            buckets(metrics, "event_loop_late_seconds", 'cause="busy"'),
+            causes,
+        )
 
 
 def lateness(before: dict[str, float], after: dict[str, float]) -> str:
@@ -368,8 +370,7 @@ def matrix(
                     if warmup > 0:  # the same load, not counted: a new worker's first requests compile
                         first = run_loadgen(service.url, rate, warmup)
                         warm = f" (warm-up: p50 {first.p50 * 1000:.1f} ms, p99 {first.p99 * 1000:.1f} ms)"
-                    before, causes = lag_buckets(service.url), late_by_cause(service.url)
-                    held = busy_buckets(service.url)
+                    before = Loops.scrape(service.url)
                     processes = sorted({service.process.pid, *service.worker_pids()})
                     cpu = cpu_seconds(processes)
                     scraper = Scraper(service.url)
@@ -378,9 +379,10 @@ def matrix(
                     finally:
                         scraper.stop()
                     result.service_cpu = (cpu_seconds(processes) - cpu) / max(1, result.requests)
-                    result.hold = longest_hold(before, lag_buckets(service.url))
-                    result.busy = longest_hold(held, busy_buckets(service.url))
-                    late = lateness(causes, late_by_cause(service.url))
+                    after = Loops.scrape(service.url)
+                    result.hold = longest_hold(before.lag, after.lag)
+                    result.busy = longest_hold(before.busy, after.busy)
+                    late = lateness(before.causes, after.causes)
                 finally:
                     service.stop()
                 results[(store.name, workers)].append(result)
@@ -453,8 +455,7 @@ def soak(seconds: float, rate: float, window: float = 300) -> None:
     print(f"soak: {seconds:g} s at {rate:g} requests/s, --workers 2, PostgreSQL and Redis", flush=True)
     windows: list[tuple[Result, list[int]]] = []
     try:
-        before = lag_buckets(service.url)
-        causes, held = late_by_cause(service.url), busy_buckets(service.url)
+        before = window_start = Loops.scrape(service.url)
         scraper = Scraper(service.url, interval=15.0)
         started = time.monotonic()
         while (left := seconds - (time.monotonic() - started)) > 1:
@@ -475,7 +476,9 @@ def soak(seconds: float, rate: float, window: float = 300) -> None:
             result = Result(**json.loads(loader.stdout.read()))
             windows.append((result, memory))
             at = (time.monotonic() - started) / 60
-            causes, late = late_by_cause(service.url), lateness(causes, late_by_cause(service.url))
+            window_end = Loops.scrape(service.url)
+            late = lateness(window_start.causes, window_end.causes)
+            window_start = window_end
             print(
                 f"to minute {at:4.1f}: {result.requests} requests, failed {result.failed}, p50 "
                 f"{result.p50 * 1000:.1f} ms, p99 {result.p99 * 1000:.1f} ms, workers' memory "
@@ -487,8 +490,8 @@ def soak(seconds: float, rate: float, window: float = 300) -> None:
             )
         scraper.stop()
         same, ledger = ledger_matches_metrics(service.url)
-        hold = longest_hold(before, lag_buckets(service.url))
-        busy = longest_hold(held, busy_buckets(service.url))
+        after = Loops.scrape(service.url)
+        hold, busy = longest_hold(before.lag, after.lag), longest_hold(before.busy, after.busy)
     finally:
         service.stop()
     (first, first_memory), (last, last_memory) = windows[0], windows[-1]

@@ -46,7 +46,7 @@ def split_lateness(late: float, ran: float, waited: float) -> tuple[float, float
 
 class SchedStat:
     """The calling thread's time run and time waited for a CPU, in seconds, from the kernel's schedstat
-    (Linux); ``None`` where it cannot be read."""
+    (Linux); not ``available`` where it cannot be read."""
 
     def __init__(self) -> None:
         self._fd: int | None = None
