@@ -31,10 +31,14 @@ def free_port() -> int:
         return port
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """User plus system CPU time process ``pid`` has used so far (FileNotFoundError once it has ended)."""
+def process_cpu_seconds(pid: int, *, reaped: bool = False) -> float:
+    """User plus system CPU time process ``pid`` has used so far (FileNotFoundError once it has ended);
+    with ``reaped``, also that of its children that have ended and that it has waited for."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime
+    if reaped:
+        ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass

@@ -92,6 +92,18 @@ class Backends:
             self._redis = RedisServer(self.folder / "redis", runner=("taskset", "-c", CLIENT_CPU))
         return f"redis://127.0.0.1:{self._redis.port}/"
 
+    def cpu_seconds(self) -> float:
+        """The CPU the bench's own stores have used so far: PostgreSQL's postmaster (with its ended
+        children: autovacuum, checkpoints), its live backends, and redis-server; the shared ones: 0."""
+        total = 0.0
+        if self._postgres is not None:
+            postmaster, *children = self._postgres.processes()
+            total += process_cpu_seconds(postmaster, reaped=True)
+            total += cpu_seconds(children)
+        if self._redis is not None and self._redis.process is not None:
+            total += cpu_seconds([self._redis.process.popen.pid])
+        return total
+
     def close(self) -> None:
         if self._postgres is not None:
             self._postgres.destroy()
@@ -155,7 +167,10 @@ class Service:
         command = [sys.executable, "-m", "agentic_backend", "serve", "--port", str(self.port)]
         command += ["--workers", str(workers), "--no-access-log", "--log-level", "warning"]
         self.log = (self.folder / "serve.log").open("wb")
-        self.process = subprocess.Popen(["taskset", "-c", SERVER_CPU, *command], env=env, stderr=self.log)
+        prefix = os.environ.get("BENCH_PREFIX", "").split()
+        self.process = subprocess.Popen(
+            [*prefix, "taskset", "-c", SERVER_CPU, *command], env=env, stderr=self.log
+        )
         self._wait_ready()
 
     @property
@@ -464,6 +479,8 @@ def soak(seconds: float, rate: float, window: float = 300) -> None:
                 loadgen_command(service.url, rate, length), stdout=subprocess.PIPE, text=True
             )
             memory = []
+            processes = sorted({service.process.pid, *service.worker_pids()})
+            cpu, stores_cpu = cpu_seconds(processes), BACKENDS.cpu_seconds()
             while True:  # the workers' memory every 30 s until this window's loadgen ends
                 memory.append(sum(rss_bytes(p) for p in service.worker_pids()))
                 try:
@@ -474,6 +491,8 @@ def soak(seconds: float, rate: float, window: float = 300) -> None:
             assert loader.stdout is not None
             assert loader.returncode == 0
             result = Result(**json.loads(loader.stdout.read()))
+            result.service_cpu = (cpu_seconds(processes) - cpu) / max(1, result.requests)
+            stores_cpu = (BACKENDS.cpu_seconds() - stores_cpu) / max(1, result.requests)
             windows.append((result, memory))
             at = (time.monotonic() - started) / 60
             window_end = Loops.scrape(service.url)
@@ -482,7 +501,9 @@ def soak(seconds: float, rate: float, window: float = 300) -> None:
             print(
                 f"to minute {at:4.1f}: {result.requests} requests, failed {result.failed}, p50 "
                 f"{result.p50 * 1000:.1f} ms, p99 {result.p99 * 1000:.1f} ms, workers' memory "
-                f"{statistics.median(memory) / 2**20:.0f} MiB, loadgen {result.cpu_share:.0%}"
+                f"{statistics.median(memory) / 2**20:.0f} MiB, CPU a request: service "
+                f"{result.service_cpu * 1000:.2f} ms, stores {stores_cpu * 1000:.2f} ms; loadgen "
+                f"{result.cpu_share:.0%}"
                 + (" (loadgen saturated)" if result.saturated else "")
                 + f"; loops late by cause, ms: {late}"
                 + (f"; no answer: {result.errors}" if result.errors else ""),

@@ -222,7 +222,7 @@ def _build(settings: Settings, clock: Clock) -> _Parts:
     active_sessions = telemetry.metrics.active_sessions.labels()
 
     async def count_sessions() -> None:
-        active_sessions.set(await sessions.count_active())
+        active_sessions.set(await sessions.active())
 
     telemetry.add_refresher(count_sessions)
     telemetry.add_refresher(cache.refresh_size)
@@ -307,7 +307,7 @@ async def _lifespan(parts: _Parts, app: FastAPI) -> AsyncIterator[None]:
         await services.keys.generation.start()
         services.database.start()
         sessions_gauge = services.telemetry.metrics.active_sessions.labels()
-        sessions_gauge.set(await services.sessions.count_active())  # before the first scrape refreshes it
+        sessions_gauge.set(await services.sessions.active())  # before the first scrape refreshes it
         purger = asyncio.create_task(_purge_forever(parts))
         models = {agent.model for agent in services.agents.agents.values()}
         await warm_up(app, services.database, parts.pricer, models)

@@ -76,7 +76,7 @@ class PostgresCluster:
     def stop(self) -> None:
         self._run(self.bin / "pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
 
-    def _processes(self) -> list[int]:
+    def processes(self) -> list[int]:
         """The postmaster and its children (the backends holding the service's connections)."""
         postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
         found = [postmaster]
@@ -89,7 +89,7 @@ class PostgresCluster:
     def freeze(self) -> None:
         """Hang the server: every process stopped (SIGSTOP), its sockets still open, as a server that hangs
         or a network that drops packets leaves them. The kernel still accepts connections for it."""
-        self._frozen = self._processes()
+        self._frozen = self.processes()
         for pid in self._frozen:
             os.kill(pid, signal.SIGSTOP)
 

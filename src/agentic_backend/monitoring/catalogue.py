@@ -210,8 +210,8 @@ PERMISSION_CHECKS = MetricSpec(
 ACTIVE_SESSIONS = MetricSpec(
     "active_sessions",
     MetricType.GAUGE,
-    "Unexpired agent sessions, counted in the database at each scrape. Every replica sharing a database "
-    "reports the same count: aggregate with max(), never sum().",
+    "Unexpired agent sessions, counted in the database at most once a second (less often where a count is "
+    "slow). Every replica sharing a database reports the same count: aggregate with max(), never sum().",
     aggregation=Aggregation.SHARED,
 )
 ACTIVE_REQUESTS = MetricSpec(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
-from typing import Any
+from datetime import timedelta
+from typing import Any, cast
 
 import httpx
 from fastapi import FastAPI
@@ -11,6 +13,7 @@ from fastapi import FastAPI
 from agentic_backend import state
 from agentic_backend.app import create_app
 from agentic_backend.core.config import Settings
+from agentic_backend.core.db import Database
 from agentic_backend.sessions.service import SessionService
 from tests.conftest import ClientFor, FakeClock
 from tests.helpers import value
@@ -82,8 +85,34 @@ async def test_the_gauge_is_right_after_a_restart_and_across_replicas(
         async with client_for(create_app(settings, clock=clock)) as replica_b:
             assert await active_sessions(replica_b) == 3
             assert (await replica_b.post("/api/v1/sessions")).status_code == 201
+            assert await active_sessions(replica_b) == 4  # its own session, at once
+            # Another replica's, at replica_a's next count of the database: scrapes in between do not count.
+            assert await active_sessions(replica_a) == 3
+            clock.advance(SessionService.RECOUNT_AFTER)
             assert await active_sessions(replica_a) == 4
             assert await active_sessions(replica_b) == 4
+
+
+async def test_a_slow_count_of_the_sessions_is_repeated_less_often(clock: FakeClock) -> None:
+    """Counting is a scan of every unexpired session: a count that takes 50 ms is repeated after 5 s, not
+    after 1, so that the gauge never keeps the database busy more than 1 % of the time."""
+    counted: list[float] = []
+
+    class SlowCount(SessionService):
+        async def count_active(self) -> int:
+            counted.append(clock.monotonic())
+            await asyncio.sleep(0)
+            clock.advance(0.05)
+            return len(counted)
+
+    service = SlowCount(cast(Database, None), clock, timedelta(minutes=10))
+    assert await service.active() == 1
+    for _ in range(4):
+        clock.advance(1)
+        assert await service.active() == 1
+    clock.advance(1.5)
+    assert await service.active() == 2
+    assert len(counted) == 2
 
 
 async def test_bad_session_ids_are_4xx(anonymous: httpx.AsyncClient, key_for: Callable[..., Any]) -> None:
