@@ -92,17 +92,21 @@ class Backends:
             self._redis = RedisServer(self.folder / "redis", runner=("taskset", "-c", CLIENT_CPU))
         return f"redis://127.0.0.1:{self._redis.port}/"
 
-    def cpu_seconds(self) -> float:
-        """The CPU the bench's own stores have used so far: PostgreSQL's postmaster (with its ended
-        children: autovacuum, checkpoints), its live backends, and redis-server; the shared ones: 0."""
-        total = 0.0
+    def cpu_seconds(self) -> dict[str, float]:
+        """The CPU the bench's own stores have used so far (the shared ones: none): PostgreSQL's backends
+        serving connections ("queries"), the rest of it ("upkeep": the postmaster with its ended children,
+        autovacuum's among them, the checkpointer, the writers), and redis-server."""
+        used = {"queries": 0.0, "upkeep": 0.0, "redis": 0.0}
         if self._postgres is not None:
             postmaster, *children = self._postgres.processes()
-            total += process_cpu_seconds(postmaster, reaped=True)
-            total += cpu_seconds(children)
+            used["upkeep"] += process_cpu_seconds(postmaster, reaped=True)
+            for pid in children:
+                with contextlib.suppress(OSError):
+                    serving = b"127.0.0.1(" in Path(f"/proc/{pid}/cmdline").read_bytes()
+                    used["queries" if serving else "upkeep"] += process_cpu_seconds(pid)
         if self._redis is not None and self._redis.process is not None:
-            total += cpu_seconds([self._redis.process.popen.pid])
-        return total
+            used["redis"] += cpu_seconds([self._redis.process.popen.pid])
+        return used
 
     def close(self) -> None:
         if self._postgres is not None:
@@ -492,7 +496,10 @@ def soak(seconds: float, rate: float, window: float = 300) -> None:
             assert loader.returncode == 0
             result = Result(**json.loads(loader.stdout.read()))
             result.service_cpu = (cpu_seconds(processes) - cpu) / max(1, result.requests)
-            stores_cpu = (BACKENDS.cpu_seconds() - stores_cpu) / max(1, result.requests)
+            stores = {
+                name: (used - stores_cpu[name]) / max(1, result.requests)
+                for name, used in BACKENDS.cpu_seconds().items()
+            }
             windows.append((result, memory))
             at = (time.monotonic() - started) / 60
             window_end = Loops.scrape(service.url)
@@ -502,7 +509,9 @@ def soak(seconds: float, rate: float, window: float = 300) -> None:
                 f"to minute {at:4.1f}: {result.requests} requests, failed {result.failed}, p50 "
                 f"{result.p50 * 1000:.1f} ms, p99 {result.p99 * 1000:.1f} ms, workers' memory "
                 f"{statistics.median(memory) / 2**20:.0f} MiB, CPU a request: service "
-                f"{result.service_cpu * 1000:.2f} ms, stores {stores_cpu * 1000:.2f} ms; loadgen "
+                f"{result.service_cpu * 1000:.2f} ms, stores {sum(stores.values()) * 1000:.2f} ms ("
+                + ", ".join(f"{name} {used * 1000:.2f}" for name, used in stores.items())
+                + f"); loadgen "
                 f"{result.cpu_share:.0%}"
                 + (" (loadgen saturated)" if result.saturated else "")
                 + f"; loops late by cause, ms: {late}"
