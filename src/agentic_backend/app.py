@@ -132,7 +132,6 @@ class _Parts:
     state: AppState
     windows: Windows
     budgets: Budgets
-    backend: CacheBackend
     providers: dict[str, Provider]
     tracing: Tracing
     pricer: Pricer
@@ -248,7 +247,7 @@ def _build(settings: Settings, clock: Clock) -> _Parts:
         drain=Drain(settings.drain_file),
         key_spend=ledger.totals_by_key,
     )
-    return _Parts(app_state, windows, budgets, backend, providers, tracing, pricer, sampler)
+    return _Parts(app_state, windows, budgets, providers, tracing, pricer, sampler)
 
 
 def _recorder(
@@ -332,7 +331,7 @@ async def _lifespan(parts: _Parts, app: FastAPI) -> AsyncIterator[None]:
         for provider in parts.providers.values():
             await provider.close()
         parts.tracing.shutdown()  # exports the spans still queued
-        await parts.backend.close()
+        await services.cache.close()  # and its back-end
         await parts.windows.close()
         await services.keys.generation.close()
         await services.database.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -11,10 +13,15 @@ import redis.asyncio as aioredis
 
 from agentic_backend import state
 from agentic_backend.app import create_app
+from agentic_backend.cache import service as cache_service
 from agentic_backend.cache.backends import MemoryCache, RedisCache
+from agentic_backend.cache.service import ResponseCache
 from agentic_backend.core.config import Settings
+from agentic_backend.metricstore.exposition import render
+from agentic_backend.monitoring.service import Telemetry
 from tests.conftest import ClientFor
 from tests.helpers import REDIS_URL, require_redis, samples
+from tests.helpers import value as metric_value
 from tests.integration.harness import free_port
 
 
@@ -82,6 +89,42 @@ async def test_redis_cache_size_is_every_key_and_value_over_several_steps(redis_
     await other.close()
 
 
+async def test_one_count_of_the_redis_cache_size_serves_every_worker_and_replica(
+    redis_cache: RedisCache,
+) -> None:
+    # The size is a scan of every entry, whose cost grows with them: the first to ask counts it, and every
+    # worker and replica reads that count until it is max_age old, rather than each scanning Redis.
+    prefix = redis_cache._prefix
+    await redis_cache.set("k1", b"x" * 10, ttl=60)
+    replica = RedisCache(REDIS_URL, prefix=prefix)
+    try:
+        counted = time.monotonic()
+        first = await redis_cache.shared_size_bytes(max_age=0.5)
+        assert first == len(prefix + "k1") + 10
+        await redis_cache.set("k2", b"y" * 20, ttl=60)
+        now = first + len(prefix + "k2") + 20
+        assert await redis_cache.size_bytes() == now  # what a count would say
+        assert await replica.shared_size_bytes(max_age=0.5) == first  # the stored count, not a new one
+        seen = []  # once the stored count is older than max_age (longer if counting was slow), a new count
+        for _ in range(100):
+            seen.append(await replica.shared_size_bytes(max_age=0.5))
+            if seen[-1] != first:
+                break
+            await asyncio.sleep(0.1)
+        assert seen[-1] == now
+        assert time.monotonic() - counted >= 0.5
+        # While one is counting, the others keep their last size (None) rather than count as well.
+        cleanup = aioredis.Redis.from_url(REDIS_URL)
+        size_key = prefix.rstrip(":") + "-size"
+        await cleanup.delete(size_key)
+        await cleanup.set(size_key + ":counting", b"1", px=5_000)
+        assert await replica.shared_size_bytes(max_age=0.5) is None
+        await cleanup.delete(size_key + ":counting")
+        await cleanup.aclose()
+    finally:
+        await replica.close()
+
+
 async def test_two_replicas_share_the_redis_cache(
     make_settings: Callable[..., Settings], client_for: ClientFor, redis_cache: RedisCache, tmp_path: Path
 ) -> None:
@@ -135,3 +178,72 @@ async def test_a_memory_cache_keeps_its_size_gauge_current_without_a_scrape(sett
     assert gauge.get() == 154
     await cache.delete("k1")
     assert gauge.get() == 52
+
+
+class _SlowSharedStore:
+    """A shared store whose size is counted only when the test lets it."""
+
+    name = "slow"
+    shared = True
+
+    def __init__(self) -> None:
+        self.size = 10
+        self.release = asyncio.Event()
+        self.counts = 0
+
+    async def get(self, key: str) -> bytes | None:
+        return None
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        return None
+
+    async def delete(self, key: str) -> None:
+        return None
+
+    async def size_bytes(self) -> int:
+        return self.size
+
+    async def shared_size_bytes(self, max_age: float) -> int | None:
+        self.counts += 1
+        if self.counts > 1:
+            await self.release.wait()
+        return self.size
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_scrape_does_not_wait_for_a_count_of_the_shared_cache(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The first scrape waits for the size (there is none yet); later ones answer with the last size while
+    # the next count runs in the background, so that no request waits for a scan of every entry.
+    monkeypatch.setattr(cache_service, "SHARED_SIZE_SECONDS", 0.0)
+    telemetry = Telemetry(Settings())
+    store = _SlowSharedStore()
+    cache = ResponseCache(store, telemetry.metrics, ttl=60)
+
+    def gauge() -> float | None:
+        return metric_value(render(telemetry.snapshot()), "cache_size_bytes")
+
+    await cache.refresh_size()
+    assert gauge() == 10
+    store.size = 20
+    await asyncio.wait_for(cache.refresh_size(), timeout=5)  # the count is blocked: the refresh is not
+    await asyncio.wait_for(cache.refresh_size(), timeout=5)  # nor a second one, which starts no new count
+    assert gauge() == 10
+    assert store.counts == 2
+    store.release.set()
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if gauge() == 20:
+            break
+    assert gauge() == 20
+    store.release.clear()
+    await cache.refresh_size()  # a count under way when the service stops is cancelled, not left pending
+    await cache.close()
+    assert cache._size_reader is not None
+    assert cache._size_reader.cancelled()
