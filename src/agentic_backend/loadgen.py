@@ -120,6 +120,13 @@ async def _revoke_keys(client: httpx.AsyncClient, keys: Keys) -> None:
             await client.delete(f"/api/v1/keys/{key_id}", headers=headers)
 
 
+# Seconds a kept-alive connection may stay idle before loadgen drops it: less than the service's own limit
+# (serve --timeout-keep-alive, 5 s), as for any client of a keep-alive server. httpx's default is those same
+# 5 s: a connection idle that long could be reused just as the service closed it, and its request failed
+# (one ReadError in 268,843 requests of a 30-minute soak).
+IDLE = 2.0
+
+
 class _Clients:
     """Connections spread over several small httpx pools. One pool of 64 connections spent most of the
     generator's CPU in httpcore's pool bookkeeping (each request scans every connection of its pool: 7.6 ms
@@ -128,7 +135,9 @@ class _Clients:
     _PER_POOL = 4
 
     def __init__(self, url: str, connections: int) -> None:
-        limits = httpx.Limits(max_connections=self._PER_POOL, max_keepalive_connections=self._PER_POOL)
+        limits = httpx.Limits(
+            max_connections=self._PER_POOL, max_keepalive_connections=self._PER_POOL, keepalive_expiry=IDLE
+        )
         self.pools = [
             httpx.AsyncClient(base_url=url, timeout=30, limits=limits)
             for _ in range(max(1, connections // self._PER_POOL))
@@ -290,10 +299,14 @@ async def generate(
     rng = random.Random(seed)
     stats = stats if stats is not None else Stats()
     loopback = httpx.URL(url).host in ("127.0.0.1", "localhost")
-    transport = httpx.AsyncHTTPTransport(local_address="127.0.0.66") if loopback else None
+    idle = httpx.Limits(keepalive_expiry=IDLE)  # the client's own when it makes its transport
+    transport = httpx.AsyncHTTPTransport(local_address="127.0.0.66", limits=idle) if loopback else None
     clients = _Clients(url, connections=64)
     async with httpx.AsyncClient(
-        base_url=url.replace("localhost", "127.0.0.1"), timeout=30, transport=transport
+        base_url=url.replace("localhost", "127.0.0.1"),
+        timeout=30,
+        transport=transport,
+        limits=idle,
     ) as other:
         try:
             keys = await _prepare_keys(clients.next(), api_key)
