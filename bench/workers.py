@@ -23,7 +23,8 @@ the same database transactions a request), and that, not waiting, is what four w
     uv run python -m bench.workers --soak 1800           # 30 minutes on --workers 2, PostgreSQL and Redis
 
 The soak runs loadgen in 5-minute windows and prints each as it ends (requests, failures, p50/p99, the
-workers' memory sampled each 30 s, loadgen's CPU), then compares the first window with the last and checks
+workers' memory sampled each 30 s, the CPU a request of the service and of the stores (PostgreSQL's
+queries, its upkeep, Redis), loadgen's CPU), then compares the first window with the last and checks
 that the ledger's tokens equal the metrics' at the end.
 """
 
