@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -102,6 +103,15 @@ end
 return {found[1], #found[2], bytes}
 """
 _SIZE_STEP_KEYS = 500  # SCAN's COUNT for one step
+# Releases the "counting" key only if it is still this counter's: a count that outlived the key's expiry
+# must not delete the key of the counter that took it since.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+_COUNTING_MS = 60_000  # how long one worker's claim to be counting lasts, at most
 _SIZE_SHARE = 0.01  # of Redis's time, at most, that counting the cache's size may take
 
 
@@ -119,6 +129,7 @@ class RedisCache:
         self._prefix = prefix
         self._scan_limit = scan_limit
         self._size_step = self._client.register_script(_SIZE_STEP)
+        self._release = self._client.register_script(_RELEASE)
         self._size_key = prefix.rstrip(":") + "-size"  # outside the prefix: neither scanned nor an entry
 
     async def get(self, key: str) -> bytes | None:
@@ -151,7 +162,8 @@ class RedisCache:
         if stored is not None:
             return int(stored)
         counting = self._size_key + ":counting"
-        if not await self._client.set(counting, b"1", nx=True, px=60_000):
+        token = secrets.token_hex(8)
+        if not await self._client.set(counting, token, nx=True, px=_COUNTING_MS):
             return None
         try:
             started = time.monotonic()
@@ -159,7 +171,7 @@ class RedisCache:
             keep = max(max_age, (time.monotonic() - started) / _SIZE_SHARE)
             await self._client.set(self._size_key, size, px=max(1, int(keep * 1000)))
         finally:
-            await self._client.delete(counting)
+            await self._release(keys=[counting], args=[token])
         return size
 
     async def ping(self) -> None:

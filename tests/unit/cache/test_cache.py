@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 
 from agentic_backend import state
 from agentic_backend.app import create_app
+from agentic_backend.cache import backends
 from agentic_backend.cache import service as cache_service
 from agentic_backend.cache.backends import MemoryCache, RedisCache
 from agentic_backend.cache.service import ResponseCache
@@ -123,6 +124,35 @@ async def test_one_count_of_the_redis_cache_size_serves_every_worker_and_replica
         await cleanup.aclose()
     finally:
         await replica.close()
+
+
+async def test_a_count_that_outlived_its_claim_leaves_the_next_counters_claim_alone(
+    redis_cache: RedisCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A count slower than its "counting" key's expiry: meanwhile another worker takes the key. The first,
+    # finishing, must not delete that key, or a third count would start beside the second.
+    monkeypatch.setattr(backends, "_COUNTING_MS", 100)
+    counting = redis_cache._prefix.rstrip(":") + "-size:counting"
+    other = aioredis.Redis.from_url(REDIS_URL)
+    scan = redis_cache.size_bytes
+
+    async def slow_scan() -> int:
+        await asyncio.sleep(0.3)  # the claim expires
+        assert await other.set(counting, b"theirs", nx=True, px=5_000)  # and another worker takes it
+        return await scan()
+
+    monkeypatch.setattr(redis_cache, "size_bytes", slow_scan)
+    try:
+        assert await redis_cache.shared_size_bytes(max_age=0.5) == 0
+        assert await other.get(counting) == b"theirs"
+        # Its own claim, when still held, is released.
+        await other.delete(counting, redis_cache._prefix.rstrip(":") + "-size")
+        monkeypatch.setattr(redis_cache, "size_bytes", scan)
+        assert await redis_cache.shared_size_bytes(max_age=0.5) == 0
+        assert await other.get(counting) is None
+    finally:
+        await other.delete(counting)
+        await other.aclose()
 
 
 async def test_two_replicas_share_the_redis_cache(
