@@ -386,4 +386,9 @@ def _install_middleware(app: FastAPI, settings: Settings, parts: _Parts) -> None
     if settings.drain_file is not None:
         app.add_middleware(CloseWhileDraining, drain=parts.state.drain)
     telemetry = parts.state.telemetry
-    app.add_middleware(HttpMetricsMiddleware, metrics=telemetry.metrics, exemplars=telemetry.exemplars)
+    app.add_middleware(
+        HttpMetricsMiddleware,
+        metrics=telemetry.metrics,
+        exemplars=telemetry.exemplars,
+        loop_monitor=telemetry.loop_monitor,
+    )

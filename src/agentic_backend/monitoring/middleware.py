@@ -33,6 +33,7 @@ from agentic_backend.metricstore.exemplars import Exemplars
 from agentic_backend.metricstore.families import HistogramSeries
 from agentic_backend.metricstore.storage import FloatView
 from agentic_backend.monitoring.catalogue import KNOWN_METHODS, OTHER_METHOD, BuiltinMetrics
+from agentic_backend.monitoring.waits import EventLoopMonitor
 
 CLIENT_CLOSED_REQUEST = 499
 SERVER_ERROR = 500
@@ -89,8 +90,15 @@ class HttpMetricsMiddleware:
     # client can invent without end: label sets with those are cached only while the cache is this small.
     CACHE_LIMIT = 10_000
 
-    def __init__(self, app: ASGIApp, metrics: BuiltinMetrics, exemplars: Exemplars | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: BuiltinMetrics,
+        exemplars: Exemplars | None = None,
+        loop_monitor: EventLoopMonitor | None = None,
+    ) -> None:
         self.app = app
+        self._monitor = loop_monitor  # woken by each request while it rests (monitoring/waits.py)
         self._exemplars = exemplars  # with tracing on: the request's trace as its bucket's exemplar
         self._requests = metrics.http_requests
         self._durations = metrics.http_duration
@@ -129,6 +137,9 @@ class HttpMetricsMiddleware:
 
         active, active_slot = self._active, self._active_slot
         active[active_slot] += 1.0
+        monitor = self._monitor
+        if monitor is not None and monitor.resting:
+            monitor.wake()
         try:
             await self.app(scope, receive_wrapper, send_wrapper)
         except BaseException as exc:

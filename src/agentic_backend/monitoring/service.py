@@ -63,7 +63,8 @@ class Telemetry:
         def late_by(cause: str, seconds: float) -> None:
             late[cause].observe(seconds)
 
-        self.loop_monitor = EventLoopMonitor(lag.observe, late_by=late_by)
+        active, slot = self.metrics.active_requests.labels().location()  # this worker's requests in flight
+        self.loop_monitor = EventLoopMonitor(lag.observe, late_by=late_by, busy=lambda: active[slot] > 0)
         waits = {kind: self.metrics.database_wait.labels(kind) for kind in ("pool", "lock")}
 
         def database_wait(kind: str, seconds: float) -> None:

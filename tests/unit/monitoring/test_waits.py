@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from agentic_backend.monitoring.waits import LATE, EventLoopMonitor, SchedStat, WorkerSlot, split_lateness
+from agentic_backend import state
+from agentic_backend.app import create_app
+from agentic_backend.core.config import Settings
+from agentic_backend.monitoring.waits import (
+    LATE,
+    REST,
+    EventLoopMonitor,
+    SchedStat,
+    WorkerSlot,
+    split_lateness,
+)
+from tests.conftest import ClientFor
 
 
 async def test_a_held_loop_makes_one_timer_that_late() -> None:
@@ -31,6 +44,96 @@ async def test_a_held_loop_makes_one_timer_that_late() -> None:
     count = len(lags)
     await asyncio.sleep(0.05)
     assert len(lags) == count  # stopped
+
+
+def _timed_monitor(busy: list[bool]) -> tuple[EventLoopMonitor, list[float], list[float]]:
+    """A monitor (not started) whose worker is busy while ``busy[0]``, with its lags and when each ran."""
+    lags: list[float] = []
+    times: list[float] = []
+
+    def observe(lag: float) -> None:
+        lags.append(lag)
+        times.append(time.monotonic())
+
+    return EventLoopMonitor(observe, interval=0.01, busy=lambda: busy[0]), lags, times
+
+
+def _gaps(times: list[float], since: float) -> list[float]:
+    later = [t for t in times if t >= since]
+    return [b - a for a, b in itertools.pairwise(later)]
+
+
+async def test_the_monitor_rests_while_idle_and_a_request_wakes_it() -> None:
+    # Every wake-up costs CPU: an idle worker's timers are REST apart, not 10 ms; work brings back 10 ms.
+    busy = [False]
+    monitor, lags, times = _timed_monitor(busy)
+    monitor.start()
+    try:
+        await asyncio.sleep(0.3)
+        assert monitor.resting
+        idle = _gaps(times, since=times[2])
+        assert idle
+        assert min(idle) >= REST * 0.9, idle  # resting: timers REST apart
+        busy[0] = True  # a request arrives: the middleware wakes the monitor
+        monitor.wake()
+        woken = time.monotonic()
+        assert not monitor.resting
+        time.sleep(0.06)  # the request holds the loop  # noqa: ASYNC251
+        await asyncio.sleep(0.1)
+        # The hold is measured as a busy worker's: the timer due 10 ms after the wake-up is 50 ms late.
+        assert 0.04 <= max(lags) < 0.2, lags
+        assert not monitor.resting  # a request in flight: about 10 ms apart (resting: 2 in the 100 ms)
+        assert len(_gaps(times, since=woken + 0.06)) >= 4, times
+        busy[0] = False  # the request ended: rests again at the next timer
+        await asyncio.sleep(0.05)
+        assert monitor.resting
+    finally:
+        monitor.stop()
+
+
+async def test_a_resting_monitor_whose_thread_computes_goes_back_to_10_ms() -> None:
+    # Background work (no request in flight) that keeps the thread running also brings back the pace.
+    monitor, _, times = _timed_monitor([False])
+    monitor.start()
+    try:
+        await asyncio.sleep(0.2)
+        assert monitor.resting
+        end = time.monotonic() + 0.3
+        while time.monotonic() < end:  # 5 ms of computing at a time, the loop free in between
+            chunk = time.thread_time() + 0.005
+            while time.thread_time() < chunk:
+                pass
+            await asyncio.sleep(0.001)
+            if not monitor.resting:
+                break
+        assert not monitor.resting
+        await asyncio.sleep(0.03)  # the next timer is due 10 ms after the one that found the thread busy
+    finally:
+        monitor.stop()
+    assert min(_gaps(times, since=times[0])) < 0.03
+
+
+async def test_the_app_rests_its_monitor_while_idle_and_each_request_wakes_it(
+    make_settings: Callable[..., Settings], client_for: ClientFor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = create_app(make_settings())
+    async with client_for(app) as client:
+        monitor = state.of(app).telemetry.loop_monitor
+        for _ in range(50):
+            if monitor.resting:
+                break
+            await asyncio.sleep(0.02)
+        assert monitor.resting
+        woken = []
+        wake = monitor.wake
+
+        def spy() -> None:
+            woken.append(monitor.resting)
+            wake()
+
+        monkeypatch.setattr(monitor, "wake", spy)
+        assert (await client.get("/api/v1/monitoring/health")).status_code == 200
+        assert woken == [True]
 
 
 def test_workers_take_the_lowest_free_slot_and_a_replacement_takes_the_dead_ones(tmp_path: Path) -> None:
