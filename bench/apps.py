@@ -28,8 +28,10 @@ def ours() -> FastAPI:
     from agentic_backend.monitoring.middleware import HttpMetricsMiddleware
     from agentic_backend.monitoring.service import Telemetry
 
+    telemetry = Telemetry(Settings())
     app = _with_route(FastAPI())
-    app.add_middleware(HttpMetricsMiddleware, metrics=Telemetry(Settings()).metrics)
+    # As the service adds it: with the event-loop monitor, which each request checks (and wakes, resting).
+    app.add_middleware(HttpMetricsMiddleware, metrics=telemetry.metrics, loop_monitor=telemetry.loop_monitor)
     return app
 
 

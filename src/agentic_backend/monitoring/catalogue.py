@@ -244,7 +244,8 @@ WAIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5
 EVENT_LOOP_LAG = MetricSpec(
     "event_loop_lag_seconds",
     MetricType.HISTOGRAM,
-    "How late each worker's event loop ran a timer it checks every 10 ms (by worker: 0 with one process, "
+    "How late each worker's event loop ran a timer it checks every 10 ms (50 ms while the worker has no "
+    "request in flight and its loop runs nothing; by worker: 0 with one process, "
     "0 to N-1 under 'serve --workers N', a replaced worker taking the slot of the one it replaces). A "
     "loop held that long delays every request of its worker.",
     ("worker",),
