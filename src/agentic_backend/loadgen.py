@@ -79,7 +79,9 @@ class Keys:
     main: str
     user: str
     viewer: str | None = None
-    limited: str | None = None  # 5 queries a minute: the rest are rejected (429)
+    limited: str | None = (
+        None  # 1 query a minute: the rest are rejected (429), from the first seconds of a run
+    )
     made: list[int] = field(default_factory=list)  # ids of the keys made here, revoked at the end
 
 
@@ -100,7 +102,7 @@ async def _prepare_keys(client: httpx.AsyncClient, key: str) -> Keys:
     )
     limited = await client.post(
         "/api/v1/keys",
-        json={"name": f"loadgen-limited-{suffix}", "role": "user", "rpm_limit": 5},
+        json={"name": f"loadgen-limited-{suffix}", "role": "user", "rpm_limit": 1},
         headers=headers,
     )
     made = [r.json()["id"] for r in (user, viewer, limited) if r.status_code == 201]
