@@ -44,7 +44,7 @@ async def test_concurrent_writers_share_transactions_and_see_their_rows(
 ) -> None:
     key = await KeyService(database, clock).create("k", "user")
     commits: list[int] = []
-    event.listen(database.engine.sync_engine, "commit", lambda _: commits.append(1))
+    event.listen(database.group.engine, "commit", lambda _: commits.append(1))
     ledger = Ledger(database)
 
     async def query(number: int) -> int:
@@ -62,7 +62,7 @@ async def test_one_failing_statement_fails_only_its_own_request(database: Databa
     key = await KeyService(database, clock).create("k", "user")
     ledger = Ledger(database)
     commits: list[int] = []
-    event.listen(database.engine.sync_engine, "commit", lambda _: commits.append(1))
+    event.listen(database.group.engine, "commit", lambda _: commits.append(1))
     bad = (insert(UsageRecord), {"request_id": "x"})  # NOT NULL columns missing: its transaction fails
 
     async def good(number: int) -> None:
@@ -103,7 +103,7 @@ async def test_rollup_rows_are_upserted_in_one_order_whatever_the_queue(
                 [row[0] if isinstance(row, tuple | list) else row["key_id"] for row in parameters]
             )
 
-    event.listen(database.engine.sync_engine, "before_cursor_execute", capture)
+    event.listen(database.group.engine, "before_cursor_execute", capture)
 
     async def one(key_id: int, n: int) -> None:
         await asyncio.sleep(0)
@@ -113,3 +113,16 @@ async def test_rollup_rows_are_upserted_in_one_order_whatever_the_queue(
     assert executed, "the batch upserted its rollups in one executemany"
     assert all(order == sorted(order) for order in executed), executed
     assert sum(len(order) for order in executed) == len(ids)
+
+
+async def test_a_batch_commits_while_a_reader_holds_a_connection(
+    database: Database, clock: FakeClock
+) -> None:
+    """On SQLite the group commit writes through a connection of its own: a reader holding the asyncio
+    engine's one connection (a summary, a report) does not hold up the writes of every other request."""
+    key = await KeyService(database, clock).create("k", "user")
+    ledger = Ledger(database)
+    async with database.engine.connect() as reader:
+        await reader.execute(select(func.count()).select_from(UsageRecord))  # a read transaction, open
+        await asyncio.wait_for(ledger.record(entry(key.id, 1)), timeout=5)
+        assert (await reader.execute(select(func.count()).select_from(UsageRecord))).scalar_one() == 1

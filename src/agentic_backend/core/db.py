@@ -14,10 +14,10 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Executable, event, make_url, text
+from sqlalchemy import Connection, Engine, Executable, create_engine, event, make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
-from sqlalchemy.pool import AsyncAdaptedQueuePool
+from sqlalchemy.pool import AsyncAdaptedQueuePool, QueuePool
 
 from agentic_backend.core import sqlite_inline
 from agentic_backend.core.errors import storage_failure
@@ -76,6 +76,22 @@ def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
     cursor.close()
 
 
+def _sqlite_writer(path: str) -> Engine:
+    """A synchronous engine with one connection to the SQLite file at ``path``, set up as the asyncio
+    engine's (the same pragmas, no busy timeout: a locked database is waited for by
+    ``sqlite_inline.run``), used on the event loop's thread only."""
+    engine = create_engine(
+        "sqlite://",
+        poolclass=QueuePool,
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=0,  # one transaction at a time (GroupCommit._drain): the connection is always free
+        creator=lambda: sqlite3.connect(path, isolation_level="DEFERRED", check_same_thread=False, timeout=0),
+    )
+    event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
 # One statement and its parameters, as queued for the group commit.
 Write = tuple[Executable, dict[str, Any]]
 
@@ -96,16 +112,38 @@ class GroupCommit:
     wrote almost every request alone: under 16 clients, batches of 1.07 requests against 2-4 with it, and
     a third more agent queries per second. A time-based wait (PostgreSQL's ``commit_delay``) measured no
     better and adds latency; a lone client passes one idle turn.
+
+    On SQLite the transactions go through ``sqlite``: a synchronous engine with a connection of its own,
+    whose transaction runs at once on the loop's thread (one that finds the database locked is rolled back
+    and tried again after a pause, as every SQLite call is: core/sqlite_inline.py). Through the asyncio
+    engine each step of a transaction (checkout, cursor, statement, commit, the pool's reset) is an awaited
+    coroutine and a greenlet switch: ``bench.group_commit`` measures what that costs a lone request. It
+    also no longer waits for the asyncio engine's one connection while a reader holds it.
     """
 
     _BATCH = 500  # requests per transaction
     _GATHER = 4  # event-loop turns the writer waits, at most, for running requests to join
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        sqlite: Engine | None = None,
+        *,
+        timeout: float = 10.0,
+        on_wait: WaitObserver | None = None,
+    ) -> None:
         self._engine = engine
+        self._sqlite = sqlite
+        self._timeout = timeout  # how long a SQLite transaction waits for another writer's lock
+        self._on_wait = on_wait
         self._queue: list[tuple[Sequence[Write], asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
         self._orders: dict[Executable, Callable[[Any], tuple[Any, ...]]] = {}
+
+    @property
+    def engine(self) -> Engine:
+        """The engine whose connections write the transactions (for its events: commits, statements)."""
+        return self._sqlite or self._engine.sync_engine
 
     def order(self, statement: Executable, key: Callable[[Any], tuple[Any, ...]]) -> None:
         """Execute ``statement``'s rows of a batch sorted by ``key``: rows it locks (upserted counters) are
@@ -154,8 +192,18 @@ class GroupCommit:
         for writes, _ in batch:
             for statement, parameters in writes:
                 grouped.setdefault(statement, []).append(parameters)
+        if self._sqlite is not None:
+            await sqlite_inline.run(
+                lambda: self._sqlite_transaction(grouped), timeout=self._timeout, on_wait=self._on_wait
+            )
+            return
         async with self._engine.connect() as connection:
             await connection.run_sync(self._transaction, grouped)
+
+    def _sqlite_transaction(self, grouped: dict[Executable, list[dict[str, Any]]]) -> None:
+        assert self._sqlite is not None
+        with self._sqlite.connect() as connection:
+            self._transaction(connection, grouped)
 
     def _transaction(self, connection: Connection, grouped: dict[Executable, list[dict[str, Any]]]) -> None:
         """The batch's transaction, run as one synchronous function: each awaited step of SQLAlchemy's
@@ -261,8 +309,10 @@ class Database:
         assert isinstance(pool, TimedPool)
         pool.observer = self.observe_wait
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
-        self.group = GroupCommit(self.engine)
         path = make_url(url).database if url.startswith("sqlite") else None
+        # The group commit's own connection to a SQLite file (an in-memory database is one connection's).
+        self._sqlite_writer = _sqlite_writer(path) if path and path != ":memory:" else None
+        self.group = GroupCommit(self.engine, self._sqlite_writer, timeout=timeout, on_wait=self.observe_wait)
         self._checkpointer = WalCheckpointer(path) if path and path != ":memory:" else None
 
     def start(self) -> None:
@@ -296,6 +346,8 @@ class Database:
         if self._checkpointer is not None:
             await self._checkpointer.close()
         await self.engine.dispose()
+        if self._sqlite_writer is not None:
+            self._sqlite_writer.dispose()
 
 
 def alembic_config(url: str) -> Config:

@@ -34,9 +34,13 @@ T = TypeVar("T")
 _MAX_RETRY_DELAY = 0.025  # seconds between two tries of a locked call, at most
 
 
-def _locked(exc: sqlite3.OperationalError) -> bool:
+def _locked(exc: Exception) -> bool:
     """SQLITE_BUSY (and its extended codes but BUSY_SNAPSHOT, which waiting cannot cure: the transaction
-    read a snapshot another process has since written past, and must start again)."""
+    read a snapshot another process has since written past, and must start again); raised by sqlite3 or
+    by SQLAlchemy, which wraps sqlite3's error."""
+    exc = getattr(exc, "orig", None) or exc
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
     code: int | None = getattr(exc, "sqlite_errorcode", None)
     if code is None:
         return "database is locked" in str(exc)
@@ -98,6 +102,35 @@ class InlineCursor:
         self._cursor.close()
 
 
+async def run(
+    work: Callable[[], T], *, timeout: float, on_wait: Callable[[str, float], None] | None = None
+) -> T:
+    """``work()`` at once on the loop's thread; if it finds the database locked (by another process or
+    connection), again after a pause that lets the loop go on (one loop turn, then 1 ms doubling to 25 ms),
+    until it succeeds or ``timeout`` seconds have passed; ``on_wait`` hears how long it waited. ``work``
+    must leave nothing behind when it fails so (a statement, or a transaction rolled back whole)."""
+    try:
+        return work()
+    except Exception as exc:
+        if not _locked(exc):
+            raise
+    started = time.perf_counter()
+    deadline = started + timeout
+    delay = 0.0
+    try:
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                return work()
+            except Exception as exc:
+                if not _locked(exc) or time.perf_counter() >= deadline:
+                    raise
+            delay = min(_MAX_RETRY_DELAY, max(0.001, delay * 2))
+    finally:
+        if on_wait is not None:
+            on_wait("lock", time.perf_counter() - started)
+
+
 class InlineConnection:
     """What SQLAlchemy's aiosqlite adapter calls on an ``aiosqlite.Connection``."""
 
@@ -116,26 +149,7 @@ class InlineConnection:
     async def call(self, work: Callable[[], T]) -> T:
         """``work()`` at once on the loop's thread; if another process holds the database's lock, again
         after a pause that lets the loop go on, until it succeeds or the timeout has passed."""
-        try:
-            return work()
-        except sqlite3.OperationalError as exc:
-            if not _locked(exc):
-                raise
-        started = time.perf_counter()
-        deadline = started + self._timeout
-        delay = 0.0
-        try:
-            while True:
-                await asyncio.sleep(delay)
-                try:
-                    return work()
-                except sqlite3.OperationalError as exc:
-                    if not _locked(exc) or time.perf_counter() >= deadline:
-                        raise
-                delay = min(_MAX_RETRY_DELAY, max(0.001, delay * 2))
-        finally:
-            if self._on_wait is not None:
-                self._on_wait("lock", time.perf_counter() - started)
+        return await run(work, timeout=self._timeout, on_wait=self._on_wait)
 
     @property
     def isolation_level(self) -> str | None:
