@@ -170,6 +170,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._body_deadline = self.loop.time() + self._limits.body_timeout
         self._arm(self._limits.body_timeout, self._body_timed_out)
         super().on_headers_complete()
+        if self.cycle is not None:
+            self.cycle.transport = cast(asyncio.Transport, _HeadWithBody(self.transport, self.loop))
 
     def on_body(self, body: bytes) -> None:
         self._body_deadline += len(body) / self._limits.body_min_rate
@@ -267,6 +269,49 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.logger.info(
             "refused a request from %s: %d %s", _peer(self.client), refusal.status, refusal.error
         )
+
+
+class _HeadWithBody:
+    """A response's transport as its cycle writes to it: the status line and headers go out with the
+    body's first bytes, in one send.
+
+    uvicorn writes the head on its own when the application starts the response, then the body: two sends,
+    so two TCP segments, and the client woken twice, for every response. Here the head waits for the next
+    write (a plain response: the application sends the body in the same step, back to back) or for the
+    loop's next turn, whichever comes first (a stream's first chunk may come later; a HEAD answer has no
+    body), so no head waits longer than one turn. Later writes go straight through."""
+
+    __slots__ = ("_held", "_loop", "_transport", "_written")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+        self._written = False
+
+    def write(self, data: bytes) -> None:
+        if not self._written:  # the head (or a 100 Continue): held for one turn at most
+            self._written = True
+            self._held = data
+            self._loop.call_soon(self._flush)
+            return
+        held, self._held = self._held, None
+        if held is not None:
+            self._transport.writelines((held, data))
+        else:
+            self._transport.write(data)
+
+    def _flush(self) -> None:
+        held, self._held = self._held, None
+        if held is not None and not self._transport.is_closing():
+            self._transport.write(held)
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
 
 
 def _peer(client: tuple[str, int] | None) -> str:
