@@ -14,6 +14,8 @@ httptools' parser and adds, per connection (settings in ``HttpLimits``, document
   seconds (Apache's mod_reqtimeout rule): else 408, or a close if the answer has begun. A body the
   application does not read yet (flow control) is never the client's fault.
 
+It also sends a response's head with its body in one write, where uvicorn makes two (``_HeadWithBody``).
+
 Refusals are answered as every error of the service is, ``{"error", "detail"}`` in JSON, with
 ``Connection: close``. Idle keep-alive connections are uvicorn's (``--timeout-keep-alive``), and the
 number of requests a worker takes at once is uvicorn's ``--limit-concurrency`` (503 past it).
