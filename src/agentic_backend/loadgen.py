@@ -79,9 +79,7 @@ class Keys:
     main: str
     user: str
     viewer: str | None = None
-    limited: str | None = (
-        None  # 1 query a minute: the rest are rejected (429), from the first seconds of a run
-    )
+    limited: str | None = None  # 1 query a minute: the rest are rejected (429) from a run's start
     made: list[int] = field(default_factory=list)  # ids of the keys made here, revoked at the end
 
 

@@ -310,10 +310,11 @@ class Database:
         pool.observer = self.observe_wait
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         path = make_url(url).database if url.startswith("sqlite") else None
-        # The group commit's own connection to a SQLite file (an in-memory database is one connection's).
-        self._sqlite_writer = _sqlite_writer(path) if path and path != ":memory:" else None
+        file = path if path and path != ":memory:" else None  # an in-memory database is one connection's
+        # The group commit's own connection to a SQLite file.
+        self._sqlite_writer = _sqlite_writer(file) if file is not None else None
         self.group = GroupCommit(self.engine, self._sqlite_writer, timeout=timeout, on_wait=self.observe_wait)
-        self._checkpointer = WalCheckpointer(path) if path and path != ":memory:" else None
+        self._checkpointer = WalCheckpointer(file) if file is not None else None
 
     def start(self) -> None:
         """Background upkeep (SQLite: the log's checkpoints); inside a running event loop."""
