@@ -210,6 +210,14 @@ class Settings(BaseSettings):
         default=True,
         description="After start-up, exclude the objects built so far from garbage collection (gc.freeze).",
     )
+    loop_hold_trace_ms: int = Field(
+        default=0,
+        ge=0,
+        le=60_000,
+        description="When set (at least 5), each worker logs the stack of whatever holds its event loop this "
+        "many milliseconds or longer, at WARNING: to find the cause of a high event_loop_lag_seconds. "
+        "0: off (its checks cost about what the loop-lag timers do).",
+    )
     metrics_token: SecretStr | None = Field(
         default=None,
         description="When set, GET /api/v1/monitoring/metrics requires 'Authorization: Bearer <token>'.",
@@ -279,6 +287,13 @@ class Settings(BaseSettings):
     def _divides_every_step(cls, value: int) -> int:
         if value not in (1, 3, 5, 15):  # the console's steps (15, 60, 300 s) are multiples of it
             raise ValueError("history_interval_seconds must be 1, 3, 5 or 15")
+        return value
+
+    @field_validator("loop_hold_trace_ms")
+    @classmethod
+    def _traceable_hold(cls, value: int) -> int:
+        if 0 < value < 5:  # the tracer checks every value/2 ms: shorter holds are every callback's
+            raise ValueError("loop_hold_trace_ms must be 0 (off) or at least 5")
         return value
 
     @field_validator("prometheus_url", "alertmanager_url", "traces_url")

@@ -64,7 +64,12 @@ class Telemetry:
             late[cause].observe(seconds)
 
         active, slot = self.metrics.active_requests.labels().location()  # this worker's requests in flight
-        self.loop_monitor = EventLoopMonitor(lag.observe, late_by=late_by, busy=lambda: active[slot] > 0)
+        self.loop_monitor = EventLoopMonitor(
+            lag.observe,
+            late_by=late_by,
+            busy=lambda: active[slot] > 0,
+            trace_after=settings.loop_hold_trace_ms / 1000,
+        )
         waits = {kind: self.metrics.database_wait.labels(kind) for kind in ("pool", "lock")}
 
         def database_wait(kind: str, seconds: float) -> None:

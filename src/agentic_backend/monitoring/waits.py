@@ -20,6 +20,9 @@ worker's own code ran (a held loop: a long callback, a call that blocks); ``cpu_
 but waited for a CPU (other workers or processes on its cores, a container's CPU quota); ``other``, it did
 neither (the machine itself: a virtual machine whose host ran something else). The operator's answer
 differs: fix the code, give the workers CPUs, or look at the host.
+To find the code that holds a loop, ``AGENTIC_LOOP_HOLD_TRACE_MS`` starts a ``HoldTracer``: a thread that
+logs the loop thread's stack while a hold lasts (the way Go's ``GODEBUG`` traces or aiodebug's
+slow-callback logger point at the culprit, where the histogram only says that it happened).
 The database's waits are measured where they happen (core/db.py, core/sqlite_inline.py,
 billing/ratelimit.py) and recorded in ``database_wait_seconds``.
 """
@@ -28,10 +31,18 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import gc
+import logging
 import os
+import sys
 import threading
+import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
 
 SLOT_PREFIX = ".worker-slot-"
 
@@ -52,13 +63,14 @@ def split_lateness(late: float, ran: float, waited: float) -> tuple[float, float
 
 
 class SchedStat:
-    """The calling thread's time run and time waited for a CPU, in seconds, from the kernel's schedstat
-    (Linux); not ``available`` where it cannot be read."""
+    """A thread's time run and time waited for a CPU, in seconds, from the kernel's schedstat (Linux); by
+    default the calling thread's. Not ``available`` where it cannot be read."""
 
-    def __init__(self) -> None:
+    def __init__(self, native_id: int | None = None) -> None:
         self._fd: int | None = None
+        thread = threading.get_native_id() if native_id is None else native_id
         try:
-            self._fd = os.open(f"/proc/self/task/{threading.get_native_id()}/schedstat", os.O_RDONLY)
+            self._fd = os.open(f"/proc/self/task/{thread}/schedstat", os.O_RDONLY)
             self.read()
         except (OSError, ValueError, IndexError):
             self.close()
@@ -91,6 +103,7 @@ class EventLoopMonitor:
         *,
         late_by: Callable[[str, float], None] | None = None,
         busy: Callable[[], bool] | None = None,
+        trace_after: float = 0.0,
     ) -> None:
         self._observe = observe
         self._late_by = late_by
@@ -103,6 +116,17 @@ class EventLoopMonitor:
         self._ran = self._waited = 0.0  # the thread's totals at the previous timer
         self._last = 0.0  # when the previous timer ran (the loop's time)
         self.resting = False  # read on every request by the HTTP middleware: a plain attribute
+        self._tracer = HoldTracer(self, trace_after) if trace_after > 0 else None
+
+    @property
+    def due(self) -> float:
+        """When the pending timer is due (the loop's clock, ``time.monotonic``'s)."""
+        return self._due
+
+    @property
+    def last(self) -> float:
+        """When the previous timer ran."""
+        return self._last
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -113,6 +137,8 @@ class EventLoopMonitor:
                 self._ran, self._waited = stat.read()
         self._last = self._loop.time()
         self._schedule(self._last, self._interval)
+        if self._tracer is not None:
+            self._tracer.start()
 
     def _schedule(self, now: float, interval: float) -> None:
         assert self._loop is not None
@@ -152,6 +178,8 @@ class EventLoopMonitor:
         self._schedule(now, self._interval)
 
     def stop(self) -> None:
+        if self._tracer is not None:
+            self._tracer.stop()
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
@@ -159,6 +187,85 @@ class EventLoopMonitor:
             self._stat.close()
             self._stat = None
         self.resting = False
+
+
+class HoldTracer:
+    """Logs, at WARNING, the stack of the loop's thread when the monitor's pending timer is ``after``
+    seconds overdue, and again at each doubling of the hold (2x, 4x, ...), saying whether the garbage
+    collector is running. A thread checks every ``after``/2 seconds; it takes the GIL to look, which
+    CPython's switch interval (5 ms) grants while the loop runs Python code, so a hold by a C call that
+    keeps the GIL is reported when it ends. Off by default: its wake-ups cost what the monitor's timers do
+    (80-100 µs each on this project's VM), so it is for looking for a hold, not for every day."""
+
+    def __init__(self, monitor: EventLoopMonitor, after: float) -> None:
+        self._monitor = monitor
+        self._after = after
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop_thread = 0
+        self._collecting: int | None = None  # the generation being collected, set by gc's callback
+        self._reported = (0.0, 0.0)  # the timer (its due time) last reported, and the hold reported then
+        self._stat: SchedStat | None = None  # the loop thread's, read from this one
+        self._before = (0.0, 0.0, 0.0)  # at the last check that found no hold: time, ran, waited
+
+    def start(self) -> None:
+        self._loop_thread = threading.get_ident()
+        stat = SchedStat(threading.get_native_id())
+        self._stat = stat if stat.available else None
+        self._stopped.clear()
+        gc.callbacks.append(self._on_gc)
+        self._thread = threading.Thread(target=self._watch, name="loop-hold-tracer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._stat is not None:
+            self._stat.close()
+            self._stat = None
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        self._collecting = info["generation"] if phase == "start" else None
+
+    def _watch(self) -> None:
+        while not self._stopped.wait(self._after / 2):
+            self.check(time.monotonic())
+
+    def check(self, now: float) -> str | None:
+        """Log and return the report of a hold at ``now``, if there is one to report."""
+        due = self._monitor.due
+        if self._monitor.last >= due:  # the timer has just run and the next is not scheduled yet
+            return None
+        held = now - due
+        if held < self._after:
+            if self._stat is not None:
+                self._before = (now, *self._stat.read())
+            return None
+        previous_due, previous_held = self._reported
+        if due == previous_due and held < 2 * previous_held:
+            return None
+        frame = sys._current_frames().get(self._loop_thread)
+        if frame is None:  # the loop's thread has ended
+            return None
+        self._reported = (due, held)
+        stack = "".join(traceback.format_stack(frame, limit=40))
+        collecting = self._collecting
+        during = f" during a garbage collection of generation {collecting}" if collecting is not None else ""
+        split = ""
+        if self._stat is not None and self._before[0]:  # a thread waiting for a CPU holds nothing itself
+            since, ran, waited = self._before
+            now_ran, now_waited = self._stat.read()
+            split = (
+                f" (of the last {(now - since) * 1000:.0f} ms its thread ran {(now_ran - ran) * 1000:.0f} ms"
+                f" and waited for a CPU {(now_waited - waited) * 1000:.0f} ms)"
+            )
+        report = f"event loop held for {held * 1000:.0f} ms so far{during}{split}; its thread is at:\n{stack}"
+        logger.warning("%s", report)
+        return report
 
 
 class WorkerSlot:

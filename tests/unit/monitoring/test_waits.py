@@ -7,6 +7,7 @@ import itertools
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -239,3 +240,86 @@ async def test_a_loop_sharing_its_cpu_with_busy_processes_is_late_waiting_for_it
             process.wait(10)
     assert causes.get("cpu_wait", 0.0) >= 0.05, (causes, lags)
     assert causes["cpu_wait"] > causes.get("busy", 0.0) + causes.get("other", 0.0), causes
+
+
+def _hold_the_loop_on_purpose(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def _hold_reports(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "agentic_backend.monitoring.waits"]
+
+
+async def test_the_hold_tracer_logs_the_stack_of_the_code_that_holds_the_loop(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("WARNING", logger="agentic_backend.monitoring.waits")
+    monitor = EventLoopMonitor(lambda _: None, interval=0.01, trace_after=0.02)
+    monitor.start()
+    try:
+        await asyncio.sleep(0.1)
+        _hold_the_loop_on_purpose(0.15)
+        await asyncio.sleep(0.05)
+    finally:
+        monitor.stop()
+    reports = [report for report in _hold_reports(caplog) if "_hold_the_loop_on_purpose" in report]
+    # checked every 10 ms, reported at 20 ms and at each doubling of the hold (20-30, 40-60, 80-120 ms)
+    assert 1 <= len(reports) <= 4, _hold_reports(caplog)
+    assert "time.sleep(seconds)" in reports[0]
+    assert "garbage collection" not in reports[0]
+    held = [float(report.split("held for ")[1].split(" ms")[0]) for report in reports]
+    assert held == sorted(held), held
+    assert held[0] >= 20, held
+    if SchedStat().available:  # sleeping is neither running nor waiting for a CPU
+        ran = float(reports[0].split("its thread ran ")[1].split(" ms")[0])
+        assert ran < held[0] / 2, reports[0]
+    await asyncio.sleep(0.05)
+    assert len(_hold_reports(caplog)) == len(reports)  # stopped: no more checks
+
+
+async def test_the_hold_tracer_says_when_the_garbage_collector_holds_the_loop(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import gc
+
+    caplog.set_level("WARNING", logger="agentic_backend.monitoring.waits")
+
+    def slow_collection(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            _hold_the_loop_on_purpose(0.06)  # a collection of a large heap, made slow on purpose
+
+    monitor = EventLoopMonitor(lambda _: None, interval=0.01, trace_after=0.02)
+    monitor.start()  # the tracer's own gc callback comes before ours: it knows a collection started
+    gc.callbacks.append(slow_collection)
+    try:
+        await asyncio.sleep(0.03)
+        gc.collect()
+        await asyncio.sleep(0.03)
+    finally:
+        gc.callbacks.remove(slow_collection)
+        monitor.stop()
+    reports = _hold_reports(caplog)
+    assert reports
+    assert "during a garbage collection of generation 2" in reports[0], reports
+
+
+def test_a_hold_trace_shorter_than_5_ms_is_refused() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="loop_hold_trace_ms"):
+        Settings(loop_hold_trace_ms=3)
+    assert Settings(loop_hold_trace_ms=0).loop_hold_trace_ms == 0
+    assert Settings(loop_hold_trace_ms=20).loop_hold_trace_ms == 20
+
+
+async def test_the_service_traces_holds_when_asked(
+    make_settings: Callable[..., Settings], client_for: ClientFor, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("WARNING", logger="agentic_backend.monitoring.waits")
+    app = create_app(make_settings(loop_hold_trace_ms=20))
+    async with client_for(app) as client:
+        assert (await client.get("/api/v1/monitoring/health")).status_code == 200
+        _hold_the_loop_on_purpose(0.05)
+        await asyncio.sleep(0.02)
+    assert any("_hold_the_loop_on_purpose" in report for report in _hold_reports(caplog))
+    assert not [thread for thread in threading.enumerate() if thread.name == "loop-hold-tracer"]  # stopped
