@@ -22,6 +22,10 @@ the same database transactions a request), and that, not waiting, is what four w
     uv run python -m bench.workers --stores sqlite --seconds 20 --rounds 1
     uv run python -m bench.workers --soak 1800           # 30 minutes on --workers 2, PostgreSQL and Redis
 
+With ``AGENTIC_LOOP_HOLD_TRACE_MS=20`` in the environment the workers log the stack of any hold of 20 ms or
+more (monitoring/waits.py's ``HoldTracer``, which costs each worker a wake-up every 10 ms), and the soak
+prints each window's reports with their innermost frames.
+
 The soak runs loadgen in 5-minute windows and prints each as it ends (requests, failures, p50/p99, the
 workers' memory sampled each 30 s, the CPU a request of the service and of the stores (PostgreSQL's
 queries, its upkeep, Redis), loadgen's CPU), then compares the first window with the last and checks
@@ -468,12 +472,27 @@ def matrix(
     print(table([*headers, "conversation / health / query (new) p50/p99"], rows))
 
 
+def hold_reports(log: Path, offset: int) -> tuple[list[str], int]:
+    """The hold tracer's reports that ``log`` gained after ``offset`` (its first line and innermost frames),
+    and the new offset."""
+    with log.open("rb") as file:
+        file.seek(offset)
+        text = file.read().decode(errors="replace")
+    reports = []
+    for report in re.split(r"\n(?=\S)", text):  # a record and its indented stack lines
+        if "event loop held for" in report:
+            lines = report.splitlines()
+            reports.append("\n".join([lines[0], *lines[-8:]] if len(lines) > 9 else lines))
+    return reports, offset + len(text.encode())
+
+
 def soak(seconds: float, rate: float, window: float = 300) -> None:
     """``seconds`` of load on --workers 2 (PostgreSQL and Redis) as successive loadgen runs of ``window``
     seconds, each printed as it ends: a soak cut short still says what it saw."""
     service = Service(2, STORES["postgresql+redis"])
     print(f"soak: {seconds:g} s at {rate:g} requests/s, --workers 2, PostgreSQL and Redis", flush=True)
     windows: list[tuple[Result, list[int]]] = []
+    log_read = 0
     try:
         before = window_start = Loops.scrape(service.url)
         scraper = Scraper(service.url, interval=15.0)
@@ -519,6 +538,9 @@ def soak(seconds: float, rate: float, window: float = 300) -> None:
                 + (f"; no answer: {result.errors}" if result.errors else ""),
                 flush=True,
             )
+            reports, log_read = hold_reports(service.folder / "serve.log", log_read)
+            for report in reports:
+                print("  " + report.replace("\n", "\n  "), flush=True)
         scraper.stop()
         same, ledger = ledger_matches_metrics(service.url)
         after = Loops.scrape(service.url)
