@@ -259,9 +259,12 @@ class HoldTracer:
         if self._stat is not None and self._before[0]:  # a thread waiting for a CPU holds nothing itself
             since, ran, waited = self._before
             now_ran, now_waited = self._stat.read()
+            # The kernel adds a wait for a CPU when the wait ends, so it can exceed the span.
             split = (
                 f" (of the last {(now - since) * 1000:.0f} ms its thread ran {(now_ran - ran) * 1000:.0f} ms"
-                f" and waited for a CPU {(now_waited - waited) * 1000:.0f} ms)"
+                f" and waited for a CPU {(now_waited - waited) * 1000:.0f} ms"
+                + ("; mostly the wait: not this code's hold" if now_waited - waited >= held / 2 else "")
+                + ")"
             )
         report = f"event loop held for {held * 1000:.0f} ms so far{during}{split}; its thread is at:\n{stack}"
         logger.warning("%s", report)

@@ -21,6 +21,7 @@ from agentic_backend.monitoring.waits import (
     LATE,
     REST,
     EventLoopMonitor,
+    HoldTracer,
     SchedStat,
     WorkerSlot,
     split_lateness,
@@ -323,3 +324,33 @@ async def test_the_service_traces_holds_when_asked(
         await asyncio.sleep(0.02)
     assert any("_hold_the_loop_on_purpose" in report for report in _hold_reports(caplog))
     assert not [thread for thread in threading.enumerate() if thread.name == "loop-hold-tracer"]  # stopped
+
+
+def test_a_hold_report_says_when_the_thread_mostly_waited_for_a_cpu() -> None:
+    """The report's split, from the loop thread's scheduler statistics read before the hold and at it."""
+
+    class Timer:  # the monitor's pending timer: due at 1.0 s, not run yet
+        due, last = 1.0, 0.99
+
+    class Stat:
+        def __init__(self) -> None:
+            self.readings = [(10.000, 5.000), (10.040, 5.002), (10.050, 5.002), (10.052, 5.060)]
+
+        def read(self) -> tuple[float, float]:
+            return self.readings.pop(0)
+
+    tracer = HoldTracer(Timer(), after=0.02)  # type: ignore[arg-type]
+    tracer._stat = Stat()  # type: ignore[assignment]
+    tracer._loop_thread = threading.get_ident()
+    assert tracer.check(1.01) is None  # 10 ms late: no hold yet; the statistics before it are kept
+    computing = tracer.check(1.05)  # 50 ms held, its thread ran 40 of the 40 ms since
+    assert computing is not None
+    assert (
+        "held for 50 ms so far (of the last 40 ms its thread ran 40 ms and waited for a CPU 2 ms)"
+        in computing
+    )
+    Timer.due, Timer.last = 2.0, 1.06
+    assert tracer.check(2.0) is None
+    waiting = tracer.check(2.03)  # 30 ms late, the thread ran 2 ms and waited 58
+    assert waiting is not None
+    assert "ran 2 ms and waited for a CPU 58 ms; mostly the wait: not this code's hold" in waiting
