@@ -73,6 +73,8 @@ class Backends:
         self.folder = Path(tempfile.mkdtemp(prefix="bench-stores-"))
         self._postgres: Any = None
         self._redis: Any = None
+        self._serving: dict[int, float] = {}  # each backend seen serving: its CPU when last read
+        self._ended = 0.0  # the CPU of serving backends that have ended, as last read
 
     @property
     def postgres(self) -> tuple[str, str]:
@@ -100,15 +102,26 @@ class Backends:
     def cpu_seconds(self) -> dict[str, float]:
         """The CPU the bench's own stores have used so far (the shared ones: none): PostgreSQL's backends
         serving connections ("queries"), the rest of it ("upkeep": the postmaster with its ended children,
-        autovacuum's among them, the checkpointer, the writers), and redis-server."""
+        autovacuum's among them, the checkpointer, the writers), and redis-server. A serving backend that
+        ends (a connection the pool closed) leaves its CPU in the postmaster's reaped children: it stays
+        under "queries", as last read, and is taken out of "upkeep"."""
         used = {"queries": 0.0, "upkeep": 0.0, "redis": 0.0}
         if self._postgres is not None:
             postmaster, *children = self._postgres.processes()
             used["upkeep"] += process_cpu_seconds(postmaster, reaped=True)
+            alive = set()
             for pid in children:
                 with contextlib.suppress(OSError):
                     serving = b"127.0.0.1(" in Path(f"/proc/{pid}/cmdline").read_bytes()
-                    used["queries" if serving else "upkeep"] += process_cpu_seconds(pid)
+                    cpu = process_cpu_seconds(pid)
+                    used["queries" if serving else "upkeep"] += cpu
+                    if serving:
+                        self._serving[pid] = cpu
+                        alive.add(pid)
+            for pid in set(self._serving) - alive:
+                self._ended += self._serving.pop(pid)
+            used["queries"] += self._ended
+            used["upkeep"] -= self._ended
         if self._redis is not None and self._redis.process is not None:
             used["redis"] += cpu_seconds([self._redis.process.popen.pid])
         return used

@@ -189,6 +189,23 @@ class EventLoopMonitor:
         self.resting = False
 
 
+_STATES = {
+    "R": "running or waiting for a CPU",
+    "S": "sleeping in a system call (a call that blocks)",
+    "D": "waiting in the kernel for I/O (a disk, a page fault on a file)",
+}
+
+
+def thread_state(native_id: int) -> str | None:
+    """The kernel's state letter of one of this process's threads (``R``, ``S``, ``D``, ...), from
+    ``/proc/self/task/<id>/stat``; None where it cannot be read."""
+    try:
+        stat = Path(f"/proc/self/task/{native_id}/stat").read_bytes()
+        return stat[stat.rindex(b")") + 2 :].split(maxsplit=1)[0].decode()
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 class HoldTracer:
     """Logs, at WARNING, the stack of the loop's thread when the monitor's pending timer is ``after``
     seconds overdue, and again at each doubling of the hold (2x, 4x, ...), saying whether the garbage
@@ -202,7 +219,7 @@ class HoldTracer:
         self._after = after
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
-        self._loop_thread = 0
+        self._loop_thread = self._loop_native = 0
         self._collecting: int | None = None  # the generation being collected, set by gc's callback
         self._reported = (0.0, 0.0)  # the timer (its due time) last reported, and the hold reported then
         self._stat: SchedStat | None = None  # the loop thread's, read from this one
@@ -210,7 +227,8 @@ class HoldTracer:
 
     def start(self) -> None:
         self._loop_thread = threading.get_ident()
-        stat = SchedStat(threading.get_native_id())
+        self._loop_native = threading.get_native_id()
+        stat = SchedStat(self._loop_native)
         self._stat = stat if stat.available else None
         self._stopped.clear()
         gc.callbacks.append(self._on_gc)
@@ -266,7 +284,12 @@ class HoldTracer:
                 + ("; mostly the wait: not this code's hold" if now_waited - waited >= held / 2 else "")
                 + ")"
             )
-        report = f"event loop held for {held * 1000:.0f} ms so far{during}{split}; its thread is at:\n{stack}"
+        # The wait for a CPU that is going on is not in the statistics yet: the thread's state tells it from
+        # a call that blocks (a loop's own poll never outlasts its due timer).
+        state = thread_state(self._loop_native) if self._loop_native else None
+        now_in = f"{state}, {_STATES[state]}" if state in _STATES else state
+        where = f"its thread is {now_in}, at" if now_in else "its thread is at"
+        report = f"event loop held for {held * 1000:.0f} ms so far{during}{split}; {where}:\n{stack}"
         logger.warning("%s", report)
         return report
 

@@ -25,6 +25,7 @@ from agentic_backend.monitoring.waits import (
     SchedStat,
     WorkerSlot,
     split_lateness,
+    thread_state,
 )
 from tests.conftest import ClientFor
 
@@ -274,6 +275,7 @@ async def test_the_hold_tracer_logs_the_stack_of_the_code_that_holds_the_loop(
     if SchedStat().available:  # sleeping is neither running nor waiting for a CPU
         ran = float(reports[0].split("its thread ran ")[1].split(" ms")[0])
         assert ran < held[0] / 2, reports[0]
+        assert "its thread is S, sleeping in a system call (a call that blocks), at:" in reports[0]
     await asyncio.sleep(0.05)
     assert len(_hold_reports(caplog)) == len(reports)  # stopped: no more checks
 
@@ -354,3 +356,6 @@ def test_a_hold_report_says_when_the_thread_mostly_waited_for_a_cpu() -> None:
     waiting = tracer.check(2.03)  # 30 ms late, the thread ran 2 ms and waited 58
     assert waiting is not None
     assert "ran 2 ms and waited for a CPU 58 ms; mostly the wait: not this code's hold" in waiting
+    if SchedStat().available:  # Linux: the thread that asks is running
+        assert thread_state(threading.get_native_id()) == "R"
+    assert thread_state(2**22 + 12345) is None  # no such thread
