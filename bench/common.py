@@ -20,6 +20,8 @@ from pathlib import Path
 
 import httpx
 
+from agentic_backend.metricstore.storage import stat_fields
+
 SERVER_CPU = "0"
 CLIENT_CPU = "1"
 
@@ -34,7 +36,7 @@ def free_port() -> int:
 def process_cpu_seconds(pid: int, *, reaped: bool = False) -> float:
     """User plus system CPU time process ``pid`` has used so far (FileNotFoundError once it has ended);
     with ``reaped``, also that of its children that have ended and that it has waited for."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = stat_fields(f"/proc/{pid}/stat")
     ticks = int(fields[11]) + int(fields[12])  # utime, stime
     if reaped:
         ticks += int(fields[13]) + int(fields[14])  # cutime, cstime

@@ -242,14 +242,21 @@ def parse_line(line: bytes) -> dict[str, Any] | None:
     return None
 
 
+def stat_fields(path: str) -> list[str]:
+    """The fields of a ``/proc/<pid>/stat`` (or ``/proc/self/task/<id>/stat``) file after the command name,
+    which may hold spaces and parentheses: ``[0]`` is the state letter, ``[19]`` the start time. Raises
+    what reading the file raises (FileNotFoundError once the process or thread is gone)."""
+    stat = Path(path).read_text()
+    return stat[stat.rfind(")") + 2 :].split()
+
+
 def process_identity(pid: int) -> str | None:
     """``<pid>-<start time>`` of a running process, or None if it is gone. The start time tells a restarted
     worker from an earlier process that had the same pid."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = stat_fields(f"/proc/{pid}/stat")
     except (FileNotFoundError, ProcessLookupError):
         return None
-    fields = stat[stat.rfind(")") + 2 :].split()
     if fields[0] in ("Z", "X"):  # a zombie has exited: its counters are final
         return None
     return f"{pid}-{fields[19]}"

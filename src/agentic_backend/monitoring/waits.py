@@ -42,6 +42,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from agentic_backend.metricstore.storage import stat_fields
+
 logger = logging.getLogger(__name__)
 
 SLOT_PREFIX = ".worker-slot-"
@@ -200,8 +202,7 @@ def thread_state(native_id: int) -> str | None:
     """The kernel's state letter of one of this process's threads (``R``, ``S``, ``D``, ...), from
     ``/proc/self/task/<id>/stat``; None where it cannot be read."""
     try:
-        stat = Path(f"/proc/self/task/{native_id}/stat").read_bytes()
-        return stat[stat.rindex(b")") + 2 :].split(maxsplit=1)[0].decode()
+        return stat_fields(f"/proc/self/task/{native_id}/stat")[0]
     except (OSError, ValueError, IndexError):
         return None
 
