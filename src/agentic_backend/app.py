@@ -46,6 +46,7 @@ from agentic_backend.core.db import Database, upgrade_async
 from agentic_backend.core.docs import install_docs
 from agentic_backend.core.drain import CloseWhileDraining, Drain
 from agentic_backend.core.errors import install_error_handlers
+from agentic_backend.core.head import HeadAsGet
 from agentic_backend.core.logs import RequestLogMiddleware
 from agentic_backend.core.openapi import contract_openapi
 from agentic_backend.core.tasks import cancel
@@ -371,8 +372,9 @@ def _install_routes(app: FastAPI) -> None:
 
 
 def _install_middleware(app: FastAPI, settings: Settings, parts: _Parts) -> None:
-    """Innermost first: the body limit, JSON request logs, tracing, then the HTTP metrics outermost, so
-    that they time and count everything, refusals included."""
+    """Innermost first: HEAD routed as GET, the body limit, JSON request logs, tracing, then the HTTP
+    metrics outermost, so that they time and count everything, refusals included."""
+    app.add_middleware(HeadAsGet)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.log_format == "json":
         app.add_middleware(RequestLogMiddleware)

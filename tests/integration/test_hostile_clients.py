@@ -7,6 +7,7 @@ under 100 ms at p99 and the worker's memory within 64 MB of its start. And proxy
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import socket
 import threading
@@ -119,6 +120,29 @@ def kernel_buffers() -> int:
     for name in ("tcp_rmem", "tcp_wmem"):
         most += int(Path(f"/proc/sys/net/ipv4/{name}").read_text().split()[2])
     return most
+
+
+def test_head_sends_no_body_and_the_connection_serves_the_next_request(service: Service) -> None:
+    """HEAD answers with GET's headers and no body bytes: any leaked into the kept-alive connection would
+    be read as the start of the next response (http.client then fails on its status line)."""
+    connection = http.client.HTTPConnection(LOOPBACK, service.port, timeout=10)
+    try:
+        for path in ("/", "/api/v1/monitoring/health", "/api/v1/monitoring/metrics"):
+            connection.request("HEAD", path)
+            head = connection.getresponse()
+            assert (head.status, head.read()) == (200, b"")
+            connection.request("GET", path)
+            got = connection.getresponse()
+            body = got.read()
+            assert got.status == 200
+            assert body
+            assert head.getheader("content-type") == got.getheader("content-type")
+            # The same headers as the GET; the health check's body changes between two requests.
+            assert (head.getheader("content-length") is None) == (got.getheader("content-length") is None)
+            if path == "/":
+                assert head.getheader("content-length") == got.getheader("content-length") == str(len(body))
+    finally:
+        connection.close()
 
 
 def test_an_endless_header_is_cut_at_the_limit(service: Service) -> None:

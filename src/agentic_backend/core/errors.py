@@ -345,6 +345,8 @@ def _allowed_methods(request: Request) -> list[str]:
     for route in iter_route_contexts(request.app.routes):
         if route.path and route.methods and compile_path(route.path)[0].fullmatch(path):
             methods |= route.methods
+    if "GET" in methods:
+        methods.add("HEAD")  # answered wherever GET is (core/head.py)
     return sorted(methods)
 
 

@@ -212,6 +212,7 @@ async def test_unknown_routes_and_methods_get_clear_errors(client: httpx.AsyncCl
     response = await client.delete(METRICS)
     assert response.status_code == 405
     assert response.json()["error"] == "MethodNotAllowed"
+    assert response.headers["allow"] == "GET, HEAD"
 
 
 async def test_the_index_points_to_docs_health_and_metrics(client: httpx.AsyncClient) -> None:
@@ -219,3 +220,29 @@ async def test_the_index_points_to_docs_health_and_metrics(client: httpx.AsyncCl
     assert body["service"] == "agentic-backend"
     for link in ("docs", "health", "metrics"):
         assert (await client.get(body[link])).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/", f"{MONITORING_API}/health", METRICS, "/openapi.json"])
+async def test_head_is_answered_wherever_get_is(client: httpx.AsyncClient, path: str) -> None:
+    got = await client.get(path)
+    head = await client.head(path)
+    assert got.status_code == head.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-type"] == got.headers["content-type"]
+    assert ("content-length" in head.headers) == ("content-length" in got.headers)  # /metrics streams
+    if path in ("/", "/openapi.json"):  # the same body each time (the health check's changes)
+        assert head.headers["content-length"] == got.headers["content-length"] == str(len(got.content))
+
+
+async def test_head_is_refused_where_get_is_and_counted_as_head(client: httpx.AsyncClient) -> None:
+    refused = await client.head(f"{MONITORING_API}/record")  # POST only
+    assert refused.status_code == 405
+    assert refused.headers["allow"] == "POST"
+    assert (await client.head("/api/v1/nothing-here")).status_code == 404
+    await client.head("/")
+    text = (await client.get(METRICS)).text
+    assert value(text, "http_requests_total", method="HEAD", endpoint="/", status="200") == 1
+    assert (
+        value(text, "http_requests_total", method="HEAD", endpoint=f"{MONITORING_API}/record", status="405")
+        == 1
+    )
