@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from agentic_backend.metricstore.storage import stat_fields
 from tests.integration.harness import LOOPBACK, Process, free_port, require_binary, wait_until
 
 # Every counter-like series: a reset of any of them over a drill is a number that went backwards.
@@ -82,7 +83,7 @@ class PostgresCluster:
         found = [postmaster]
         for stat in Path("/proc").glob("[0-9]*/stat"):
             with contextlib.suppress(OSError, ValueError, IndexError):
-                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                if int(stat_fields(str(stat))[1]) == postmaster:  # its parent
                     found.append(int(stat.parent.name))
         return found
 
