@@ -219,7 +219,7 @@ class Ledger:
         row: dict[str, Any] = {f: getattr(entry, f) for f in entry.__slots__}
         rollup = {
             "key_id": entry.key_id,
-            "day": f"{entry.created_at.astimezone(UTC):%Y-%m-%d}",
+            "day": entry.created_at.astimezone(UTC).date().isoformat(),  # strftime: 10x the time
             "agent_type": entry.agent_type,
             "status": entry.status,
             "model": entry.model,
