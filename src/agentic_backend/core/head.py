@@ -25,13 +25,19 @@ class HeadAsGet:
 
         routed = {**scope, "method": "GET"}
 
+        def routing_done() -> None:
+            # What the router filled in (the matched route, its parameters) for the middleware outside,
+            # which labels the request by its route; the method stays HEAD.
+            scope.update((k, v) for k, v in routed.items() if k != "method")
+
         async def headers_only(message: Message) -> None:
             if message["type"] == "http.response.start":
-                # What the router filled in (the matched route, its parameters) for the middleware outside,
-                # which labels the request by its route; the method stays HEAD.
-                scope.update((k, v) for k, v in routed.items() if k != "method")
+                routing_done()
             elif message.get("body"):
                 message = {**message, "body": b""}
             await send(message)
 
-        await self.app(routed, receive, headers_only)
+        try:
+            await self.app(routed, receive, headers_only)
+        finally:  # an exception before the response: the error handler outside answers, under the route
+            routing_done()
