@@ -10,10 +10,11 @@ polled:
   memory-mapped by every worker (and the CLI); a change increments it under a file lock. Reading it is a
   memory read of a shared page.
 - ``NotifiedGeneration`` (PostgreSQL, where replicas may be on other machines): a change sends
-  ``NOTIFY`` in its own transaction; every process LISTENs on a connection of its own and counts the
-  notifications. Until that connection is up (or after it dropped) the generation is unknown and nothing
-  is remembered: every request checks the database. ``bump`` waits until its own listener has heard the
-  notification, which PostgreSQL sends to every listener at the same commit.
+  ``NOTIFY`` in its own transaction (on the process's listening connection); every process LISTENs on a
+  connection of its own and counts the notifications. Until that connection is up (or after it dropped)
+  the generation is unknown and nothing is remembered: every request checks the database. ``bump`` waits
+  until its own listener has heard the notification, which PostgreSQL sends to every listener at the
+  same commit.
 
 A verification reads the generation before its database lookup and remembers the key under that value:
 if a revocation lands in between, the entry is stale from the start (the race where a verification that
@@ -107,6 +108,7 @@ class NotifiedGeneration:
         self._heard = 0
         self._listening = False
         self._changed = asyncio.Event()
+        self._sending = asyncio.Lock()  # bumps sent on the listening connection, one at a time
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -142,17 +144,30 @@ class NotifiedGeneration:
     async def bump(self) -> None:
         heard = self._heard
         self._changed.clear()
-        connection = await asyncpg.connect(self._dsn, timeout=5)
-        try:
-            await connection.execute(f"NOTIFY {CHANNEL}")
-        finally:
-            await connection.close()
+        await self._notify()
         if self._listening:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(2):
                     while self._heard == heard:
                         await self._changed.wait()
                         self._changed.clear()
+
+    async def _notify(self) -> None:
+        """``NOTIFY`` on the listening connection (a connection may send what it listens for), one bump
+        at a time since a connection runs one statement at a time; on a connection of its own while the
+        listener is down, or if sending on it failed: a key created or revoked each time would otherwise
+        cost a new connection (its handshake, and a backend started and stopped by the server)."""
+        connection = self._connection
+        if self._listening and connection is not None and not connection.is_closed():
+            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+                async with self._sending:
+                    await connection.execute(f"NOTIFY {CHANNEL}", timeout=5)
+                return
+        own = await asyncpg.connect(self._dsn, timeout=5)
+        try:
+            await own.execute(f"NOTIFY {CHANNEL}")
+        finally:
+            await own.close()
 
     async def close(self) -> None:
         self._closed = True

@@ -9,12 +9,14 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
+import asyncpg
 import pytest
+from sqlalchemy import make_url
 
 from agentic_backend.core.db import Database
-from agentic_backend.identity.invalidation import UNKNOWN
+from agentic_backend.identity.invalidation import CHANNEL, UNKNOWN, NotifiedGeneration
 from agentic_backend.identity.service import KeyService
 from tests.conftest import FakeClock
 
@@ -71,6 +73,35 @@ async def test_revoked_through_another_worker_is_refused_at_once(
     finally:
         await this_worker.generation.close()
         await other_worker.generation.close()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_changes_notify_on_the_listening_connection_and_all_are_heard(
+    database: Database, clock: FakeClock
+) -> None:
+    """A key change sends its NOTIFY on the connection its process listens on, not on a new connection each
+    time; changes made at once take turns on it, and every one is heard."""
+    keys = await started(KeyService(database, clock))
+    generation = cast(NotifiedGeneration, keys.generation)
+    senders: list[int] = []
+    dsn = make_url(database.url).set(drivername="postgresql").render_as_string(hide_password=False)
+    watcher = await asyncpg.connect(dsn, timeout=5)
+    await watcher.add_listener(CHANNEL, lambda _connection, pid, _channel, _payload: senders.append(pid))
+    try:
+        before = generation.current()
+        created = [await keys.create(f"k{i}", "user") for i in range(8)]  # creating one changes nothing
+        await asyncio.gather(*(keys.revoke(key.id) for key in created))
+        deadline = time.monotonic() + 5
+        while len(senders) < len(created):
+            assert time.monotonic() < deadline, f"heard {len(senders)} of {len(created)} changes"
+            await asyncio.sleep(0.01)
+        assert len(senders) == len(created)
+        assert generation.current() >= before + len(created)
+        listening = generation._connection  # the backend that sent them
+        assert set(senders) == {listening.get_server_pid()}
+    finally:
+        await watcher.close()
+        await keys.generation.close()
 
 
 class _SlowReads:
