@@ -43,6 +43,15 @@ def process_cpu_seconds(pid: int, *, reaped: bool = False) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def proc_status(pid: int) -> dict[str, str]:
+    """The fields of ``/proc/<pid>/status`` (``VmRSS``: ``"123 kB"``, ``voluntary_ctxt_switches``, ...)."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        fields[name] = value.strip()
+    return fields
+
+
 @dataclass
 class Server:
     name: str

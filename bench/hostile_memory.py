@@ -34,17 +34,17 @@ from typing import Any
 import httpx
 from starlette.types import Message
 
-from bench.common import free_port
+from bench.common import free_port, proc_status
 
 ADMIN = "bench-admin-key-" + "k" * 40
 MB = 1_000_000
 
 
 def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
+    rss = proc_status(pid).get("VmRSS")
+    if rss is None:
+        raise RuntimeError("no VmRSS")
+    return int(rss.split()[0]) * 1024
 
 
 def start_service(folder: Path) -> tuple[Any, str]:

@@ -59,7 +59,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import CLIENT_CPU, SERVER_CPU, free_port, process_cpu_seconds, table
+from bench.common import CLIENT_CPU, SERVER_CPU, free_port, proc_status, process_cpu_seconds, table
 
 ADMIN = "agb_bench_workers_" + "x" * 32
 KINDS = ("conversation", "health", "query (new)")
@@ -248,8 +248,14 @@ class Service:
             _psql(f"DROP DATABASE IF EXISTS {self.database} WITH (FORCE)")
 
 
-def _psql(sql: str) -> None:
-    subprocess.run(["psql", "-q", *BACKENDS.postgres[1].split(), "-U", "postgres", "-c", sql], check=True)
+def _psql(sql: str, database: str = "postgres") -> str:
+    """Run ``sql`` in ``database`` of the bench's PostgreSQL; its rows, unaligned, without headers."""
+    return subprocess.run(
+        ["psql", "-qtA", *BACKENDS.postgres[1].split(), "-U", "postgres", "-d", database, "-c", sql],
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+    ).stdout
 
 
 @dataclass
@@ -267,23 +273,8 @@ class Work:
     def read(cls, service: Service, processes: list[int]) -> Work:
         commits = 0
         if service.database:
-            out = subprocess.run(
-                [
-                    "psql",
-                    "-tA",
-                    *BACKENDS.postgres[1].split(),
-                    "-U",
-                    "postgres",
-                    "-d",
-                    service.database,
-                    "-c",
-                    "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
-                ],
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout
-            commits = int(out.strip() or 0)
+            sql = "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+            commits = int(_psql(sql, service.database).strip() or 0)
         redis = 0
         if service.redis:
             out = subprocess.run(
@@ -296,9 +287,9 @@ class Work:
         switches = preempted = 0
         for pid in processes:
             with contextlib.suppress(FileNotFoundError):
-                status = Path(f"/proc/{pid}/status").read_text()
-                switches += int(re.search(r"^voluntary_ctxt_switches:\s+(\d+)", status, re.M).group(1))  # type: ignore[union-attr]
-                preempted += int(re.search(r"^nonvoluntary_ctxt_switches:\s+(\d+)", status, re.M).group(1))  # type: ignore[union-attr]
+                status = proc_status(pid)
+                switches += int(status["voluntary_ctxt_switches"])
+                preempted += int(status["nonvoluntary_ctxt_switches"])
         return cls(commits, redis, switches, preempted)
 
     def per_request(self, before: Work, requests: int) -> str:
@@ -313,10 +304,7 @@ class Work:
 
 
 def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
+    return int(proc_status(pid).get("VmRSS", "0 kB").split()[0]) * 1024  # none: a zombie
 
 
 def cpu_seconds(pids: list[int]) -> float:
