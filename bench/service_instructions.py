@@ -1,6 +1,6 @@
 """Machine instructions the whole service executes per chat completion, counted by callgrind.
 
-    uv run python -m bench.service_instructions [--requests 600]
+    uv run python -m bench.service_instructions [--requests 600] [--keep callgrind.out]
 
 The service (``serve``, one worker, embedded defaults) runs under valgrind's callgrind with
 ``PYTHONHASHSEED=0``, in front of ``sim-llm`` over HTTP (an agent type on the ``openai`` provider, one
@@ -10,7 +10,9 @@ more are counted: everything the server process executed (uvicorn, FastAPI, the 
 the ledger's transaction, the metrics) divided by their number. At one connection each request pays for
 its own transaction and loop turns, which is what the added latency at one connection measures; the
 count is the same run after run to a few tenths of a percent, whatever else the machine does, so it shows
-a change of a percent that timing on this machine cannot (bench/overhead.py).
+a change of a percent that timing on this machine cannot (bench/overhead.py). ``--keep FILE`` keeps the
+counted profile, for ``callgrind_annotate --inclusive=yes FILE``: where the instructions go, by C function
+(SQLite, pydantic-core, the interpreter, the kernel's entry points).
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def _send(connection: http.client.HTTPConnection, first: int, count: int) -> Non
             raise RuntimeError(f"the service answered {response.status}")
 
 
-def count(requests: int) -> float:
+def count(requests: int, keep: Path | None = None) -> float:
     """Instructions per request (after the warm-up)."""
     with tempfile.TemporaryDirectory(prefix="bench-service-instructions-") as folder:
         work = Path(folder)
@@ -112,7 +114,10 @@ def count(requests: int) -> float:
             subprocess.run(["callgrind_control", "--zero", str(server.pid)], check=True, capture_output=True)
             _send(connection, WARM_UP, requests)
             subprocess.run(["callgrind_control", "--dump", str(server.pid)], check=True, capture_output=True)
-            total = callgrind_total(Path(f"{out}.{server.pid}.1").read_text())
+            profile = Path(f"{out}.{server.pid}.1")
+            total = callgrind_total(profile.read_text())
+            if keep is not None:
+                shutil.copyfile(profile, keep)
         finally:
             server.terminate()
             upstream.terminate()
@@ -126,11 +131,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--requests", type=int, default=600, help="requests counted, after the warm-up")
+    parser.add_argument("--keep", type=Path, help="keep the counted callgrind profile in this file")
     args = parser.parse_args()
     for tool in ("valgrind", "callgrind_control"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is not installed: run scripts/bootstrap.sh (Debian package valgrind)")
-    per_request = count(args.requests)
+    per_request = count(args.requests, args.keep)
     print(
         f"POST /v1/chat/completions at one connection, {args.requests} requests after {WARM_UP}, "
         f"under callgrind: {per_request / 1000:,.1f}k instructions a request"

@@ -4,10 +4,13 @@ are committed, a statement that fails fails only its own writer (the batch's oth
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from sqlalchemy import event, func, insert, select
+from sqlalchemy import exc as sa_exc
 
 from agentic_backend.billing.ledger import Ledger, LedgerEntry
 from agentic_backend.billing.models import UsageRecord
@@ -85,6 +88,42 @@ async def test_one_failing_statement_fails_only_its_own_request(database: Databa
     assert await rows(database) == 11
 
 
+def rollup_orders(database: Database) -> list[list[int]]:
+    """The key ids of the rollup rows each transaction upserts, in the order the database received them:
+    on PostgreSQL from SQLAlchemy's statement events; on SQLite, whose writer hands its statements to
+    sqlite3 directly, from SQLite's own trace of the group commit's connection (each row's statement, with
+    its values, between BEGIN and COMMIT)."""
+    executed: list[list[int]] = []
+    if database.dialect != "sqlite":
+
+        def capture(
+            _conn: object, _cursor: object, statement: str, parameters: Any, _context: object, many: bool
+        ) -> None:
+            if "usage_rollups" in statement and many:
+                executed.append(
+                    [row[0] if isinstance(row, tuple | list) else row["key_id"] for row in parameters]
+                )
+
+        event.listen(database.group.engine, "before_cursor_execute", capture)
+        return executed
+
+    def trace(sql: str) -> None:
+        if sql.startswith("BEGIN"):
+            executed.append([])
+        elif "INSERT INTO usage_rollups" in sql:
+            match = re.search(r"\(([^)]*)\) VALUES \(([^)]*)\)", sql)
+            assert match is not None, sql
+            row = dict(zip(match[1].split(", "), match[2].split(", "), strict=True))
+            executed[-1].append(int(row["key_id"]))
+
+    raw = database.group.engine.raw_connection()  # the writer's one connection, returned to its pool
+    try:
+        raw.dbapi_connection.set_trace_callback(trace)  # type: ignore[union-attr]
+    finally:
+        raw.close()
+    return executed
+
+
 async def test_rollup_rows_are_upserted_in_one_order_whatever_the_queue(
     database: Database, clock: FakeClock
 ) -> None:
@@ -93,26 +132,18 @@ async def test_rollup_rows_are_upserted_in_one_order_whatever_the_queue(
     keys = KeyService(database, clock)
     ids = [(await keys.create(f"k{i}", "user")).id for i in range(8)]
     ledger = Ledger(database)
-    executed: list[list[int]] = []
-
-    def capture(
-        _conn: object, _cursor: object, statement: str, parameters: Any, _context: object, many: bool
-    ) -> None:
-        if "usage_rollups" in statement and many:
-            executed.append(
-                [row[0] if isinstance(row, tuple | list) else row["key_id"] for row in parameters]
-            )
-
-    event.listen(database.group.engine, "before_cursor_execute", capture)
+    executed = rollup_orders(database)
 
     async def one(key_id: int, n: int) -> None:
         await asyncio.sleep(0)
         await ledger.record(entry(key_id, n))
 
     await asyncio.gather(*(one(key_id, n) for n, key_id in enumerate(reversed(ids))))
-    assert executed, "the batch upserted its rollups in one executemany"
+    executed = [order for order in executed if order]
+    assert executed, "the batch upserted its rollups"
     assert all(order == sorted(order) for order in executed), executed
     assert sum(len(order) for order in executed) == len(ids)
+    assert len(executed) < len(ids), "the rollups were upserted together, in shared transactions"
 
 
 async def test_a_batch_commits_while_a_reader_holds_a_connection(
@@ -126,3 +157,16 @@ async def test_a_batch_commits_while_a_reader_holds_a_connection(
         await reader.execute(select(func.count()).select_from(UsageRecord))  # a read transaction, open
         await asyncio.wait_for(ledger.record(entry(key.id, 1)), timeout=5)
         assert (await reader.execute(select(func.count()).select_from(UsageRecord))).scalar_one() == 1
+
+
+async def test_a_failing_row_fails_as_sqlalchemy_raises_it(database: Database, clock: FakeClock) -> None:
+    """On SQLite the writer hands the ledger's statements to sqlite3 itself: a row the database refuses
+    (here a key that does not exist) still fails its request with SQLAlchemy's exception, which the error
+    handlers classify, and nothing of it is kept."""
+    key = await KeyService(database, clock).create("k", "user")
+    ledger = Ledger(database)
+    with pytest.raises(sa_exc.IntegrityError):
+        await ledger.record(entry(key.id + 1000, 1))
+    assert await rows(database) == 0
+    await ledger.record(entry(key.id, 2))
+    assert await rows(database) == 1

@@ -15,6 +15,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, Executable, create_engine, event, make_url, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import AsyncAdaptedQueuePool, QueuePool
@@ -96,6 +97,63 @@ def _sqlite_writer(path: str) -> Engine:
 Write = tuple[Executable, dict[str, Any]]
 
 
+class _Plan:
+    """A statement compiled once for sqlite3's own ``executemany``: its SQL, and for each of its positional
+    parameters the row's key (or the statement's own value) and the column type's conversion.
+
+    ``Connection.execute`` does the same work for every call: it looks the compiled form up in its cache,
+    builds an execution context, converts each row's parameters through it and fires the statement events.
+    For a lone request's ledger row and rollup that costs about as much as SQLite's own work for them
+    (``bench.service_instructions``). A statement this cannot run exactly as SQLAlchemy would (a Python-side
+    column default to compute, an expanding ``IN``, a parameter no row gives) has no plan and goes through
+    ``Connection.execute``."""
+
+    __slots__ = ("_binds", "sql")
+
+    def __init__(self, sql: str, binds: list[tuple[str | None, Any, Any]]) -> None:
+        self.sql = sql
+        self._binds = binds  # (the row's key, or None for the statement's own value; that value; conversion)
+
+    @classmethod
+    def of(cls, statement: Executable, keys: frozenset[str], engine: Engine) -> _Plan | None:
+        dialect = engine.dialect
+        try:
+            compiled = statement.compile(dialect=dialect, column_keys=sorted(keys))  # type: ignore[attr-defined]
+        except sa_exc.SQLAlchemyError:
+            return None  # SQLAlchemy's own execution raises it, with its message
+        if (
+            not compiled.positional
+            or compiled.positiontup is None
+            or compiled.insert_prefetch
+            or compiled.update_prefetch
+            or compiled.literal_execute_params
+            or compiled.post_compile_params
+        ):
+            return None
+        binds: list[tuple[str | None, Any, Any]] = []
+        for name in compiled.positiontup:
+            bind = compiled.binds[name]
+            convert = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if name in keys:
+                binds.append((name, None, convert))
+            elif bind.callable is None and not bind.required:
+                binds.append((None, bind.value, convert))
+            else:
+                return None
+        return cls(compiled.string, binds)
+
+    def parameters(self, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        binds = self._binds
+        out = []
+        for row in rows:
+            values = []
+            for key, value, convert in binds:
+                value = row[key] if key is not None else value
+                values.append(value if convert is None else convert(value))
+            out.append(tuple(values))
+        return out
+
+
 class GroupCommit:
     """Writes of many requests in one transaction (group commit).
 
@@ -123,6 +181,7 @@ class GroupCommit:
 
     _BATCH = 500  # requests per transaction
     _GATHER = 4  # event-loop turns the writer waits, at most, for running requests to join
+    _PLANS = 256  # statements compiled for sqlite3 kept at once (the service's writes are a handful)
 
     def __init__(
         self,
@@ -139,6 +198,7 @@ class GroupCommit:
         self._queue: list[tuple[Sequence[Write], asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
         self._orders: dict[Executable, Callable[[Any], tuple[Any, ...]]] = {}
+        self._plans: dict[tuple[Executable, frozenset[str]], _Plan | None] = {}
 
     @property
     def engine(self) -> Engine:
@@ -201,9 +261,38 @@ class GroupCommit:
             await connection.run_sync(self._transaction, grouped)
 
     def _sqlite_transaction(self, grouped: dict[Executable, list[dict[str, Any]]]) -> None:
-        assert self._sqlite is not None
-        with self._sqlite.connect() as connection:
-            self._transaction(connection, grouped)
+        sqlite = self._sqlite
+        assert sqlite is not None
+        with sqlite.connect() as connection, connection.begin():
+            cursor: Any = None
+            for statement, rows in grouped.items():
+                key = self._orders.get(statement)
+                if key is not None:
+                    rows = sorted(rows, key=key)
+                plan = self._plan(statement, rows, sqlite)
+                if plan is None:
+                    connection.execute(statement, rows)
+                    continue
+                if cursor is None:
+                    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+                parameters = plan.parameters(rows)
+                try:
+                    cursor.executemany(plan.sql, parameters)
+                except sqlite3.Error as exc:  # as SQLAlchemy raises it (errors.py classifies it)
+                    raise sa_exc.DBAPIError.instance(plan.sql, parameters, exc, sqlite3.Error) from exc
+
+    def _plan(self, statement: Executable, rows: Sequence[dict[str, Any]], engine: Engine) -> _Plan | None:
+        keys = rows[0].keys()
+        if any(row.keys() != keys for row in rows):
+            return None  # rows that differ: SQLAlchemy says what is missing
+        slot = (statement, frozenset(keys))
+        try:
+            return self._plans[slot]
+        except KeyError:
+            if len(self._plans) >= self._PLANS:
+                self._plans.clear()  # statements built per call would otherwise grow it for good
+            plan = self._plans[slot] = _Plan.of(statement, slot[1], engine)
+            return plan
 
     def _transaction(self, connection: Connection, grouped: dict[Executable, list[dict[str, Any]]]) -> None:
         """The batch's transaction, run as one synchronous function: each awaited step of SQLAlchemy's
