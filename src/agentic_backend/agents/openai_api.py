@@ -49,7 +49,8 @@ from pydantic import (
     ValidationError,
 )
 
-from agentic_backend.agents.deps import AgentServiceDep, AgentsQuerier
+from agentic_backend import state
+from agentic_backend.agents.deps import AgentsQuerier
 from agentic_backend.agents.openai_common import (
     INTEGRAL,
     ROUTE_ERRORS,
@@ -68,7 +69,6 @@ from agentic_backend.agents.router import answered
 from agentic_backend.agents.runtime import QueryOptions
 from agentic_backend.agents.schemas import QueryRequest, QueryResponse
 from agentic_backend.agents.streaming import KEEPALIVE, MEDIA_TYPE, Event, QueryStream, sse_response
-from agentic_backend.core.deps import SettingsDep
 from agentic_backend.core.errors import BadRequest, openai_error
 from agentic_backend.llm.base import CallOptions, Message, ToolCall, ToolSpec
 
@@ -367,15 +367,15 @@ def _usage(response: QueryResponse) -> dict[str, Any]:
 
 
 @router.get("/models")
-async def list_models(_: AgentsQuerier, agents: AgentServiceDep) -> ModelList:
+async def list_models(_: AgentsQuerier, request: Request) -> ModelList:
     """The agent types, as OpenAI models."""
-    return ModelList(data=[ModelCard(id=name) for name in sorted(agents.agents)])
+    return ModelList(data=[ModelCard(id=name) for name in sorted(state.of(request.app).agents.agents)])
 
 
 @router.get("/models/{model}", responses={404: {"description": "No agent type of this name."}})
-async def get_model(model: str, _: AgentsQuerier, agents: AgentServiceDep) -> ModelCard:
+async def get_model(model: str, _: AgentsQuerier, request: Request) -> ModelCard:
     """One agent type, as an OpenAI model."""
-    agent_for(agents, model)
+    agent_for(state.of(request.app).agents, model)
     return ModelCard(id=model)
 
 
@@ -392,11 +392,11 @@ async def get_model(model: str, _: AgentsQuerier, agents: AgentServiceDep) -> Mo
 async def chat_completions(
     body: ChatCompletionRequest,
     principal: AgentsQuerier,
-    agents: AgentServiceDep,
     request: Request,
-    settings: SettingsDep,
 ) -> Response:
     """Run the agent named by ``model`` on the conversation, as OpenAI's chat completions API does."""
+    services = state.of(request.app)  # not dependencies: state.py
+    agents, settings = services.agents, services.settings
     agent = agent_for(agents, body.model)
     _refuse_unsupported(body, agent.provider)
     query, history, resume = _conversation(body)

@@ -36,7 +36,8 @@ from pydantic import (
     ValidationError,
 )
 
-from agentic_backend.agents.deps import AgentServiceDep, AgentsQuerier
+from agentic_backend import state
+from agentic_backend.agents.deps import AgentsQuerier
 from agentic_backend.agents.openai_common import (
     INTEGRAL,
     ROUTE_ERRORS,
@@ -53,11 +54,9 @@ from agentic_backend.agents.router import answered
 from agentic_backend.agents.runtime import QueryOptions
 from agentic_backend.agents.schemas import QueryRequest, QueryResponse, Tags
 from agentic_backend.agents.streaming import KEEPALIVE, MEDIA_TYPE, Event, QueryStream, sse_response
-from agentic_backend.core.deps import SettingsDep
 from agentic_backend.core.errors import BadRequest
 from agentic_backend.identity.schemas import Principal
 from agentic_backend.llm.base import CallOptions, Message, ToolCall, ToolSpec
-from agentic_backend.sessions.deps import SessionServiceDep
 from agentic_backend.sessions.service import SessionService
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
@@ -294,12 +293,11 @@ def _caller_tools(body: ResponsesRequest, agent: AgentType) -> tuple[ToolSpec, .
 async def create_response(
     body: ResponsesRequest,
     principal: AgentsQuerier,
-    agents: AgentServiceDep,
-    sessions: SessionServiceDep,
     request: Request,
-    settings: SettingsDep,
 ) -> Response:
     """Run the agent named by ``model`` on ``input``, as OpenAI's Responses API does."""
+    services = state.of(request.app)  # not dependencies: state.py
+    agents, sessions, settings = services.agents, services.sessions, services.settings
     agent = agent_for(agents, body.model)
     body.refuse_unsupported(agent.provider)
     tools = _caller_tools(body, agent)

@@ -8,11 +8,10 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from agentic_backend import state
-from agentic_backend.agents.deps import AgentServiceDep, AgentsQuerier
+from agentic_backend.agents.deps import AgentsQuerier
 from agentic_backend.agents.runtime import QueryOptions
 from agentic_backend.agents.schemas import AgentTypePublic, QueryRequest, QueryResponse
 from agentic_backend.agents.streaming import MEDIA_TYPE, QueryStream, sse_response
-from agentic_backend.core.deps import SettingsDep
 from agentic_backend.core.errors import BadRequest
 from agentic_backend.core.logs import note_usage
 from agentic_backend.monitoring.middleware import ARRIVED
@@ -30,8 +29,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 @router.get("")
-async def list_agent_types(_: AgentsQuerier, agents: AgentServiceDep) -> list[AgentTypePublic]:
-    return [AgentTypePublic.model_validate(a) for a in sorted(agents.agents.values(), key=lambda a: a.name)]
+async def list_agent_types(_: AgentsQuerier, request: Request) -> list[AgentTypePublic]:
+    agents = state.of(request.app).agents.agents
+    return [AgentTypePublic.model_validate(a) for a in sorted(agents.values(), key=lambda a: a.name)]
 
 
 _STREAMED: dict[int | str, dict[str, Any]] = {
@@ -81,21 +81,21 @@ async def query_agent(
     agent_type: str,
     body: QueryRequest,
     principal: AgentsQuerier,
-    agents: AgentServiceDep,
     request: Request,
-    settings: SettingsDep,
-    reply: Response,
-) -> Response | QueryResponse:
+) -> Response:
     """Run the agent: model calls and tool calls until it answers, within its step limit and deadline
     and the key's budget. Stateless queries (no session) may be answered from the cache at no cost."""
+    services = state.of(request.app)  # not dependencies: state.py
+    agents, settings = services.agents, services.settings
     end_user = body.user or request.headers.get(END_USER_HEADER)
     if end_user is not None and len(end_user) > 256:
         raise BadRequest(f"{END_USER_HEADER} is longer than 256 characters.")
     options = QueryOptions(end_user=end_user, tags=body.metadata)
     if not wants_stream(request, body):
         response = await agents.query(principal, agent_type, body, options=options)
-        reply.headers.update(answered(request, response))
-        return response
+        return Response(
+            response.model_dump_json(), media_type="application/json", headers=answered(request, response)
+        )
     stream = QueryStream(
         agents,
         principal,

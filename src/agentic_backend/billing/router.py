@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from agentic_backend import state
-from agentic_backend.billing.ledger import Ledger, UsageGroups, UsageReport, tag_filter
+from agentic_backend.billing.ledger import UsageGroups, UsageReport, tag_filter
 from agentic_backend.core.security import RequirePermission
 from agentic_backend.core.types import DateTimeParam
 from agentic_backend.identity.errors import PermissionDenied
@@ -22,14 +22,10 @@ TagParam = Annotated[
 ]
 
 
-async def get_ledger(request: Request) -> Ledger:
-    return state.of(request.app).ledger
-
-
 @router.get("")
 async def usage(
     principal: Annotated[Principal, Depends(RequirePermission(Permission.USAGE_READ))],
-    ledger: Annotated[Ledger, Depends(get_ledger)],
+    request: Request,
     key_id: Annotated[
         int | None, Query(ge=1, le=KEY_ID_MAX, description="Another key's usage (needs usage:admin).")
     ] = None,
@@ -47,7 +43,7 @@ async def usage(
     """Totals and the most recent records of the caller's key (or, for admins, any key or all keys),
     optionally of one end user or one tag."""
     key_id = _scope(principal, key_id)
-    return await ledger.report(
+    return await state.of(request.app).ledger.report(
         key_id=key_id,
         agent_type=agent_type,
         status=status,
@@ -63,7 +59,7 @@ async def usage(
 @router.get("/groups")
 async def usage_groups(
     principal: Annotated[Principal, Depends(RequirePermission(Permission.USAGE_READ))],
-    ledger: Annotated[Ledger, Depends(get_ledger)],
+    request: Request,
     by: Annotated[
         str,
         Query(
@@ -81,7 +77,7 @@ async def usage_groups(
     """The caller's key's (or, for admins, any key's or all keys') totals per end user or per value of a
     tag, the costliest first: what a team bills its own customers from."""
     key_id = _scope(principal, key_id)
-    return await ledger.groups(by, key_id=key_id, since=since, until=until, limit=limit)
+    return await state.of(request.app).ledger.groups(by, key_id=key_id, since=since, until=until, limit=limit)
 
 
 def _scope(principal: Principal, key_id: int | None) -> int | None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Request, Response
 
-from agentic_backend.identity.deps import KeysAdmin, KeyServiceDep
+from agentic_backend import state
+from agentic_backend.identity.deps import KeysAdmin
 from agentic_backend.identity.errors import OwnKeyRevocation
 from agentic_backend.identity.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyLimits, ApiKeyPublic
 
@@ -18,14 +19,16 @@ KeyId = Annotated[int, Path(ge=1, le=KEY_ID_MAX)]
 
 
 @router.get("")
-async def list_keys(_: KeysAdmin, keys: KeyServiceDep) -> list[ApiKeyPublic]:
+async def list_keys(_: KeysAdmin, request: Request) -> list[ApiKeyPublic]:
     """Every key, revoked ones included; never a secret."""
+    keys = state.of(request.app).keys
     return await keys.list()
 
 
 @router.post("", status_code=201, responses={409: {"description": "The name is taken."}})
-async def create_key(body: ApiKeyCreate, _: KeysAdmin, keys: KeyServiceDep) -> ApiKeyCreated:
+async def create_key(body: ApiKeyCreate, _: KeysAdmin, request: Request) -> ApiKeyCreated:
     """Create a key. The response holds its secret, shown this once."""
+    keys = state.of(request.app).keys
     return await keys.create(
         body.name,
         body.role,
@@ -43,9 +46,10 @@ async def create_key(body: ApiKeyCreate, _: KeysAdmin, keys: KeyServiceDep) -> A
         409: {"description": "This is the key the request authenticated with."},
     },
 )
-async def revoke_key(key_id: KeyId, principal: KeysAdmin, keys: KeyServiceDep) -> Response:
+async def revoke_key(key_id: KeyId, principal: KeysAdmin, request: Request) -> Response:
     """Revoke a key: it is refused from the next request on, by every worker and replica. Not the key the
     request itself uses: revoke it with another admin key, or with the CLI."""
+    keys = state.of(request.app).keys
     if key_id == principal.key_id:
         raise OwnKeyRevocation(
             "This request authenticated with that key: revoking it would lock you out. Use another admin "
@@ -56,8 +60,7 @@ async def revoke_key(key_id: KeyId, principal: KeysAdmin, keys: KeyServiceDep) -
 
 
 @router.put("/{key_id}/limits", responses={404: {"description": "No such key."}})
-async def set_key_limits(
-    key_id: KeyId, body: ApiKeyLimits, _: KeysAdmin, keys: KeyServiceDep
-) -> ApiKeyPublic:
+async def set_key_limits(key_id: KeyId, body: ApiKeyLimits, _: KeysAdmin, request: Request) -> ApiKeyPublic:
     """Set a key's monthly budget and requests-per-minute limit (null: the defaults)."""
+    keys = state.of(request.app).keys
     return await keys.set_limits(key_id, body.monthly_budget_dollars, body.rpm_limit, body.tpm_limit)

@@ -10,8 +10,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ValidationError
 
-from agentic_backend import __version__
-from agentic_backend.core.deps import SettingsDep
+from agentic_backend import __version__, state
 from agentic_backend.core.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from agentic_backend.core.security import RequirePermission, require_static_token
 from agentic_backend.identity.permissions import Permission, allows
@@ -21,7 +20,6 @@ from agentic_backend.metricstore.exposition import (
     CONTENT_TYPE_TEXT,
     stream_exposition,
 )
-from agentic_backend.monitoring.deps import DrainDep, HealthChecksDep, KeySpendDep, TelemetryDep
 from agentic_backend.monitoring.errors import InvalidMetric
 from agentic_backend.monitoring.health import HealthCheck, overall
 from agentic_backend.monitoring.schemas import (
@@ -32,6 +30,7 @@ from agentic_backend.monitoring.schemas import (
     RecordResponse,
     parse_record,
 )
+from agentic_backend.monitoring.service import Telemetry
 from agentic_backend.monitoring.summary import KeySpend, MonitoringSummary, build_summary
 
 # The full prefix is on the router itself: the route template in metrics is the route's own path.
@@ -62,7 +61,9 @@ def _accepts_gzip(header: str) -> bool:
         401: {"description": "AGENTIC_METRICS_TOKEN is set and the bearer token is missing or wrong."},
     },
 )
-async def metrics(request: Request, telemetry: TelemetryDep, settings: SettingsDep) -> Response:
+async def metrics(request: Request) -> Response:
+    services = state.of(request.app)  # not dependencies: state.py
+    telemetry, settings = services.telemetry, services.settings
     if settings.metrics_token is not None:
         require_static_token(request, settings.metrics_token.get_secret_value(), realm="metrics")
     openmetrics = "application/openmetrics-text" in request.headers.get("accept", "")
@@ -85,13 +86,14 @@ async def metrics(request: Request, telemetry: TelemetryDep, settings: SettingsD
 
 @router.get("/summary")
 async def summary(
-    telemetry: TelemetryDep,
-    key_spend: KeySpendDep,
+    request: Request,
     principal: Annotated[Principal, Depends(RequirePermission(Permission.MONITORING_READ))],
 ) -> MonitoringSummary:
     """The metrics in one JSON document. ``spend_by_key`` lists every key for a caller with
     ``usage:admin`` (what ``GET /api/v1/usage?key_id=`` shows it), and only the caller's own key for
     anyone else: an aggregate never shows what its detail route refuses."""
+    services = state.of(request.app)  # not dependencies: state.py
+    telemetry, key_spend = services.telemetry, services.key_spend
     await telemetry.refresh()
     result = build_summary(  # the merge yields to the loop between workers, as a scrape's does
         await telemetry.snapshot_async(),
@@ -111,9 +113,10 @@ async def summary(
 @router.get(
     "/health", responses={503: {"model": HealthResponse, "description": "A critical component is down."}}
 )
-async def health(checks: HealthChecksDep, telemetry: TelemetryDep, response: Response) -> HealthResponse:
+async def health(request: Request, response: Response) -> HealthResponse:
     """Each component ``ok``, ``degraded`` or ``down`` with a reason; 503 when a critical one is down."""
-    return await _health(checks, telemetry, response)
+    services = state.of(request.app)  # not dependencies: state.py
+    return await _health(services.health_checks, services.telemetry, response)
 
 
 class Liveness(BaseModel):
@@ -131,21 +134,20 @@ async def live() -> Liveness:
     "/ready",
     responses={503: {"model": HealthResponse, "description": "Not ready: a critical component is down."}},
 )
-async def ready(
-    checks: HealthChecksDep, telemetry: TelemetryDep, drain: DrainDep, response: Response
-) -> HealthResponse:
+async def ready(request: Request, response: Response) -> HealthResponse:
     """Readiness: the service can serve now, its critical components (the database) answering; 503
     otherwise, so a load balancer sends its requests elsewhere (Kubernetes' readinessProbe). 503 too while
     it drains before a stop (``AGENTIC_DRAIN_FILE``); once stopping, its listener is closed."""
-    result = await _health(checks, telemetry, response)
-    if drain.active:
+    services = state.of(request.app)  # not dependencies: state.py
+    result = await _health(services.health_checks, services.telemetry, response)
+    if services.drain.active:
         result.components["lifecycle"] = ComponentHealth(status="down", detail="draining: this replica stops")
         result.status = "down"
         response.status_code = 503
     return result
 
 
-async def _health(checks: list[HealthCheck], telemetry: TelemetryDep, response: Response) -> HealthResponse:
+async def _health(checks: list[HealthCheck], telemetry: Telemetry, response: Response) -> HealthResponse:
     async def run(check: HealthCheck) -> ComponentHealth:
         try:
             async with asyncio.timeout(_HEALTH_CHECK_TIMEOUT):
@@ -248,11 +250,13 @@ def _parse_records(data: object, max_batch: int) -> list[CustomMetricRecord]:
         422: {"description": "A record is invalid, or would pass a series cap."},
     },
 )
-async def record(request: Request, telemetry: TelemetryDep, settings: SettingsDep) -> RecordResponse:
+async def record(request: Request) -> RecordResponse:
     """Record custom metrics: counters (inc), gauges (set, inc, dec) and histograms (observe).
 
     A batch (JSON array) is applied all or nothing. Accepted metrics appear at /metrics at once.
     """
+    services = state.of(request.app)  # not dependencies: state.py
+    telemetry, settings = services.telemetry, services.settings
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media_type != "application/json":
         raise UnsupportedMediaType("send the records as JSON with 'Content-Type: application/json'.")
