@@ -10,4 +10,7 @@ from agentic_backend.core.security import RequirePermission
 from agentic_backend.identity.permissions import Permission
 from agentic_backend.identity.schemas import Principal
 
-AgentsQuerier = Annotated[Principal, Depends(RequirePermission(Permission.AGENTS_QUERY))]
+# Called by the query routes themselves, before they read their body (core/bodies.py); the dependency for
+# the others.
+authorize_query = RequirePermission(Permission.AGENTS_QUERY)
+AgentsQuerier = Annotated[Principal, Depends(authorize_query)]

@@ -50,7 +50,7 @@ from pydantic import (
 )
 
 from agentic_backend import state
-from agentic_backend.agents.deps import AgentsQuerier
+from agentic_backend.agents.deps import AgentsQuerier, authorize_query
 from agentic_backend.agents.openai_common import (
     INTEGRAL,
     ROUTE_ERRORS,
@@ -68,8 +68,17 @@ from agentic_backend.agents.registry import AgentType
 from agentic_backend.agents.router import answered
 from agentic_backend.agents.runtime import QueryOptions
 from agentic_backend.agents.schemas import QueryRequest, QueryResponse
-from agentic_backend.agents.streaming import KEEPALIVE, MEDIA_TYPE, Event, QueryStream, sse_response
+from agentic_backend.agents.streaming import (
+    KEEPALIVE,
+    MEDIA_TYPE,
+    SSE_EVENT_SCHEMA,
+    Event,
+    QueryStream,
+    sse_response,
+)
+from agentic_backend.core.bodies import body_schema, json_body
 from agentic_backend.core.errors import BadRequest, openai_error
+from agentic_backend.identity.schemas import Principal
 from agentic_backend.llm.base import CallOptions, Message, ToolCall, ToolSpec
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
@@ -381,21 +390,22 @@ async def get_model(model: str, _: AgentsQuerier, request: Request) -> ModelCard
 
 @router.post(
     "/chat/completions",
+    openapi_extra=body_schema(ChatCompletionRequest),
     responses={
         200: {
             "description": "A chat.completion; with 'stream': true, chat.completion.chunk events (SSE).",
-            "content": {MEDIA_TYPE: {"schema": {"type": "string"}}},
+            "content": {MEDIA_TYPE: {"schema": SSE_EVENT_SCHEMA}},
         },
         **ROUTE_ERRORS,
     },
 )
 async def chat_completions(
-    body: ChatCompletionRequest,
-    principal: AgentsQuerier,
     request: Request,
 ) -> Response:
     """Run the agent named by ``model`` on the conversation, as OpenAI's chat completions API does."""
     services = state.of(request.app)  # not dependencies: state.py
+    principal: Principal = await authorize_query(request)
+    body = await json_body(request, ChatCompletionRequest)  # after the caller's key: core/bodies.py
     agents, settings = services.agents, services.settings
     agent = agent_for(agents, body.model)
     _refuse_unsupported(body, agent.provider)

@@ -37,7 +37,7 @@ from pydantic import (
 )
 
 from agentic_backend import state
-from agentic_backend.agents.deps import AgentsQuerier
+from agentic_backend.agents.deps import authorize_query
 from agentic_backend.agents.openai_common import (
     INTEGRAL,
     ROUTE_ERRORS,
@@ -53,7 +53,15 @@ from agentic_backend.agents.registry import AgentType
 from agentic_backend.agents.router import answered
 from agentic_backend.agents.runtime import QueryOptions
 from agentic_backend.agents.schemas import QueryRequest, QueryResponse, Tags
-from agentic_backend.agents.streaming import KEEPALIVE, MEDIA_TYPE, Event, QueryStream, sse_response
+from agentic_backend.agents.streaming import (
+    KEEPALIVE,
+    MEDIA_TYPE,
+    SSE_EVENT_SCHEMA,
+    Event,
+    QueryStream,
+    sse_response,
+)
+from agentic_backend.core.bodies import body_schema, json_body
 from agentic_backend.core.errors import BadRequest
 from agentic_backend.identity.schemas import Principal
 from agentic_backend.llm.base import CallOptions, Message, ToolCall, ToolSpec
@@ -282,20 +290,21 @@ def _caller_tools(body: ResponsesRequest, agent: AgentType) -> tuple[ToolSpec, .
 
 @router.post(
     "/responses",
+    openapi_extra=body_schema(ResponsesRequest),
     responses={
         200: {
             "description": "A response object; with 'stream': true, its typed events (SSE).",
-            "content": {MEDIA_TYPE: {"schema": {"type": "string"}}},
+            "content": {MEDIA_TYPE: {"schema": SSE_EVENT_SCHEMA}},
         },
         **ROUTE_ERRORS,
     },
 )
 async def create_response(
-    body: ResponsesRequest,
-    principal: AgentsQuerier,
     request: Request,
 ) -> Response:
     """Run the agent named by ``model`` on ``input``, as OpenAI's Responses API does."""
+    principal: Principal = await authorize_query(request)
+    body = await json_body(request, ResponsesRequest)  # after the caller's key: core/bodies.py
     services = state.of(request.app)  # not dependencies: state.py
     agents, sessions, settings = services.agents, services.sessions, services.settings
     agent = agent_for(agents, body.model)

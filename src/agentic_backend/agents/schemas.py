@@ -6,7 +6,7 @@ import re
 import uuid
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from agentic_backend.agents.runtime import StepKind, StopReason
 
@@ -34,7 +34,7 @@ class QueryRequest(BaseModel):
         json_schema_extra={"pattern": _NOT_BLANK.pattern},
     )
     session_id: uuid.UUID | None = Field(default=None, description="A session to continue (gives history).")
-    stream: bool = Field(
+    stream: StrictBool = Field(
         default=False,
         description="Answer as Server-Sent Events (as does 'Accept: text/event-stream'): start, delta, "
         "step, and done or error.",

@@ -44,6 +44,18 @@ from agentic_backend.llm.base import Message, estimate_tokens
 logger = logging.getLogger(__name__)
 
 MEDIA_TYPE = "text/event-stream"
+# One event of such a stream, as OpenAPI 3.1 describes a text/event-stream response (3.2's itemSchema):
+# its name and its data (a JSON document; the OpenAI face's last one is ``[DONE]``, as OpenAI's is).
+SSE_EVENT_SCHEMA = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "event": {"type": "string", "description": "The event's name (none on the OpenAI face)."},
+        "data": {"type": "string", "description": "A JSON document."},
+        "id": {"type": "string"},
+        "retry": {"type": "integer"},
+    },
+}
 KEEPALIVE = b": keep-alive\n\n"  # an SSE comment: every client ignores it, proxies see traffic
 _BUFFER = 256  # events held for a slow client before the model's stream waits for it
 _CANCEL_SECONDS = 10.0  # how long a cancelled query may take to settle and write its ledger row

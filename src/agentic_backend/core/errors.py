@@ -161,7 +161,7 @@ _OPENAI_TYPES = {
     403: "permission_error",
     429: "rate_limit_error",
 }
-_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")  # HTTPError: http_error
 
 
 def openai_error(
@@ -290,6 +290,12 @@ def openai_invalid(error: Mapping[str, Any]) -> tuple[str, str | None, str]:
     # OpenAI names the field's kind: a float bound (``le=2.0``) is a decimal's, an int bound an integer's.
     bound_value = next((ctx[k] for k in ("ge", "gt", "le", "lt") if k in ctx), None)
     number = "decimal" if isinstance(bound_value, float) else "integer"
+    if param is None and kind in ("json_invalid", "missing"):  # the body itself: not JSON, or none
+        why = f": {ctx['error']}" if "error" in ctx else ": the body is empty" if kind == "missing" else ""
+        message = f"We could not parse the JSON body of your request{why}. The API expects a JSON payload."
+        return message, None, "invalid_json"
+    if param is None and (kind.endswith("_type") or kind == "model_attributes_type"):
+        return f"The request body must be a JSON object, but got {_json_type(given)}.", None, "invalid_type"
     if kind == "extra_forbidden":
         return f"Unrecognized request argument supplied: {param}", param, "unknown_parameter"
     if kind == "missing":

@@ -188,6 +188,21 @@ async def test_malformed_json_is_a_4xx(admin: httpx.AsyncClient) -> None:
     assert "JSON" in response.json()["detail"]
 
 
+@pytest.mark.parametrize("path", [f"{AGENTS}/assistant/query", "/v1/chat/completions", "/v1/responses"])
+async def test_a_body_is_read_only_for_a_known_key(
+    admin: httpx.AsyncClient, anonymous: httpx.AsyncClient, path: str
+) -> None:
+    """The query routes check the caller's key before they read the body (core/bodies.py): a caller without
+    one learns nothing of what its body would have got, whether it decodes or not."""
+    for body in (b'{"query": ', b'{"unknown": 1}', b""):
+        headers = {"content-type": "application/json"}
+        refused = await anonymous.post(path, content=body, headers=headers)
+        assert refused.status_code == 401, refused.text
+        invalid = await admin.post(path, content=body, headers=headers)
+        assert invalid.status_code in (400, 422), invalid.text
+        assert "api key" not in invalid.text.lower()
+
+
 async def test_rate_limit_per_key(admin: httpx.AsyncClient, anonymous: httpx.AsyncClient) -> None:
     created = (await admin.post("/api/v1/keys", json={"name": "slow", "role": "user", "rpm_limit": 3})).json()
     headers = {"authorization": f"Bearer {created['key']}"}
