@@ -22,14 +22,11 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy import text
 
 from agentic_backend import __version__, state
-from agentic_backend.agents.openai_api import ChatCompletionRequest
 from agentic_backend.agents.openai_api import router as openai_router
 from agentic_backend.agents.recorder import Recorder
 from agentic_backend.agents.registry import AgentType, load_agent_types
-from agentic_backend.agents.responses_api import ResponsesRequest
 from agentic_backend.agents.responses_api import router as responses_router
 from agentic_backend.agents.router import router as agents_router
-from agentic_backend.agents.schemas import QueryRequest
 from agentic_backend.agents.service import AgentService, Limits
 from agentic_backend.billing.budget import Budgets
 from agentic_backend.billing.ledger import Ledger
@@ -42,6 +39,7 @@ from agentic_backend.console import router as console
 from agentic_backend.console.history import History, Sampler, leaves_of
 from agentic_backend.console.overview import PANELS
 from agentic_backend.console.sessions import ConsoleSessions
+from agentic_backend.core import bodies
 from agentic_backend.core.bodylimit import BodyLimitMiddleware
 from agentic_backend.core.clock import Clock, SystemClock
 from agentic_backend.core.config import Settings
@@ -166,12 +164,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     agent_types = sorted(parts.state.agents.agents)
     app.openapi = lambda: contract_openapi(  # type: ignore[method-assign]  # FastAPI's documented override
         app,
-        {  # the bodies routes read themselves (core/bodies.py)
-            "CustomMetricRecord": CustomMetricRecord,
-            "ChatCompletionRequest": ChatCompletionRequest,
-            "QueryRequest": QueryRequest,
-            "ResponsesRequest": ResponsesRequest,
-        },
+        {"CustomMetricRecord": CustomMetricRecord, **bodies.documented()},  # bodies routes read themselves
         lambda schema: _refine_openapi(schema, settings, agent_types),
     )
     _install_routes(app)

@@ -50,7 +50,7 @@ from pydantic import (
 )
 
 from agentic_backend import state
-from agentic_backend.agents.deps import AgentsQuerier, authorize_query
+from agentic_backend.agents.deps import AgentsQuerier, query_call
 from agentic_backend.agents.openai_common import (
     INTEGRAL,
     ROUTE_ERRORS,
@@ -76,9 +76,8 @@ from agentic_backend.agents.streaming import (
     QueryStream,
     sse_response,
 )
-from agentic_backend.core.bodies import body_schema, json_body
+from agentic_backend.core.bodies import body_schema
 from agentic_backend.core.errors import BadRequest, openai_error
-from agentic_backend.identity.schemas import Principal
 from agentic_backend.llm.base import CallOptions, Message, ToolCall, ToolSpec
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
@@ -403,9 +402,8 @@ async def chat_completions(
     request: Request,
 ) -> Response:
     """Run the agent named by ``model`` on the conversation, as OpenAI's chat completions API does."""
+    principal, body = await query_call(request, ChatCompletionRequest)
     services = state.of(request.app)  # not dependencies: state.py
-    principal: Principal = await authorize_query(request)
-    body = await json_body(request, ChatCompletionRequest)  # after the caller's key: core/bodies.py
     agents, settings = services.agents, services.settings
     agent = agent_for(agents, body.model)
     _refuse_unsupported(body, agent.provider)

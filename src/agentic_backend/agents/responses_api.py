@@ -37,7 +37,7 @@ from pydantic import (
 )
 
 from agentic_backend import state
-from agentic_backend.agents.deps import authorize_query
+from agentic_backend.agents.deps import query_call
 from agentic_backend.agents.openai_common import (
     INTEGRAL,
     ROUTE_ERRORS,
@@ -61,7 +61,7 @@ from agentic_backend.agents.streaming import (
     QueryStream,
     sse_response,
 )
-from agentic_backend.core.bodies import body_schema, json_body
+from agentic_backend.core.bodies import body_schema
 from agentic_backend.core.errors import BadRequest
 from agentic_backend.identity.schemas import Principal
 from agentic_backend.llm.base import CallOptions, Message, ToolCall, ToolSpec
@@ -303,8 +303,7 @@ async def create_response(
     request: Request,
 ) -> Response:
     """Run the agent named by ``model`` on ``input``, as OpenAI's Responses API does."""
-    principal: Principal = await authorize_query(request)
-    body = await json_body(request, ResponsesRequest)  # after the caller's key: core/bodies.py
+    principal, body = await query_call(request, ResponsesRequest)
     services = state.of(request.app)  # not dependencies: state.py
     agents, sessions, settings = services.agents, services.sessions, services.settings
     agent = agent_for(agents, body.model)

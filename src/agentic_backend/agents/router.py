@@ -8,14 +8,13 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from agentic_backend import state
-from agentic_backend.agents.deps import AgentsQuerier, authorize_query
+from agentic_backend.agents.deps import AgentsQuerier, query_call
 from agentic_backend.agents.runtime import QueryOptions
 from agentic_backend.agents.schemas import AgentTypePublic, QueryRequest, QueryResponse
 from agentic_backend.agents.streaming import MEDIA_TYPE, SSE_EVENT_SCHEMA, QueryStream, sse_response
-from agentic_backend.core.bodies import body_schema, json_body
+from agentic_backend.core.bodies import body_schema
 from agentic_backend.core.errors import BadRequest
 from agentic_backend.core.logs import note_usage
-from agentic_backend.identity.schemas import Principal
 from agentic_backend.monitoring.middleware import ARRIVED
 
 router = APIRouter(prefix="/api/v1/agents", tags=["agents"])
@@ -87,8 +86,7 @@ def wants_stream(request: Request, body: QueryRequest) -> bool:
 async def query_agent(agent_type: str, request: Request) -> Response:
     """Run the agent: model calls and tool calls until it answers, within its step limit and deadline
     and the key's budget. Stateless queries (no session) may be answered from the cache at no cost."""
-    principal: Principal = await authorize_query(request)
-    body = await json_body(request, QueryRequest)  # after the caller's key: core/bodies.py
+    principal, body = await query_call(request, QueryRequest)
     services = state.of(request.app)  # not dependencies: state.py
     agents, settings = services.agents, services.settings
     end_user = body.user or request.headers.get(END_USER_HEADER)

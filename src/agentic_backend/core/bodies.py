@@ -26,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
 _UNREADABLE = "There was an error parsing the body"  # FastAPI's words
+_DOCUMENTED: dict[str, type[BaseModel]] = {}  # the models body_schema refers to, by their schema's name
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -83,6 +84,13 @@ async def json_body(request: Request, model: type[M]) -> M:
 
 
 def body_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """``openapi_extra`` for a route that reads ``model`` with ``json_body``: its required JSON body."""
+    """``openapi_extra`` for a route that reads ``model`` with ``json_body``: its required JSON body. The
+    model's schema is one of ``documented()``, which the OpenAPI document publishes."""
+    _DOCUMENTED[model.__name__] = model
     schema = {"$ref": f"#/components/schemas/{model.__name__}"}
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def documented() -> dict[str, type[BaseModel]]:
+    """The body models of the routes declared so far, by the name their ``$ref`` gives."""
+    return dict(_DOCUMENTED)

@@ -266,10 +266,8 @@ class GroupCommit:
         with sqlite.connect() as connection, connection.begin():
             cursor: Any = None
             for statement, rows in grouped.items():
-                key = self._orders.get(statement)
-                if key is not None:
-                    rows = sorted(rows, key=key)
-                plan = self._plan(statement, rows, sqlite)
+                rows = self._in_order(statement, rows)
+                plan = self._plan(statement, rows)
                 if plan is None:
                     connection.execute(statement, rows)
                     continue
@@ -281,7 +279,11 @@ class GroupCommit:
                 except sqlite3.Error as exc:  # as SQLAlchemy raises it (errors.py classifies it)
                     raise sa_exc.DBAPIError.instance(plan.sql, parameters, exc, sqlite3.Error) from exc
 
-    def _plan(self, statement: Executable, rows: Sequence[dict[str, Any]], engine: Engine) -> _Plan | None:
+    def _in_order(self, statement: Executable, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        key = self._orders.get(statement)
+        return sorted(rows, key=key) if key is not None else rows
+
+    def _plan(self, statement: Executable, rows: Sequence[dict[str, Any]]) -> _Plan | None:
         keys = rows[0].keys()
         if any(row.keys() != keys for row in rows):
             return None  # rows that differ: SQLAlchemy says what is missing
@@ -291,7 +293,8 @@ class GroupCommit:
         except KeyError:
             if len(self._plans) >= self._PLANS:
                 self._plans.clear()  # statements built per call would otherwise grow it for good
-            plan = self._plans[slot] = _Plan.of(statement, slot[1], engine)
+            assert self._sqlite is not None
+            plan = self._plans[slot] = _Plan.of(statement, slot[1], self._sqlite)
             return plan
 
     def _transaction(self, connection: Connection, grouped: dict[Executable, list[dict[str, Any]]]) -> None:
@@ -300,8 +303,7 @@ class GroupCommit:
         each (mostly mapping and unmapping its 16 KB frame stack); run_sync starts one for all of them."""
         with connection.begin():
             for statement, rows in grouped.items():
-                key = self._orders.get(statement)
-                connection.execute(statement, sorted(rows, key=key) if key is not None else rows)
+                connection.execute(statement, self._in_order(statement, rows))
 
     async def _commit_alone(self, request: tuple[Sequence[Write], asyncio.Future[None]]) -> None:
         done = request[1]
