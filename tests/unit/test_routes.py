@@ -1,17 +1,20 @@
 """The app's routes, put straight into its list instead of through ``include_router`` (app.py
-``_install_routes``): the same routes, the same OpenAPI document, every request served as before."""
+``_install_routes``): the same routes, the same OpenAPI document, every request served as before; and the
+query routes' class (core/routes.py ``RequestRoute``), which calls an endpoint of the request alone
+without FastAPI's parameter solving."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from fastapi import FastAPI
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from agentic_backend.app import ROUTERS, create_app, index
+from agentic_backend.core.routes import RequestRoute
 
 
 @pytest.fixture
@@ -76,3 +79,83 @@ def test_each_kind_of_route_answers_as_before(app: FastAPI, path: str, status: i
     assert response.status_code == status
     if kind is not None:
         assert response.headers["content-type"].startswith(kind)
+
+
+def direct_router() -> APIRouter:
+    """Endpoints of each shape, on a router of ``RequestRoute``s."""
+    router = APIRouter(prefix="/t", route_class=RequestRoute)
+
+    @router.post("/echo/{name}")
+    async def echo(name: str, request: Request) -> Response:
+        return Response(f"{name}:{(await request.body()).decode()}", media_type="text/plain")
+
+    @router.get("/wrong")
+    async def wrong(request: Request) -> Response:
+        return {"not": "a response"}  # type: ignore[return-value]
+
+    @router.get("/refuses")
+    async def refuses(request: Request) -> Response:
+        raise HTTPException(status_code=418, detail="no")
+
+    @router.get("/number/{n}")
+    async def number(n: int, request: Request) -> Response:  # validated by FastAPI: not direct
+        return Response(str(n + 1))
+
+    @router.get("/model")
+    async def model(request: Request) -> dict[str, str]:  # FastAPI serialises it: not direct
+        return {"a": "b"}
+
+    return router
+
+
+def direct_app(*, include: bool = False) -> FastAPI:
+    app = FastAPI()
+    if include:
+        app.include_router(direct_router())
+    else:
+        app.router.routes.extend(direct_router().routes)  # as app.py does
+    return app
+
+
+def test_request_routes_call_only_endpoints_of_the_request_and_text_path_parameters(app: FastAPI) -> None:
+    direct = {
+        route.path: route._direct() for route in direct_app().router.routes if isinstance(route, RequestRoute)
+    }
+    assert direct == {
+        "/t/echo/{name}": True,
+        "/t/wrong": True,
+        "/t/refuses": True,
+        "/t/number/{n}": False,
+        "/t/model": False,
+    }
+    queries = {"/v1/chat/completions", "/v1/responses", "/api/v1/agents/{agent_type}/query"}
+    served = {route.path for route in app.routes if isinstance(route, RequestRoute) and route._direct()}
+    assert served == queries
+
+
+@pytest.mark.parametrize("include", [False, True], ids=["in-the-app", "included"])
+def test_a_request_route_answers_as_fastapi_would(include: bool) -> None:
+    with TestClient(direct_app(include=include), raise_server_exceptions=False) as client:
+        echoed = client.post("/t/echo/a%20b%C3%A9", content=b"body")
+        assert (echoed.status_code, echoed.text) == (200, "a b\u00e9:body")
+        assert client.get("/t/refuses").json() == {"detail": "no"}
+        assert client.get("/t/refuses").status_code == 418
+        # An endpoint that breaks its annotation: a 500 when called directly (FastAPI would encode it)
+        assert client.get("/t/wrong").status_code == (200 if include else 500)
+
+        assert client.get("/t/number/41").text == "42"
+        assert client.get("/t/number/x").status_code == 422
+        assert client.get("/t/model").json() == {"a": "b"}
+
+
+def test_an_included_request_route_keeps_fastapi_s_handler_and_its_dependencies() -> None:
+    seen: list[str] = []
+
+    async def audit(request: Request) -> None:
+        seen.append(request.url.path)
+
+    app = FastAPI()
+    app.include_router(direct_router(), dependencies=[Depends(audit)])
+    with TestClient(app) as client:
+        assert client.post("/t/echo/x", content=b"y").text == "x:y"
+    assert seen == ["/t/echo/x"]

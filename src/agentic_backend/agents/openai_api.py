@@ -78,9 +78,10 @@ from agentic_backend.agents.streaming import (
 )
 from agentic_backend.core.bodies import body_schema
 from agentic_backend.core.errors import BadRequest, openai_error
+from agentic_backend.core.routes import RequestRoute
 from agentic_backend.llm.base import CallOptions, Message, ToolCall, ToolSpec
 
-router = APIRouter(prefix="/v1", tags=["openai-compatible"])
+router = APIRouter(prefix="/v1", tags=["openai-compatible"], route_class=RequestRoute)
 
 _MAX_MESSAGES = 1000
 _FINISH = {

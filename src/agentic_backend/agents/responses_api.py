@@ -63,11 +63,12 @@ from agentic_backend.agents.streaming import (
 )
 from agentic_backend.core.bodies import body_schema
 from agentic_backend.core.errors import BadRequest
+from agentic_backend.core.routes import RequestRoute
 from agentic_backend.identity.schemas import Principal
 from agentic_backend.llm.base import CallOptions, Message, ToolCall, ToolSpec
 from agentic_backend.sessions.service import SessionService
 
-router = APIRouter(prefix="/v1", tags=["openai-compatible"])
+router = APIRouter(prefix="/v1", tags=["openai-compatible"], route_class=RequestRoute)
 
 _STATUS = {"length": "incomplete", "budget": "incomplete", "step_limit": "incomplete"}
 

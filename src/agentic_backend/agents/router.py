@@ -15,9 +15,10 @@ from agentic_backend.agents.streaming import MEDIA_TYPE, SSE_EVENT_SCHEMA, Query
 from agentic_backend.core.bodies import body_schema
 from agentic_backend.core.errors import BadRequest
 from agentic_backend.core.logs import note_usage
+from agentic_backend.core.routes import RequestRoute
 from agentic_backend.monitoring.middleware import ARRIVED
 
-router = APIRouter(prefix="/api/v1/agents", tags=["agents"])
+router = APIRouter(prefix="/api/v1/agents", tags=["agents"], route_class=RequestRoute)
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     402: {"description": "The key's monthly budget is spent."},
