@@ -28,8 +28,8 @@ class RequestRoute(APIRoute):
     context, the dependency solver, the response's arguments, a wrapper that times the endpoint. The query
     routes read the caller and the body themselves (agents/deps.py ``query_call``, core/bodies.py) and
     return their response, which FastAPI passes on as it is (no response model or status code applies to
-    a ``Response``), so none of it has anything to do: 3 % of a chat completion's instructions
-    (bench.service_instructions, 2,231k -> 2,167k). A text path parameter needs no validation (any
+    a ``Response``), so none of it has anything to do: 4 % of a chat completion's instructions
+    (bench.service_instructions, 2,231k -> 2,142k). A text path parameter needs no validation (any
     segment is a string) and is passed from the match. Starlette's request/response wrapper, the exception
     handlers and the OpenAPI document (built from the same dependant) are unchanged.
 
