@@ -5,10 +5,11 @@ without FastAPI's parameter solving."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path as FilePath
+from typing import Annotated
 
 import pytest
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
@@ -18,7 +19,7 @@ from agentic_backend.core.routes import RequestRoute
 
 
 @pytest.fixture
-def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FastAPI:
+def app(tmp_path: FilePath, monkeypatch: pytest.MonkeyPatch) -> FastAPI:
     monkeypatch.setenv("AGENTIC_DATA_DIR", str(tmp_path))
     return create_app()
 
@@ -101,6 +102,14 @@ def direct_router() -> APIRouter:
     async def number(n: int, request: Request) -> Response:  # validated by FastAPI: not direct
         return Response(str(n + 1))
 
+    @router.get("/short/{word}")
+    async def short(word: Annotated[str, Path(max_length=3)], request: Request) -> Response:  # validated
+        return Response(word)
+
+    @router.get("/aliased/{theWord}")
+    async def aliased(word: Annotated[str, Path(alias="theWord")], request: Request) -> Response:
+        return Response(word)
+
     @router.get("/model")
     async def model(request: Request) -> dict[str, str]:  # FastAPI serialises it: not direct
         return {"a": "b"}
@@ -126,6 +135,8 @@ def test_request_routes_call_only_endpoints_of_the_request_and_text_path_paramet
         "/t/wrong": True,
         "/t/refuses": True,
         "/t/number/{n}": False,
+        "/t/short/{word}": False,
+        "/t/aliased/{theWord}": True,
         "/t/model": False,
     }
     queries = {"/v1/chat/completions", "/v1/responses", "/api/v1/agents/{agent_type}/query"}
@@ -145,6 +156,9 @@ def test_a_request_route_answers_as_fastapi_would(include: bool) -> None:
 
         assert client.get("/t/number/41").text == "42"
         assert client.get("/t/number/x").status_code == 422
+        assert client.get("/t/short/abc").text == "abc"
+        assert client.get("/t/short/abcd").status_code == 422
+        assert client.get("/t/aliased/xyz").text == "xyz"
         assert client.get("/t/model").json() == {"a": "b"}
 
 

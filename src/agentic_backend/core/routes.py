@@ -29,9 +29,9 @@ class RequestRoute(APIRoute):
     routes read the caller and the body themselves (agents/deps.py ``query_call``, core/bodies.py) and
     return their response, which FastAPI passes on as it is (no response model or status code applies to
     a ``Response``), so none of it has anything to do: 4 % of a chat completion's instructions
-    (bench.service_instructions, 2,231k -> 2,142k). A text path parameter needs no validation (any
-    segment is a string) and is passed from the match. Starlette's request/response wrapper, the exception
-    handlers and the OpenAPI document (built from the same dependant) are unchanged.
+    (bench.service_instructions, 2,231k -> 2,142k). A text path parameter without constraints needs no
+    validation (any segment is a string) and is passed from the match. Starlette's request/response
+    wrapper, the exception handlers and the OpenAPI document (built from the same dependant) are unchanged.
 
     Only a route in the app's own list is called so (app.py puts every route there): one reached through
     ``include_router`` gets its handler inside FastAPI's inclusion context, which may add dependencies this
@@ -42,10 +42,10 @@ class RequestRoute(APIRoute):
             return super().get_route_handler()
         endpoint, name = self.endpoint, self.dependant.request_param_name
         assert name is not None
-        path = [field.name for field in self.dependant.path_params]
+        path = [(field.name, field.alias) for field in self.dependant.path_params]
 
         async def handler(request: Request) -> Response:
-            arguments = {field: request.path_params[field] for field in path}
+            arguments = {name: request.path_params[alias] for name, alias in path}
             response = await endpoint(**arguments, **{name: request})
             if not isinstance(response, Response):  # its annotation says Response: a defect, so a 500
                 raise TypeError(f"{endpoint.__qualname__} returned {type(response).__name__}, not a Response")
@@ -66,6 +66,7 @@ class RequestRoute(APIRoute):
             and dependant.request_param_name is not None
             and len(parameters) == 1 + len(dependant.path_params)
             and all(field.field_info.annotation is str for field in dependant.path_params)
+            and not any(field.field_info.metadata for field in dependant.path_params)  # no constraint
             and not dependant.dependencies
             and not (dependant.query_params or dependant.header_params)
             and not (dependant.cookie_params or dependant.body_params)
