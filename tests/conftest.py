@@ -33,11 +33,13 @@ ClientFor = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 @pytest.fixture
 def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
-        # gc_freeze off: a test process builds hundreds of apps, and frozen objects are never freed.
+        # gc_freeze off: a test process builds hundreds of apps, and frozen objects are never freed; the
+        # collector's thresholds are the process's own (tests/unit/test_gc.py sets them on purpose).
         values: dict[str, Any] = {
             "data_dir": tmp_path / "data",
             "admin_api_key": ADMIN_KEY,
             "gc_freeze": False,
+            "gc_threshold": 0,
         }
         values.update(overrides)
         return Settings(**values)

@@ -210,6 +210,14 @@ class Settings(BaseSettings):
         default=True,
         description="After start-up, exclude the objects built so far from garbage collection (gc.freeze).",
     )
+    gc_threshold: int = Field(
+        default=10_000,
+        ge=0,
+        le=1_000_000,
+        description="Allocations between two collections of the youngest generation (gc.set_threshold; "
+        "Python's default is 700). 0: Python's defaults. Only objects in reference cycles wait for a "
+        "collection; everything else is freed at once, whatever this is.",
+    )
     loop_hold_trace_ms: int = Field(
         default=0,
         ge=0,
