@@ -18,7 +18,7 @@ import anyio
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import NoOpTracer, Span, SpanKind, StatusCode, Tracer
+from opentelemetry.trace import INVALID_SPAN, NoOpTracer, Span, SpanKind, StatusCode, Tracer
 
 from agentic_backend.agents.errors import BudgetExceeded, RateLimited
 from agentic_backend.agents.registry import AgentType
@@ -60,8 +60,8 @@ class QueryRecord:
     agent: AgentType
     provider: str  # the provider's name as the metrics label it
     key_id: int
-    span: Span
-    context_token: Token[Context]
+    span: Span  # INVALID_SPAN when the service does not trace
+    context_token: Token[Context] | None  # None when the service does not trace
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     started: float = field(default_factory=time.perf_counter)
     usage: Usage = field(default_factory=Usage)
@@ -116,6 +116,10 @@ class Recorder:
         self._clock = clock
         self._models = models  # what a provider's answering model may be called in a label
         self._tracer: Tracer = tracer or NoOpTracer()
+        # Without tracing no span is started, attached or given attributes: a no-op tracer's spans still
+        # cost a context lookup each, and the attributes' dictionaries are built for nothing (1.2 % of a
+        # chat completion's CPU at 16 connections, cProfile).
+        self._tracing = not isinstance(self._tracer, NoOpTracer)
         self._exemplars = exemplars
 
     @property
@@ -128,6 +132,8 @@ class Recorder:
         """Open the query's span (the GenAI conventions' agent span, named after a known agent type only,
         so span names stay few) and make it the current one for the calls and tools beneath it."""
         request_id = uuid.uuid4().hex
+        if not self._tracing:
+            return QueryRecord(agent, provider, key_id, INVALID_SPAN, None, request_id=request_id)
         span = self._tracer.start_span(
             f"invoke_agent {agent.name}",
             attributes={
@@ -177,7 +183,8 @@ class Recorder:
             end_user=record.end_user,
             tags=record.tags,
         )
-        self._end_query_span(record)
+        if record.context_token is not None:
+            self._end_query_span(record, record.context_token)
         await self._ledger.record(entry, also=record.writes)
         if usage.calls:
             cost = nanos_to_dollars(usage.nanos)
@@ -195,7 +202,7 @@ class Recorder:
                 self._exemplars.observe(API_COST, (record.provider, agent.model), cost)
 
     @staticmethod
-    def _end_query_span(record: QueryRecord) -> None:
+    def _end_query_span(record: QueryRecord, token: Token[Context]) -> None:
         span, usage = record.span, record.usage
         span.set_attributes(
             {
@@ -210,7 +217,7 @@ class Recorder:
             span.set_attribute("error.type", record.error_kind)
             span.set_status(StatusCode.ERROR, record.error_kind)
         span.end()
-        otel_context.detach(record.context_token)
+        otel_context.detach(token)
 
     def cache_hit(self, agent: AgentType, saved_nanos: int) -> None:
         """What the cached answer would have cost again."""
@@ -234,7 +241,10 @@ class Recorder:
 
     # -- the model calls and tools ------------------------------------------------------------------
 
-    def open_call(self, agent: AgentType, provider: str, max_tokens: int) -> Span:
+    def open_call(self, agent: AgentType, provider: str, max_tokens: int) -> Span | None:
+        """The model call's span (None when the service does not trace)."""
+        if not self._tracing:
+            return None
         return self._tracer.start_span(
             f"chat {agent.model}",
             kind=SpanKind.CLIENT,
