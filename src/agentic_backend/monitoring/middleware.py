@@ -152,6 +152,8 @@ class HttpMetricsMiddleware:
             raise
         finally:
             active[active_slot] -= 1.0
+            if monitor is not None and not active[active_slot]:
+                monitor.idle()  # nothing in flight: rest now, not after one more timer (waits.py)
             if not end:
                 # Returned without finishing the response: Starlette does that when the client went away
                 # (a streaming response stops on http.disconnect); otherwise the app failed to answer.

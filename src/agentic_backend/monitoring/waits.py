@@ -10,8 +10,14 @@ alone), so a timer every 10 ms on an idle worker took 1.3 % of a core, and on 4 
 (``bench/workers.py``). So the monitor rests while its worker has nothing to do: when a timer finds no
 request in flight and the loop's thread ran less than 5 % of the time since the last timer, the next is
 due in 50 ms, and the first request to arrive (the HTTP middleware calls ``wake``) or a resting timer
-that finds the thread busy brings back the 10-ms pace. A request's holds are measured as before; a hold
-by background work while the worker serves no request shows from its 50th ms on.
+that finds the thread busy brings back the 10-ms pace. When the worker's last request in flight ends
+before the pending timer is due (the middleware calls ``idle``), the monitor rests at once rather than at
+that timer: a worker answering a request every 27 ms (150 requests/s on 4 workers) otherwise woke twice
+more for each, once 10 ms after it to find it ended, once more to find the thread quiet; each wake-up of
+one of 4 processes sharing a core runs from cold caches. A request's holds are measured as before: a
+hold that passes the pending timer's due time leaves it overdue, and an overdue timer is not moved, so it
+runs next and records the hold. A hold by background work while the worker serves no request shows from
+its 50th ms on.
 
 A late timer does not say whose fault it is. For each timer at least ``LATE`` (5 ms) late, the monitor also
 reads the loop thread's scheduler statistics (``/proc/thread-self/schedstat``: the time it ran and the time
@@ -178,6 +184,22 @@ class EventLoopMonitor:
             self._ran, self._waited = self._stat.read()
         self._last = now
         self._schedule(now, self._interval)
+
+    def idle(self) -> None:
+        """Rest now: the worker's last request in flight has ended. Not when the pending timer is already
+        due: a hold by that request (or anything else) passed its due time, and the timer must run to
+        record it."""
+        if self.resting or self._loop is None or self._handle is None:
+            return
+        now = self._loop.time()
+        if now >= self._due:
+            return
+        self.resting = True
+        self._handle.cancel()
+        if self._stat is not None:  # the resting timer's lateness is split by what happens from now on
+            self._ran, self._waited = self._stat.read()
+        self._last = now
+        self._schedule(now, REST)
 
     def stop(self) -> None:
         if self._tracer is not None:

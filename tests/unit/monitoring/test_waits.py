@@ -94,6 +94,52 @@ async def test_the_monitor_rests_while_idle_and_a_request_wakes_it() -> None:
         monitor.stop()
 
 
+async def test_the_last_request_ending_rests_the_monitor_at_once() -> None:
+    # A request shorter than the interval costs the worker no timer: the middleware's idle() at its end
+    # moves the 10-ms timer to REST from now.
+    busy = [False]
+    monitor, lags, times = _timed_monitor(busy)
+    monitor.start()
+    try:
+        await asyncio.sleep(0.15)
+        assert monitor.resting
+        busy[0] = True
+        monitor.wake()
+        assert not monitor.resting
+        await asyncio.sleep(0.002)  # the request, shorter than the interval
+        busy[0] = False
+        ended = time.monotonic()
+        count = len(lags)
+        monitor.idle()
+        assert monitor.resting
+        await asyncio.sleep(REST * 0.8)
+        assert len(lags) == count, _gaps(times, since=ended)  # no timer 10 ms after the request
+        await asyncio.sleep(REST * 0.4)
+        assert len(lags) == count + 1  # the resting timer, REST after the request's end
+        assert times[-1] - ended >= REST * 0.9
+    finally:
+        monitor.stop()
+
+
+async def test_a_request_that_held_the_loop_past_the_due_time_is_still_measured() -> None:
+    busy = [False]
+    monitor, lags, _ = _timed_monitor(busy)
+    monitor.start()
+    try:
+        await asyncio.sleep(0.15)
+        busy[0] = True
+        monitor.wake()
+        time.sleep(0.04)  # the request holds the loop 30 ms past the timer's due time  # noqa: ASYNC251
+        busy[0] = False
+        monitor.idle()  # the timer is overdue: it is not moved, and runs next
+        assert not monitor.resting
+        await asyncio.sleep(0)
+        await asyncio.sleep(0.001)
+    finally:
+        monitor.stop()
+    assert 0.025 <= max(lags) < 0.2, lags
+
+
 async def test_a_resting_monitor_whose_thread_computes_goes_back_to_10_ms() -> None:
     # Background work (no request in flight) that keeps the thread running also brings back the pace.
     monitor, _, times = _timed_monitor([False])
@@ -137,6 +183,7 @@ async def test_the_app_rests_its_monitor_while_idle_and_each_request_wakes_it(
         monkeypatch.setattr(monitor, "wake", spy)
         assert (await client.get("/api/v1/monitoring/health")).status_code == 200
         assert woken == [True]
+        assert monitor.resting  # the request ended, nothing else in flight: resting at once
 
 
 def test_workers_take_the_lowest_free_slot_and_a_replacement_takes_the_dead_ones(tmp_path: Path) -> None:
@@ -322,7 +369,8 @@ async def test_the_service_traces_holds_when_asked(
     app = create_app(make_settings(loop_hold_trace_ms=20))
     async with client_for(app) as client:
         assert (await client.get("/api/v1/monitoring/health")).status_code == 200
-        _hold_the_loop_on_purpose(0.05)
+        # No request in flight: the monitor rests (its timer REST away), so the hold passes it by 50 ms.
+        _hold_the_loop_on_purpose(REST + 0.05)
         await asyncio.sleep(0.02)
     assert any("_hold_the_loop_on_purpose" in report for report in _hold_reports(caplog))
     assert not [thread for thread in threading.enumerate() if thread.name == "loop-hold-tracer"]  # stopped
