@@ -322,8 +322,9 @@ async def _lifespan(parts: _Parts, app: FastAPI) -> AsyncIterator[None]:
         if settings.gc_threshold:
             # With 16 requests in flight a worker collected its youngest generation every 11 requests
             # (700 allocations), each time walking what the requests in flight hold: 3 % of its CPU.
-            # Every 10,000 allocations the walks are as long and 14 times rarer: 6.8 % more chat
-            # completions a second at 16 connections (1,724 -> 1,841, four alternated rounds, session 30).
+            # Every 10,000 allocations the walks are as long and 14 times rarer: 6-9 % more chat
+            # completions a second at 16 connections, in each of four alternated rounds (1,733 -> 1,842;
+            # bench.settings_ab AGENTIC_GC_THRESHOLD=700 AGENTIC_GC_THRESHOLD=10000).
             gc.set_threshold(settings.gc_threshold, 20, 100)
         services.telemetry.loop_monitor.start()  # after start-up's own long steps: they are not a held loop
         services.drain.start()
