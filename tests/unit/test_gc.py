@@ -20,21 +20,16 @@ def thresholds() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("thresholds")
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [(4321, (4321, 20, 100)), (0, (700, 10, 10))],  # 0: Python's thresholds, as the process had them
+)
 async def test_start_up_sets_the_youngest_generations_threshold(
-    make_settings: Callable[..., Settings], client_for: ClientFor
+    make_settings: Callable[..., Settings], client_for: ClientFor, setting: int, expected: tuple[int, ...]
 ) -> None:
     gc.set_threshold(700, 10, 10)
-    async with client_for(create_app(make_settings(gc_threshold=4321))):
-        assert gc.get_threshold() == (4321, 20, 100)
-
-
-@pytest.mark.usefixtures("thresholds")
-async def test_zero_keeps_pythons_thresholds(
-    make_settings: Callable[..., Settings], client_for: ClientFor
-) -> None:
-    gc.set_threshold(700, 10, 10)
-    async with client_for(create_app(make_settings(gc_threshold=0))):
-        assert gc.get_threshold() == (700, 10, 10)
+    async with client_for(create_app(make_settings(gc_threshold=setting))):
+        assert gc.get_threshold() == expected
 
 
 def test_the_default_is_ten_thousand() -> None:
