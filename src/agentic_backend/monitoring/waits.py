@@ -178,12 +178,7 @@ class EventLoopMonitor:
         if not self.resting or self._loop is None or self._handle is None:
             return
         self.resting = False
-        self._handle.cancel()
-        now = self._loop.time()
-        if self._stat is not None:  # the next timer's lateness is split by what happens from now on
-            self._ran, self._waited = self._stat.read()
-        self._last = now
-        self._schedule(now, self._interval)
+        self._restart(self._loop.time(), self._interval)
 
     def idle(self) -> None:
         """Rest now: the worker's last request in flight has ended. Not when the pending timer is already
@@ -195,11 +190,17 @@ class EventLoopMonitor:
         if now >= self._due:
             return
         self.resting = True
+        self._restart(now, REST)
+
+    def _restart(self, now: float, interval: float) -> None:
+        """Replace the pending timer by one ``interval`` from ``now``; its lateness is split by what
+        happens from now on."""
+        assert self._handle is not None
         self._handle.cancel()
-        if self._stat is not None:  # the resting timer's lateness is split by what happens from now on
+        if self._stat is not None:
             self._ran, self._waited = self._stat.read()
         self._last = now
-        self._schedule(now, REST)
+        self._schedule(now, interval)
 
     def stop(self) -> None:
         if self._tracer is not None:
