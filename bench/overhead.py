@@ -52,7 +52,26 @@ end
 """
 
 
-def _start(args: list[str], cpu: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def relay_env(work: Path, upstream: str, data: Path) -> dict[str, str]:
+    """The environment of a service in front of ``upstream`` (an OpenAI-style server's root URL) whose
+    agent type ``relay`` makes one model call with no tools (its file written into ``work``)."""
+    agents = work / "agents.json"
+    agents.write_text(
+        json.dumps(
+            [{"name": "relay", "provider": "openai", "model": "gpt-4o-mini", "tools": [], "max_steps": 1}]
+        )
+    )
+    return {
+        **os.environ,
+        "AGENTIC_DATA_DIR": str(data),
+        "AGENTIC_ADMIN_API_KEY": ADMIN_KEY,
+        "AGENTIC_AGENTS_FILE": str(agents),
+        "AGENTIC_OPENAI_API_KEY": "sk-not-used",
+        "AGENTIC_OPENAI_BASE_URL": f"{upstream}/v1",
+    }
+
+
+def start_pinned(args: list[str], cpu: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         ["taskset", "-c", cpu, *args],
         env=env,
@@ -75,35 +94,22 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
     upstream_port, ours_port, theirs_port = free_port(), free_port(), free_port()
     upstream = f"http://127.0.0.1:{upstream_port}"
-    agents = work / "agents.json"
-    agents.write_text(
-        json.dumps(
-            [{"name": "relay", "provider": "openai", "model": "gpt-4o-mini", "tools": [], "max_steps": 1}]
-        )
-    )
     config = work / "litellm.yaml"
     config.write_text(
         "model_list:\n  - model_name: gpt-4o-mini\n    litellm_params:\n      model: openai/gpt-4o-mini\n"
         f"      api_key: sk-not-used\n      api_base: {upstream}/v1\n"
         f"general_settings:\n  master_key: {LITELLM_KEY}\n"
     )
-    ours_env = {
-        **os.environ,
-        "AGENTIC_DATA_DIR": str(work / "data"),
-        "AGENTIC_ADMIN_API_KEY": ADMIN_KEY,
-        "AGENTIC_AGENTS_FILE": str(agents),
-        "AGENTIC_OPENAI_API_KEY": "sk-not-used",
-        "AGENTIC_OPENAI_BASE_URL": f"{upstream}/v1",
-    }
+    ours_env = relay_env(work, upstream, work / "data")
     cli = [sys.executable, "-m", "agentic_backend"]
     processes = [
-        _start([*cli, "sim-llm", "--port", str(upstream_port)], CLIENT_CPU, dict(os.environ)),
-        _start(
+        start_pinned([*cli, "sim-llm", "--port", str(upstream_port)], CLIENT_CPU, dict(os.environ)),
+        start_pinned(
             [*cli, "serve", "--port", str(ours_port), "--no-access-log", "--log-level", "warning"],
             SERVER_CPU,
             ours_env,
         ),
-        _start(
+        start_pinned(
             [str(litellm), "--config", str(config), "--port", str(theirs_port), "--num_workers", "1"],
             SERVER_CPU,
             {**os.environ, "LITELLM_LOG": "ERROR"},

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -29,8 +28,9 @@ import time
 from pathlib import Path
 
 from bench.common import callgrind_total, free_port
+from bench.overhead import ADMIN_KEY, relay_env
 
-KEY = "bench-admin-key-0123456789-abcdefghijklmnop"
+KEY = ADMIN_KEY
 WARM_UP = 300
 
 
@@ -67,12 +67,6 @@ def count(requests: int, keep: Path | None = None) -> float:
     """Instructions per request (after the warm-up)."""
     with tempfile.TemporaryDirectory(prefix="bench-service-instructions-") as folder:
         work = Path(folder)
-        agents = work / "agents.json"
-        agents.write_text(
-            json.dumps(
-                [{"name": "relay", "provider": "openai", "model": "gpt-4o-mini", "tools": [], "max_steps": 1}]
-            )
-        )
         upstream_port, port = free_port(), free_port()
         cli = [sys.executable, "-m", "agentic_backend"]
         upstream = subprocess.Popen(
@@ -80,15 +74,7 @@ def count(requests: int, keep: Path | None = None) -> float:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        env = {
-            **os.environ,
-            "PYTHONHASHSEED": "0",
-            "AGENTIC_DATA_DIR": str(work / "data"),
-            "AGENTIC_ADMIN_API_KEY": KEY,
-            "AGENTIC_AGENTS_FILE": str(agents),
-            "AGENTIC_OPENAI_API_KEY": "sk-not-used",
-            "AGENTIC_OPENAI_BASE_URL": f"http://127.0.0.1:{upstream_port}/v1",
-        }
+        env = relay_env(work, f"http://127.0.0.1:{upstream_port}", work / "data") | {"PYTHONHASHSEED": "0"}
         out = work / "callgrind.out"
         server = subprocess.Popen(
             [

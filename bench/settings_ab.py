@@ -15,18 +15,14 @@ in one round is noise).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from bench.agents_vs_litellm import run_wrk, wait_ready
 from bench.common import CLIENT_CPU, SERVER_CPU, free_port, median, table
-from bench.overhead import ADMIN_KEY, LUA
-
-AGENTS = [{"name": "relay", "provider": "openai", "model": "gpt-4o-mini", "tools": [], "max_steps": 1}]
+from bench.overhead import ADMIN_KEY, LUA, relay_env, start_pinned
 
 
 def variant(text: str) -> dict[str, str]:
@@ -53,38 +49,17 @@ def main() -> None:
     variants = [variant(text) for text in args.variants]
     with tempfile.TemporaryDirectory(prefix="bench-settings-ab-") as folder:
         work = Path(folder)
-        agents = work / "agents.json"
-        agents.write_text(json.dumps(AGENTS))
         upstream_port = free_port()
+        upstream = f"http://127.0.0.1:{upstream_port}"
         cli = [sys.executable, "-m", "agentic_backend"]
-        processes = [
-            subprocess.Popen(
-                ["taskset", "-c", CLIENT_CPU, *cli, "sim-llm", "--port", str(upstream_port)],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        ]
+        sim = [*cli, "sim-llm", "--port", str(upstream_port)]
+        processes = [start_pinned(sim, CLIENT_CPU, dict(os.environ))]
         urls = []
         for number, overrides in enumerate(variants):
             port = free_port()
-            env = {
-                **os.environ,
-                "AGENTIC_DATA_DIR": str(work / f"data-{number}"),
-                "AGENTIC_ADMIN_API_KEY": ADMIN_KEY,
-                "AGENTIC_AGENTS_FILE": str(agents),
-                "AGENTIC_OPENAI_API_KEY": "sk-not-used",
-                "AGENTIC_OPENAI_BASE_URL": f"http://127.0.0.1:{upstream_port}/v1",
-                **overrides,
-            }
+            env = relay_env(work, upstream, work / f"data-{number}") | overrides
             serve = [*cli, "serve", "--port", str(port), "--no-access-log", "--log-level", "warning"]
-            processes.append(
-                subprocess.Popen(
-                    ["taskset", "-c", SERVER_CPU, *serve],
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
+            processes.append(start_pinned(serve, SERVER_CPU, env))
             urls.append(f"http://127.0.0.1:{port}")
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {ADMIN_KEY}"}
         lua = LUA % "relay"
