@@ -47,4 +47,9 @@ async def test_the_overhead_is_said_and_counted(client: httpx.AsyncClient) -> No
     assert (
         value(metrics, "agent_overhead_seconds_count", agent_type="researcher") == 0
     )  # at zero from start-up
-    assert value(metrics, "agent_overhead_seconds_sum", agent_type="calculator") < 0.12
+    # The histogram holds what the headers said, not the model's 40-ms calls (a timing bound here would
+    # depend on the host: the first request pays the cold start).
+    said = sum(float(answer.headers["x-agentic-overhead-ms"]) for answer in answers) / 1000
+    assert value(metrics, "agent_overhead_seconds_sum", agent_type="calculator") == pytest.approx(
+        said, abs=2e-6
+    )
