@@ -88,7 +88,7 @@ def _refine_openapi(schema: dict[str, Any], settings: Settings, agent_types: lis
 
 def _database_check(database: Database) -> HealthCheck:
     async def check() -> ComponentHealth:
-        async with database.engine.connect() as connection:
+        async with database.autocommit.connect() as connection:
             await connection.execute(text("SELECT 1"))
         return ComponentHealth(status="ok", detail=f"{database.dialect} answers")
 

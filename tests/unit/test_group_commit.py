@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from sqlalchemy import event, func, insert, select
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection
 
 from agentic_backend.billing.ledger import Ledger, LedgerEntry
-from agentic_backend.billing.models import UsageRecord
+from agentic_backend.billing.models import UsageRecord, UsageRollup
 from agentic_backend.core.db import Database
 from agentic_backend.identity.service import KeyService
 from tests.conftest import FakeClock
@@ -42,12 +43,25 @@ async def rows(database: Database) -> int:
         return int((await connection.execute(select(func.count()).select_from(UsageRecord))).scalar_one())
 
 
+def transactions(database: Database) -> list[int]:
+    """Each transaction the group commit runs from now on: a commit, or on PostgreSQL a batch of one
+    statement run alone in autocommit (its own transaction, one round trip)."""
+    seen: list[int] = []
+    event.listen(database.group.engine, "commit", lambda _: seen.append(1))
+
+    def alone(connection: Connection, *_: object) -> None:
+        if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+            seen.append(1)
+
+    event.listen(database.group.engine, "before_cursor_execute", alone)
+    return seen
+
+
 async def test_concurrent_writers_share_transactions_and_see_their_rows(
     database: Database, clock: FakeClock
 ) -> None:
     key = await KeyService(database, clock).create("k", "user")
-    commits: list[int] = []
-    event.listen(database.group.engine, "commit", lambda _: commits.append(1))
+    commits = transactions(database)
     ledger = Ledger(database)
 
     async def query(number: int) -> int:
@@ -64,8 +78,7 @@ async def test_concurrent_writers_share_transactions_and_see_their_rows(
 async def test_one_failing_statement_fails_only_its_own_request(database: Database, clock: FakeClock) -> None:
     key = await KeyService(database, clock).create("k", "user")
     ledger = Ledger(database)
-    commits: list[int] = []
-    event.listen(database.group.engine, "commit", lambda _: commits.append(1))
+    commits = transactions(database)
     bad = (insert(UsageRecord), {"request_id": "x"})  # NOT NULL columns missing: its transaction fails
 
     async def good(number: int) -> None:
@@ -170,3 +183,61 @@ async def test_a_failing_row_fails_as_sqlalchemy_raises_it(database: Database, c
     assert await rows(database) == 0
     await ledger.record(entry(key.id, 2))
     assert await rows(database) == 1
+
+
+def sent_to_postgresql(database: Database) -> tuple[list[str], list[str]]:
+    """From now on: the transaction control every pooled connection sends PostgreSQL (asyncpg's query
+    loggers see BEGIN and COMMIT, not prepared statements), and the statements SQLAlchemy executes."""
+    control: list[str] = []
+    statements: list[str] = []
+
+    def log(record: Any) -> None:
+        control.append(record.query)
+
+    def checkout(dbapi_connection: Any, *_: object) -> None:
+        dbapi_connection.driver_connection.add_query_logger(log)
+
+    event.listen(database.engine.sync_engine, "checkout", checkout)
+    event.listen(database.engine.sync_engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    return control, statements
+
+
+async def test_an_answered_query_is_written_in_one_round_trip(database: Database, clock: FakeClock) -> None:
+    """A query's ledger row and its day's rollup: on PostgreSQL one statement (the row's insert as a CTE of
+    the rollup's upsert), which a batch of answered queries alone sends without BEGIN or COMMIT."""
+    key = await KeyService(database, clock).create("k", "user")
+    ledger = Ledger(database)
+    control, statements = sent_to_postgresql(database) if database.dialect == "postgresql" else ([], [])
+    await ledger.record(entry(key.id, 1))
+    await ledger.record(entry(key.id, 2))
+    sent = [*control, *statements]
+    async with database.engine.connect() as connection:
+        rollup = (await connection.execute(select(UsageRollup.queries, UsageRollup.input_tokens))).all()
+    assert await rows(database) == 2
+    assert [tuple(r) for r in rollup] == [(2, 20)]
+    if database.dialect == "postgresql":
+        assert len(sent) == 2, sent
+        assert all("usage_records" in query and "usage_rollups" in query for query in sent), sent
+
+
+async def test_a_bad_row_in_a_batch_of_one_statement_leaves_no_other_row_twice(
+    database: Database, clock: FakeClock
+) -> None:
+    """A batch of answered queries alone (on PostgreSQL one executemany, without a transaction around it)
+    fails as a whole when one row is bad: the other rows are not left half written, so that retrying each
+    alone writes each once, and only the bad one fails."""
+    key = await KeyService(database, clock).create("k", "user")
+    ledger = Ledger(database)
+    bad = entry(key.id + 1_000, 99)  # no such key: the foreign key refuses the row
+
+    async def one(item: LedgerEntry) -> None:
+        await asyncio.sleep(0)
+        await ledger.record(item)
+
+    items = [entry(key.id, n) for n in range(4)] + [bad] + [entry(key.id, n) for n in range(4, 8)]
+    results = await asyncio.gather(*(one(item) for item in items), return_exceptions=True)
+    assert [isinstance(r, sa_exc.IntegrityError) for r in results] == [False] * 4 + [True] + [False] * 4
+    async with database.engine.connect() as connection:
+        rollup = (await connection.execute(select(func.sum(UsageRollup.queries)))).scalar_one()
+    assert await rows(database) == 8
+    assert rollup == 8

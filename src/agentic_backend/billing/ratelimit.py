@@ -226,12 +226,12 @@ class DatabaseWindows:
         return Window(True, limit, max(0, limit - held), reset), str(handle)
 
     async def settle(self, name: str, handle: str, amount: int) -> None:
-        async with self._db.engine.begin() as connection:
+        async with self._db.autocommit.begin() as connection:  # one round trip on PostgreSQL
             await connection.execute(_SETTLE_AMOUNT, {"hit": int(handle), "used": amount})
 
     async def peek(self, name: str, limit: int, seconds: int) -> Window:
         now = self._now()
-        async with self._db.engine.connect() as connection:
+        async with self._db.autocommit.connect() as connection:
             held, oldest = (
                 await connection.execute(_HELD_SINCE, {"name": name, "after": now - seconds})
             ).one()

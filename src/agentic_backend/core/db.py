@@ -188,10 +188,12 @@ class GroupCommit:
         engine: AsyncEngine,
         sqlite: Engine | None = None,
         *,
+        autocommit: AsyncEngine | None = None,
         timeout: float = 10.0,
         on_wait: WaitObserver | None = None,
     ) -> None:
         self._engine = engine
+        self._autocommit = autocommit  # an engine whose connections commit each statement, or None
         self._sqlite = sqlite
         self._timeout = timeout  # how long a SQLite transaction waits for another writer's lock
         self._on_wait = on_wait
@@ -262,6 +264,16 @@ class GroupCommit:
             await sqlite_inline.run(
                 lambda: self._sqlite_transaction(grouped), timeout=self._timeout, on_wait=self._on_wait
             )
+            return
+        if len(grouped) == 1 and self._autocommit is not None:
+            # One statement (on PostgreSQL, a batch of answered queries: billing/ledger.py): on its own in
+            # autocommit, it is one round trip, not BEGIN, the statement and COMMIT. It is as atomic: a
+            # statement is, and so is asyncpg's executemany of its rows (one Sync for them all).
+            ((statement, rows),) = grouped.items()
+            async with self._autocommit.connect() as connection:
+                await connection.run_sync(
+                    lambda sync: sync.execute(statement, self._in_order(statement, rows))
+                )
             return
         async with self._engine.connect() as connection:
             await connection.run_sync(self._transaction, grouped)
@@ -410,6 +422,17 @@ class Database:
                 pool_timeout=timeout,
                 connect_args={"timeout": timeout, "command_timeout": timeout},
             )
+        # The same pool, for one statement on its own: a read through ``connect()``, or a write that stands
+        # alone through ``begin()``. On PostgreSQL its connections run in autocommit, so the statement is
+        # one round trip where a transaction is three (BEGIN, the statement, the ROLLBACK or COMMIT), and
+        # ``begin()``'s BEGIN and COMMIT are no-ops: each round trip is a wait that lets the other workers
+        # on a core run and take the caches (bench.workers). A read loses nothing by it: READ COMMITTED
+        # gives each statement of a transaction its own snapshot anyway. On SQLite: the engine itself.
+        self.autocommit: AsyncEngine = (
+            self.engine
+            if url.startswith("sqlite")
+            else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
         pool = self.engine.sync_engine.pool
         assert isinstance(pool, TimedPool)
         pool.observer = self.observe_wait
@@ -418,7 +441,13 @@ class Database:
         file = path if path and path != ":memory:" else None  # an in-memory database is one connection's
         # The group commit's own connection to a SQLite file.
         self._sqlite_writer = _sqlite_writer(file) if file is not None else None
-        self.group = GroupCommit(self.engine, self._sqlite_writer, timeout=timeout, on_wait=self.observe_wait)
+        self.group = GroupCommit(
+            self.engine,
+            self._sqlite_writer,
+            autocommit=None if self.dialect == "sqlite" else self.autocommit,
+            timeout=timeout,
+            on_wait=self.observe_wait,
+        )
         self._checkpointer = WalCheckpointer(file) if file is not None else None
 
     def start(self) -> None:

@@ -132,7 +132,7 @@ class KeyService:
         ):
             return remembered[2], "ok"
         # Core, not the ORM: this runs on every request, and skipping the session and identity map halves it.
-        async with self._db.engine.connect() as connection:
+        async with self._db.autocommit.connect() as connection:
             row = (await connection.execute(self._verify_query, {"public_id": keys.public_id(key)})).first()
         if not keys.digest_matches(digest, row.secret_hash if row is not None else None) or row is None:
             return None, "unknown"

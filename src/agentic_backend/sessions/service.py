@@ -135,7 +135,7 @@ class SessionService:
         """The last ``limit`` messages as model input (a long conversation would otherwise grow every
         query's tokens without bound); 404 unless the session is the caller's and unexpired. One statement
         (the session left-joined to its last messages): this is on every query's path."""
-        async with self._db.engine.connect() as connection:
+        async with self._db.autocommit.connect() as connection:
             params = {"sid": session_id, "key": principal.key_id, "now": self._clock.now(), "limit": limit}
             rows = (await connection.execute(_HISTORY, params)).all()
         if not rows:
@@ -181,7 +181,7 @@ class SessionService:
 
     async def count_active(self) -> int:
         # Core on one connection, not an ORM session: this runs on every scrape.
-        async with self._db.engine.connect() as connection:
+        async with self._db.autocommit.connect() as connection:
             count = await connection.scalar(_COUNT_ACTIVE, {"now": self._clock.now()})
         return int(count or 0)
 

@@ -139,7 +139,7 @@ async def test_a_verification_in_flight_during_a_revocation_is_not_remembered(
         release, reading = asyncio.Event(), asyncio.Event()
         slow = Database.__new__(Database)
         slow.__dict__.update(database.__dict__)
-        slow.engine = _SlowReads(database.engine, release, reading)  # type: ignore[assignment]
+        slow.autocommit = _SlowReads(database.autocommit, release, reading)  # type: ignore[assignment]
         this_worker._db = slow
         verification = asyncio.create_task(this_worker.verify(created.key))
         await reading.wait()  # it read the key as valid
