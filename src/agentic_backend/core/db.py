@@ -62,6 +62,9 @@ class TimedPool(AsyncAdaptedQueuePool):
         return pool
 
 
+JOURNAL_LIMIT = 64 * 1024 * 1024  # bytes of SQLite's write-ahead log kept on disk when it starts over
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers proceed during a write; foreign keys are off by default in SQLite. No busy timeout
@@ -72,6 +75,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
     # No checkpoint at commit: it copies the WAL into the database and syncs the disk on the committing
     # call, on the event loop (6 ms, past 100 ms under load). Database.start() checkpoints in a thread.
     cursor.execute("PRAGMA wal_autocheckpoint=0")
+    # When the log starts over (WalCheckpointer), its file is cut back to this: a burst's log does not
+    # keep its disk space.
+    cursor.execute(f"PRAGMA journal_size_limit={JOURNAL_LIMIT}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
@@ -344,16 +350,27 @@ class GroupCommit:
 
 
 class WalCheckpointer:
-    """Checkpoints a SQLite database's write-ahead log in a thread, every few seconds while it is written
-    to, instead of at the commit that passes SQLite's threshold (the automatic checkpoint, turned off on
-    the service's connections). PASSIVE: it never waits for a reader or writer; with several workers each
-    runs one, and one that finds another checkpointing skips that turn."""
+    """Checkpoints a SQLite database's write-ahead log in a thread, every second while it is written to,
+    instead of at the commit that passes SQLite's threshold (the automatic checkpoint, turned off on the
+    service's connections), and makes the log start over.
 
-    _PERIOD = 5.0  # seconds between two checkpoints, at most
+    A log only starts over when a writer begins while every frame in it has been copied to the database.
+    A PASSIVE checkpoint never waits for anyone, so under steady writes frames are always appended while it
+    copies, and the log never started over: 640 MB after 25 s of one client's chat completions, growing for
+    as long as the load lasted, and every read searching a larger index. So each turn copies in two steps:
+    PASSIVE first, the bulk, blocking no one; then RESTART for the frames written meanwhile, which holds
+    off writers (they retry, core/sqlite_inline.py) for the few pages left and the syncs, and waits up to
+    ``_WAIT`` for readers to leave the log; the next writer then starts it over, and the service's
+    connections cut its file to ``JOURNAL_LIMIT`` (``_sqlite_pragmas``). With several workers each runs
+    one; one that finds another checkpointing skips that turn."""
 
-    def __init__(self, path: str) -> None:
+    _PERIOD = 5.0  # seconds between two checkpoints, at most: the log holds about this long of writes
+    _WAIT = 0.5  # seconds the second step waits for the write lock and for readers, at most
+
+    def __init__(self, path: str, *, period: float = _PERIOD) -> None:
         self._path = path
         self._wal = Path(path + "-wal")
+        self._period = period
         self._task: asyncio.Task[None] | None = None
         self._seen = 0.0  # the log's modification time at the last checkpoint
 
@@ -362,7 +379,7 @@ class WalCheckpointer:
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self._PERIOD)
+            await asyncio.sleep(self._period)
             try:
                 modified = self._wal.stat().st_mtime if self._wal.exists() else 0.0
                 if modified != self._seen:
@@ -372,9 +389,10 @@ class WalCheckpointer:
                 logger.warning("could not checkpoint the SQLite write-ahead log", exc_info=True)
 
     def checkpoint(self) -> None:
-        connection = sqlite3.connect(self._path, timeout=0)
+        connection = sqlite3.connect(self._path, timeout=self._WAIT)
         try:
             connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            connection.execute("PRAGMA wal_checkpoint(RESTART)")
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) and "busy" not in str(exc):
                 raise

@@ -1,0 +1,71 @@
+"""SQLite's write-ahead log stays bounded under steady writes: the checkpointer copies it to the database
+and makes it start over while the service keeps writing (core/db.py, ``WalCheckpointer``)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from agentic_backend.billing.ledger import Ledger
+from agentic_backend.core.db import Database, WalCheckpointer, upgrade_async
+from agentic_backend.identity.service import KeyService
+from tests.conftest import FakeClock
+from tests.unit.test_group_commit import entry
+
+
+async def test_the_log_starts_over_while_a_steady_writer_goes_on(tmp_path: Path, clock: FakeClock) -> None:
+    """One writer at a time, a millisecond apart, as one client's chat completions are: every PASSIVE
+    checkpoint ends with newer frames in the log, so a log checkpointed only PASSIVE never started over
+    and grew by every byte written (640 MB in 25 s of chat completions). Every write must still succeed:
+    the second step holds writers off for a moment, and they wait for it."""
+    url = f"sqlite+aiosqlite:///{tmp_path}/wal.db"
+    await upgrade_async(url)
+    database = Database(url)
+    database._checkpointer = WalCheckpointer(str(tmp_path / "wal.db"), period=0.1)
+    wal = tmp_path / "wal.db-wal"
+    try:
+        key = await KeyService(database, clock).create("k", "user")
+        ledger = Ledger(database)
+        before = wal.stat().st_size
+        for number in range(-100, 0):  # what a transaction appends, before any checkpoint
+            await ledger.record(entry(key.id, number))
+        per_write = (wal.stat().st_size - before) / 100
+        database.start()
+        largest, written = 0, 0
+        deadline = asyncio.get_running_loop().time() + 2.0
+        while asyncio.get_running_loop().time() < deadline:
+            await ledger.record(entry(key.id, written))  # a row and its rollup: several pages of log
+            written += 1
+            largest = max(largest, wal.stat().st_size if wal.exists() else 0)
+            await asyncio.sleep(0.001)
+    finally:
+        await database.close()
+    appended = written * per_write
+    assert written > 300, "too few writes to tell"
+    assert largest < appended / 3, f"the log reached {largest} bytes for {written} transactions"
+
+
+async def test_every_write_is_kept_through_the_checkpoints(tmp_path: Path, clock: FakeClock) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/kept.db"
+    await upgrade_async(url)
+    database = Database(url)
+    database._checkpointer = WalCheckpointer(str(tmp_path / "kept.db"), period=0.05)
+    database.start()
+    try:
+        key = await KeyService(database, clock).create("k", "user")
+        ledger = Ledger(database)
+
+        async def writer(first: int) -> None:
+            for number in range(first, first + 150):
+                await ledger.record(entry(key.id, number))
+                await asyncio.sleep(0.001)
+
+        await asyncio.gather(*(writer(n * 1000) for n in range(4)))
+    finally:
+        await database.close()
+    reopened = Database(url)
+    try:
+        totals = await Ledger(reopened).totals_by_key()
+    finally:
+        await reopened.close()
+    assert sum(t.queries for t in totals) == 600
