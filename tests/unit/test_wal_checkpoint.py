@@ -4,6 +4,8 @@ and makes it start over while the service keeps writing (core/db.py, ``WalCheckp
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 from pathlib import Path
 
 from agentic_backend.billing.ledger import Ledger
@@ -69,3 +71,23 @@ async def test_every_write_is_kept_through_the_checkpoints(tmp_path: Path, clock
     finally:
         await reopened.close()
     assert sum(t.queries for t in totals) == 600
+
+
+async def test_the_bulk_copy_runs_at_the_lowest_priority_and_the_locking_step_does_not(
+    tmp_path: Path,
+) -> None:
+    """The bulk copy yields the core to the event loop; the step that holds the write lock must not, or
+    every writer would wait for as long as the loop kept the core."""
+    checkpointer = WalCheckpointer(str(tmp_path / "nice.db"))
+    loop = asyncio.get_running_loop()
+
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    try:
+        bulk = await loop.run_in_executor(checkpointer._bulk, niceness)
+        restart = await loop.run_in_executor(checkpointer._restart, niceness)
+    finally:
+        await checkpointer.close()
+    assert bulk == 19
+    assert restart == os.getpriority(os.PRIO_PROCESS, 0)  # the service's own
