@@ -183,6 +183,11 @@ async def test_answers_past_the_bound_or_not_http_are_refused_and_their_connecti
         (ok(b"x" * 10, "Content-Encoding: br"), ConnectionError),  # not asked for
         (ok(b"not gzip", "Content-Encoding: gzip"), ConnectionError),
         (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", ConnectionError),
+        (b"HTTP/1.1 200 OK\r\nX-Endless: " + b"a" * 100_000, ConnectionError),  # a head past 64 KiB
+        (
+            b"HTTP/1.1 200 OK\r\n" + b"X-Many: 1\r\n" * 10_000 + b"Content-Length: 2\r\n\r\nok",
+            ConnectionError,
+        ),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\ncut short", ConnectionError),
     ]
     for reply, error in cases:

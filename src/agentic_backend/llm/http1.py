@@ -10,10 +10,10 @@ chat completion. It is small because it does one thing: the request's head is bu
 system's CA store, as aiohttp did) and decodes gzip and deflate, though it never asks for them. What it does
 not do, a proxy, stays with aiohttp (llm/openai_provider.py).
 
-Bounded: the whole exchange (connecting, TLS, sending, the answer) is under one deadline, an answer's body is
-refused past ``max_body`` bytes, at most ``limit`` requests are in flight (so at most that many connections
-are open), and an idle connection is closed after ``idle_seconds``, before the servers that close theirs
-soonest (uvicorn's 5 s) would.
+Bounded: the whole exchange (connecting, TLS, sending, the answer) is under one deadline, an answer's head
+is refused past ``MAX_HEAD`` bytes and its body past ``max_body``, at most ``limit`` requests are in flight
+(so at most that many connections are open), and an idle connection is closed after ``idle_seconds``,
+before the servers that close theirs soonest (uvicorn's 5 s) would.
 
 Errors: ``TimeoutError`` past the deadline; ``ConnectionError`` (an ``OSError``, like a refused or failed
 connect) when the connection fails or closes before a whole answer, or the answer is not HTTP;
@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 import httptools
 
 MAX_BODY = 16 * 1024 * 1024  # bytes: a chat completion of 100k tokens is under 1 MiB
+MAX_HEAD = 64 * 1024  # bytes of an answer's status line and headers: llhttp itself sets no bound
 
 
 class AnswerTooLarge(Exception):
@@ -60,6 +61,8 @@ class _Connection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._size = 0
         self._until_close = False  # the body ends when the server closes (no length, not chunked)
+        self._head = 0  # bytes received while the answer's head is not complete; -1 once it is
+        self._head_bytes = 0  # bytes of the headers parsed
         self.closed = False
         self.idle_since = 0.0
 
@@ -74,6 +77,10 @@ class _Connection(asyncio.Protocol):
             return
         try:
             self._parser.feed_data(data)
+            if self._head >= 0:
+                self._head += len(data)
+                if self._head > MAX_HEAD:
+                    self._fail(ConnectionError(f"an answer's head passed {MAX_HEAD} bytes"))
         except httptools.HttpParserError as exc:  # a callback's own error is the context of its wrapper
             cause = exc.__context__
             known = isinstance(cause, (AnswerTooLarge, ConnectionError))
@@ -91,9 +98,13 @@ class _Connection(asyncio.Protocol):
     # httptools' callbacks
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_bytes += len(name) + len(value) + 4
+        if self._head_bytes > MAX_HEAD:  # a head that came whole in one read: data_received never saw it
+            raise ConnectionError(f"an answer's head passed {MAX_HEAD} bytes")
         self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
+        self._head = -1
         self._status = self._parser.get_status_code()
         chunked = "chunked" in self._headers.get("transfer-encoding", "").lower()
         self._until_close = not chunked and "content-length" not in self._headers
@@ -117,7 +128,7 @@ class _Connection(asyncio.Protocol):
         self._waiter = waiter = self._loop.create_future()
         self._deadline = self._loop.call_at(deadline, self._fail, TimeoutError())
         waiter.add_done_callback(self._settled)
-        self._status, self._headers, self._body, self._size = 0, {}, [], 0
+        self._new_answer()
         self._transport.write(data)
         return waiter
 
@@ -125,6 +136,9 @@ class _Connection(asyncio.Protocol):
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
+
+    def _new_answer(self) -> None:
+        self._status, self._headers, self._body, self._size, self._head, self._head_bytes = 0, {}, [], 0, 0, 0
 
     def usable(self) -> bool:
         return not self.closed and self._transport is not None and not self._transport.is_closing()
@@ -138,7 +152,7 @@ class _Connection(asyncio.Protocol):
         if self._waiter is None or self._waiter.done():
             return
         if 100 <= self._status < 200:  # an interim answer (103 Early Hints): the real one follows
-            self._status, self._headers, self._body, self._size = 0, {}, [], 0
+            self._new_answer()
             return
         body = b"".join(self._body)
         encoding = self._headers.get("content-encoding", "identity").lower()
