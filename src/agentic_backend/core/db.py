@@ -369,10 +369,7 @@ class WalCheckpointer:
     connections cut its file to ``JOURNAL_LIMIT`` (``_sqlite_pragmas``). With several workers each runs
     one; one that finds another checkpointing skips that turn."""
 
-    # Seconds between two checkpoints, at most: the log holds about this long of writes, and each turn's
-    # syncs write out about this long of them. One client's p99 at one connection: 2.07-2.22 ms every
-    # second against 2.86-3.49 every 5 s (three alternated pairs, the bulk copy at nice 19 in both).
-    _PERIOD = 1.0
+    _PERIOD = 5.0  # seconds between two checkpoints, at most: the log holds about this long of writes
     _WAIT = 0.5  # seconds the second step waits for the write lock and for readers, at most
 
     def __init__(self, path: str, *, period: float = _PERIOD) -> None:
