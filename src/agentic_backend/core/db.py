@@ -363,14 +363,17 @@ class WalCheckpointer:
     A PASSIVE checkpoint never waits for anyone, so under steady writes frames are always appended while it
     copies, and the log never started over: 640 MB after 25 s of one client's chat completions, growing for
     as long as the load lasted, and every read searching a larger index. So each turn copies in two steps:
-    PASSIVE first, the bulk, blocking no one; then RESTART for the frames written meanwhile, which holds
-    off writers (they retry, core/sqlite_inline.py) for the few pages left and the syncs, and waits up to
-    ``_WAIT`` for readers to leave the log; the next writer then starts it over, and the service's
+    PASSIVE first, the bulk, blocking no one (again while its passes find many new frames: ``_turn``);
+    then RESTART for the frames written meanwhile, which holds off writers (they retry,
+    core/sqlite_inline.py) for the few pages left and the syncs, and waits up to ``_WAIT`` for readers to
+    leave the log; the next writer then starts it over, and the service's
     connections cut its file to ``JOURNAL_LIMIT`` (``_sqlite_pragmas``). With several workers each runs
     one; one that finds another checkpointing skips that turn."""
 
     _PERIOD = 5.0  # seconds between two checkpoints, at most: the log holds about this long of writes
     _WAIT = 0.5  # seconds the second step waits for the write lock and for readers, at most
+    _FEW = 1024  # new frames (4 MiB at most) few enough to leave to the locking step
+    _PASSES = 3  # extra PASSIVE passes a turn, at most, to get there
 
     def __init__(self, path: str, *, period: float = _PERIOD) -> None:
         self._path = path
@@ -396,21 +399,37 @@ class WalCheckpointer:
             try:
                 modified = self._wal.stat().st_mtime if self._wal.exists() else 0.0
                 if modified != self._seen:
-                    await loop.run_in_executor(self._bulk, self.checkpoint, "PASSIVE")
-                    await loop.run_in_executor(self._restart, self.checkpoint, "RESTART")
+                    await self._turn(loop)
                     self._seen = modified
             except Exception:
                 logger.warning("could not checkpoint the SQLite write-ahead log", exc_info=True)
 
-    def checkpoint(self, mode: str) -> None:
+    async def _turn(self, loop: asyncio.AbstractEventLoop) -> None:
+        """PASSIVE passes until one finds few new frames (at most ``_PASSES`` more), then RESTART for the
+        rest. The passes keep the locking step short: after writes that outpaced the copy (a saturated
+        core, the copy at nice 19), a single RESTART copied the backlog holding the write lock."""
+        frames = await loop.run_in_executor(self._bulk, self.checkpoint, "PASSIVE")
+        if frames < 0:
+            return  # another worker is checkpointing
+        for _ in range(self._PASSES):
+            again = await loop.run_in_executor(self._bulk, self.checkpoint, "PASSIVE")
+            if again < 0 or again - frames <= self._FEW:  # written while the last pass copied
+                break
+            frames = again
+        await loop.run_in_executor(self._restart, self.checkpoint, "RESTART")
+
+    def checkpoint(self, mode: str) -> int:
         """One step: ``PASSIVE`` (copy what it can, wait for no one) or ``RESTART`` (copy the rest, then
-        wait up to ``_WAIT`` for readers to leave the log, so that the next writer starts it over)."""
+        wait up to ``_WAIT`` for readers to leave the log, so that the next writer starts it over). The
+        frames the log held when it began, or -1 if another checkpoint was running."""
         connection = sqlite3.connect(self._path, timeout=self._WAIT)
         try:
-            connection.execute(f"PRAGMA wal_checkpoint({mode})")
+            busy, frames, _ = connection.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+            return -1 if busy else int(frames)
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) and "busy" not in str(exc):
                 raise
+            return -1
         finally:
             connection.close()
 
