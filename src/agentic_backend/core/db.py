@@ -355,7 +355,7 @@ class GroupCommit:
 
 
 class WalCheckpointer:
-    """Checkpoints a SQLite database's write-ahead log in a thread, every second while it is written to,
+    """Checkpoints a SQLite database's write-ahead log in a thread, every 5 s while it is written to,
     instead of at the commit that passes SQLite's threshold (the automatic checkpoint, turned off on the
     service's connections), and makes the log start over.
 
@@ -366,9 +366,9 @@ class WalCheckpointer:
     PASSIVE first, the bulk, blocking no one (again while its passes find many new frames: ``_turn``);
     then RESTART for the frames written meanwhile, which holds off writers (they retry,
     core/sqlite_inline.py) for the few pages left and the syncs, and waits up to ``_WAIT`` for readers to
-    leave the log; the next writer then starts it over, and the service's
-    connections cut its file to ``JOURNAL_LIMIT`` (``_sqlite_pragmas``). With several workers each runs
-    one; one that finds another checkpointing skips that turn."""
+    leave the log; the next writer then starts it over, and the service's connections cut its file to
+    ``JOURNAL_LIMIT`` (``_sqlite_pragmas``). With several workers each runs one; one that finds another
+    checkpointing skips that turn."""
 
     _PERIOD = 5.0  # seconds between two checkpoints, at most: the log holds about this long of writes
     _WAIT = 0.5  # seconds the second step waits for the write lock and for readers, at most

@@ -56,13 +56,8 @@ class _Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._waiter: asyncio.Future[tuple[Answer, bool]] | None = None
         self._deadline: asyncio.TimerHandle | None = None
-        self._status = 0
-        self._headers: dict[str, str] = {}
-        self._body: list[bytes] = []
-        self._size = 0
+        self._new_answer()
         self._until_close = False  # the body ends when the server closes (no length, not chunked)
-        self._head = 0  # bytes received while the answer's head is not complete; -1 once it is
-        self._head_bytes = 0  # bytes of the headers parsed
         self.closed = False
         self.idle_since = 0.0
 
@@ -138,7 +133,12 @@ class _Connection(asyncio.Protocol):
             self._deadline = None
 
     def _new_answer(self) -> None:
-        self._status, self._headers, self._body, self._size, self._head, self._head_bytes = 0, {}, [], 0, 0, 0
+        self._status = 0
+        self._headers: dict[str, str] = {}
+        self._body: list[bytes] = []
+        self._size = 0  # bytes of the body
+        self._head = 0  # bytes received while the answer's head is not complete; -1 once it is
+        self._head_bytes = 0  # bytes of the headers parsed
 
     def usable(self) -> bool:
         return not self.closed and self._transport is not None and not self._transport.is_closing()
@@ -235,7 +235,8 @@ class Http1Client:
         if self._closed:
             raise ConnectionError("the client is closed")
         data = b"%sContent-Length: %d\r\n\r\n%s" % (self._head, len(body), body)
-        deadline = asyncio.get_running_loop().time() + timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         if self._busy < self._limit:
             self._busy += 1
         else:  # wait for a slot, until the deadline
@@ -253,7 +254,7 @@ class Http1Client:
         finally:
             self._release()
         if keep and not self._closed and connection.usable():
-            connection.idle_since = asyncio.get_running_loop().time()
+            connection.idle_since = loop.time()
             self._idle.append(connection)
         else:
             connection.close()

@@ -4,8 +4,8 @@ what still fails is classified into ``llm.base``'s error kinds.
 
 A model call is most of the CPU the service spends on a query, so the unstreamed call, the agent path's
 usual one, is one POST of a body built here as JSON, read back as JSON: no SDK request pipeline, no
-response model, on the service's own HTTP/1.1 client (llm/http1.py), which costs a third of aiohttp's CPU
-a call (aiohttp still carries the call through a proxy). Its retry policy is the SDK's own, written out
+response model, on the service's own HTTP/1.1 client (llm/http1.py), which costs about half of aiohttp's
+CPU a call (aiohttp still carries the call through a proxy). Its retry policy is the SDK's own, written out
 (``_RetryPolicy``): the same statuses, ``x-should-retry``, ``retry-after-ms`` and ``Retry-After`` honoured
 up to a minute, else 0.5 s doubling to 8 s less up to 25 % of jitter. Per call, against the same local
 server (bench/overhead.py, CPU of the service at one connection): 5.7 ms through the SDK's ``create`` on
