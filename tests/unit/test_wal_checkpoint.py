@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import threading
 from pathlib import Path
 
 from agentic_backend.billing.ledger import Ledger
-from agentic_backend.core.db import Database, WalCheckpointer, upgrade_async
+from agentic_backend.core.db import PAGE_SIZE, Database, WalCheckpointer, upgrade_async
 from agentic_backend.identity.service import KeyService
 from tests.conftest import FakeClock
 from tests.unit.test_group_commit import entry
@@ -91,3 +92,48 @@ async def test_the_bulk_copy_runs_at_the_lowest_priority_and_the_locking_step_do
         await checkpointer.close()
     assert bulk == 19
     assert restart == os.getpriority(os.PRIO_PROCESS, 0)  # the service's own
+
+
+async def _log_bytes_per_query(url: str, wal: Path, clock: FakeClock) -> float:
+    database = Database(url)  # no checkpointer started: the log only grows
+    try:
+        key = await KeyService(database, clock).create("k", "user")
+        ledger = Ledger(database)
+        await ledger.record(entry(key.id, -1))  # the first pages of every table and index
+        before = os.stat(wal).st_size
+        for number in range(100):
+            await ledger.record(entry(key.id, number))
+        return (os.stat(wal).st_size - before) / 100
+    finally:
+        await database.close()
+
+
+async def test_a_query_writes_a_few_kilobytes_of_log(tmp_path: Path, clock: FakeClock) -> None:
+    """The log holds whole pages: with SQLite's default of 4 KiB, one query's transaction (its row, the
+    row's indexes, the day's rollup) wrote 28 KB, and copying and syncing that was the one-connection
+    tail. A new database is made with PAGE_SIZE pages, whoever creates the file: the migrations or the
+    service's own connections."""
+    url = f"sqlite+aiosqlite:///{tmp_path}/new.db"
+    await upgrade_async(url)
+    with sqlite3.connect(tmp_path / "new.db") as connection:
+        assert connection.execute("PRAGMA page_size").fetchone() == (PAGE_SIZE,)
+    per_query = await _log_bytes_per_query(url, tmp_path / "new.db-wal", clock)
+    assert per_query < 12_000, f"{per_query:.0f} bytes of log a query"
+
+
+async def test_a_database_made_with_larger_pages_keeps_them_and_works(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """A database from before keeps its page size: SQLite changes it only by rewriting the file, which
+    the service does not do on its own (docs/operations.md says how)."""
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("PRAGMA page_size=4096")
+        connection.execute("VACUUM")  # the file now exists with 4 KiB pages
+    url = f"sqlite+aiosqlite:///{path}"
+    await upgrade_async(url)
+    per_query = await _log_bytes_per_query(url, tmp_path / "old.db-wal", clock)
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA page_size").fetchone() == (4096,)
+        assert connection.execute("SELECT count(*) FROM usage_records").fetchone() == (101,)
+    assert per_query > 12_000  # what the smaller pages save, measured the same way
