@@ -10,7 +10,6 @@ admission, then the run, then this.
 from __future__ import annotations
 
 import time
-import uuid
 from contextvars import Token
 from dataclasses import dataclass, field
 
@@ -22,7 +21,7 @@ from opentelemetry.trace import INVALID_SPAN, NoOpTracer, Span, SpanKind, Status
 
 from agentic_backend.agents.errors import BudgetExceeded, RateLimited
 from agentic_backend.agents.registry import AgentType
-from agentic_backend.billing.ledger import Ledger, LedgerEntry
+from agentic_backend.billing.ledger import Ledger, LedgerEntry, new_request_id
 from agentic_backend.billing.pricing import Price, nanos_to_dollars
 from agentic_backend.core.clock import Clock
 from agentic_backend.core.db import Write
@@ -62,7 +61,7 @@ class QueryRecord:
     key_id: int
     span: Span  # INVALID_SPAN when the service does not trace
     context_token: Token[Context] | None  # None when the service does not trace
-    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    request_id: str = field(default_factory=new_request_id)
     started: float = field(default_factory=time.perf_counter)
     usage: Usage = field(default_factory=Usage)
     status: str = "success"
@@ -131,7 +130,7 @@ class Recorder:
     def start(self, agent: AgentType, provider: str, key_id: int) -> QueryRecord:
         """Open the query's span (the GenAI conventions' agent span, named after a known agent type only,
         so span names stay few) and make it the current one for the calls and tools beneath it."""
-        request_id = uuid.uuid4().hex
+        request_id = new_request_id()
         if not self._tracing:
             return QueryRecord(agent, provider, key_id, INVALID_SPAN, None, request_id=request_id)
         span = self._tracer.start_span(
