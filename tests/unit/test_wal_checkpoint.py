@@ -12,8 +12,9 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from agentic_backend.billing.ledger import Ledger, new_request_id
+from agentic_backend.billing.ledger import Ledger
 from agentic_backend.core.db import PAGE_SIZE, Database, WalCheckpointer, upgrade_async
+from agentic_backend.core.ids import new_request_id
 from agentic_backend.identity.service import KeyService
 from tests.conftest import FakeClock
 from tests.unit.test_group_commit import entry

@@ -21,11 +21,12 @@ from opentelemetry.trace import INVALID_SPAN, NoOpTracer, Span, SpanKind, Status
 
 from agentic_backend.agents.errors import BudgetExceeded, RateLimited
 from agentic_backend.agents.registry import AgentType
-from agentic_backend.billing.ledger import Ledger, LedgerEntry, new_request_id
+from agentic_backend.billing.ledger import Ledger, LedgerEntry
 from agentic_backend.billing.pricing import Price, nanos_to_dollars
 from agentic_backend.core.clock import Clock
 from agentic_backend.core.db import Write
 from agentic_backend.core.errors import AppError
+from agentic_backend.core.ids import new_request_id
 from agentic_backend.llm.base import Completion
 from agentic_backend.llm.errors import ProviderError
 from agentic_backend.metricstore.exemplars import Exemplars

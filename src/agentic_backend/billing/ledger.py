@@ -7,8 +7,6 @@ query's ledger row, written when it ends, carries the same total.
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,28 +22,6 @@ from agentic_backend.billing.pricing import nanos_to_dollars
 from agentic_backend.core.db import Database, Write
 from agentic_backend.core.types import UtcDateTime
 from agentic_backend.identity.models import ApiKey
-
-
-def new_request_id() -> str:
-    """A query's id, 32 hex digits: a UUID version 7 (RFC 9562), the milliseconds since the epoch first and
-    74 random bits after them, so ids sort by the time they were made.
-
-    The ledger's request-id index (and usage_tags' key) takes every new id. Random ids (uuid4) landed on
-    a random leaf of an index as large as the ledger: once it outgrew the database's cache each commit
-    read and rewrote a leaf of its own, and the checkpoints wrote them back all over the file; one client's
-    p99 through the service went from 1.3 ms on a new database to 4.8-10.5 ms after 240,000 queries
-    (SQLite). Ordered ids all go to the index's last leaf, as an autoincrement would. By hand because
-    ``uuid.uuid7`` is in the standard library from Python 3.14 only; the same layout."""
-    milliseconds = time.time_ns() // 1_000_000
-    random = int.from_bytes(os.urandom(10), "big")  # 80 bits, 74 of them used
-    value = (
-        (milliseconds & 0xFFFF_FFFF_FFFF) << 80
-        | 0x7 << 76  # version 7
-        | (random >> 68) << 64  # 12 bits
-        | 0b10 << 62  # the RFC 9562 variant
-        | random & (1 << 62) - 1  # 62 bits
-    )
-    return f"{value:032x}"
 
 
 @dataclass(frozen=True, slots=True)

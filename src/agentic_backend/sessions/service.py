@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentic_backend.core.clock import Clock
 from agentic_backend.core.db import Database, Write
+from agentic_backend.core.ids import uuid7
 from agentic_backend.identity.schemas import Principal
 from agentic_backend.llm.base import Message, ToolCall
 from agentic_backend.sessions.errors import ResponseNotFound, SessionNotFound
@@ -95,7 +95,7 @@ class SessionService:
     async def create(self, principal: Principal) -> SessionPublic:
         now = self._clock.now()
         row = {
-            "id": str(uuid.uuid4()),
+            "id": str(uuid7()),
             "key_id": principal.key_id,
             "created_at": now,
             "last_active_at": now,

@@ -4,12 +4,10 @@ not the others fails here rather than as a missing value in a report."""
 
 from __future__ import annotations
 
-import time
-import uuid
 from dataclasses import fields
 from datetime import UTC, datetime
 
-from agentic_backend.billing.ledger import LedgerEntry, UsagePublic, new_request_id
+from agentic_backend.billing.ledger import LedgerEntry, UsagePublic
 from agentic_backend.billing.models import UsageRecord
 
 
@@ -51,25 +49,3 @@ def test_the_api_reads_the_row_and_gives_dollars() -> None:
     assert shown["input_tokens"] == 120
     assert shown["cache_read_tokens"] == 100
     assert shown["created_at"].startswith("2026-12-03T06:00")
-
-
-def test_a_query_id_is_a_uuid7_ordered_by_time_and_unique() -> None:
-    """32 hex digits as before (column width, logs, the usage API), now sorting by when they were made
-    (the ledger's index takes them at its end: tests/unit/test_wal_checkpoint.py says why)."""
-    before = time.time_ns() // 1_000_000
-    made = []
-    for _ in range(3):
-        made += [new_request_id() for _ in range(2_000)]
-        time.sleep(0.002)  # the next ones in a later millisecond
-    after = time.time_ns() // 1_000_000
-    assert len(set(made)) == len(made)
-    for text in made[::500]:
-        value = uuid.UUID(hex=text)
-        assert len(text) == 32
-        assert text == value.hex
-        assert value.version == 7
-        assert value.variant == uuid.RFC_4122
-        assert before <= value.int >> 80 <= after  # the milliseconds it was made in
-    # made in different milliseconds: in order; within one, the random bits decide
-    assert made[1_999] < made[2_000] < made[3_999] < made[4_000]
-    assert sorted(made[::2_000]) == made[::2_000]
