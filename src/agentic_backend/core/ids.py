@@ -6,7 +6,7 @@ sessions (and their messages' session index) take a new id with each query. Rand
 a random leaf of an index as large as the table: once it outgrew the database's cache each commit read
 and rewrote a leaf of its own, and the checkpoints wrote them back all over the file; one client's p99
 through the service went from 1.3 ms on a new database to 4.8-10.5 ms after 240,000 queries (SQLite;
-PostgreSQL's B-trees pay the same after each checkpoint, a whole page logged at its first change). Time-
+on PostgreSQL, whose shared buffers held the index at that size, no difference was measured). Time-
 ordered ids all go to an index's last leaves, as an autoincrement would (docs/decisions.md). The random
 bits keep them unguessable.
 
