@@ -78,10 +78,18 @@ JOURNAL_LIMIT = 64 * 1024 * 1024  # bytes of SQLite's write-ahead log kept on di
 PAGE_SIZE = 1024
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
+def sqlite_page_size(dbapi_connection: Any, _: Any = None) -> None:
+    """A connect listener: ``PAGE_SIZE`` for a database this connection creates. Whoever creates the file
+    (the migrations, or the service's own connections) must set it before anything writes: once the file
+    exists, a database keeps its page size, and this has no effect."""
     cursor = dbapi_connection.cursor()
-    # Before anything writes the file: once it exists, a database keeps its page size (PAGE_SIZE).
     cursor.execute(f"PRAGMA page_size={PAGE_SIZE}")
+    cursor.close()
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
+    sqlite_page_size(dbapi_connection)
+    cursor = dbapi_connection.cursor()
     # WAL lets readers proceed during a write; foreign keys are off by default in SQLite. No busy timeout
     # on these connections: a statement that finds another process holding the lock is tried again after
     # a pause that lets the event loop go on (core/sqlite_inline.py), instead of sleeping on it.
@@ -382,7 +390,9 @@ class WalCheckpointer:
 
     _PERIOD = 5.0  # seconds between two checkpoints, at most: the log holds about this long of writes
     _WAIT = 0.5  # seconds the second step waits for the write lock and for readers, at most
-    _FEW = 1024  # new frames (4 MiB at most) few enough to leave to the locking step
+    _FEW = (
+        1024  # new frames (a page each: 1 MiB, 4 MiB in a database of 4-KiB pages) left to the locking step
+    )
     _PASSES = 3  # extra PASSIVE passes a turn, at most, to get there
 
     def __init__(self, path: str, *, period: float = _PERIOD) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from alembic import context
 from sqlalchemy import event, text
@@ -12,7 +11,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from agentic_backend.billing import models as _billing_models  # noqa: F401  (registers tables)
 from agentic_backend.console import models as _console_models  # noqa: F401
-from agentic_backend.core.db import PAGE_SIZE, Base
+from agentic_backend.core.db import Base, sqlite_page_size
 from agentic_backend.identity import models as _identity_models  # noqa: F401
 from agentic_backend.sessions import models as _session_models  # noqa: F401
 
@@ -33,16 +32,10 @@ def _run(connection: Connection) -> None:
         context.run_migrations()
 
 
-def _sqlite_page_size(dbapi_connection: Any, _: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute(f"PRAGMA page_size={PAGE_SIZE}")  # no effect on a database that exists
-    cursor.close()
-
-
 async def _run_async() -> None:
     engine = create_async_engine(context.config.get_main_option("sqlalchemy.url") or "")
     if engine.dialect.name == "sqlite":  # the migrations create the file: its page size is set here
-        event.listen(engine.sync_engine, "connect", _sqlite_page_size)
+        event.listen(engine.sync_engine, "connect", sqlite_page_size)
     try:
         async with engine.begin() as connection:
             await connection.run_sync(_run)
