@@ -6,6 +6,7 @@ Each is an application factory for ``uvicorn --factory bench.apps:<name>``.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from fastapi import FastAPI
 from pydantic import BaseModel
@@ -171,5 +172,43 @@ def relay() -> FastAPI:
             sessions.append(aiohttp.ClientSession(headers={"Authorization": "Bearer x"}))
         async with sessions[0].post(url, json=body.model_dump() | {"model": "gpt-4o-mini"}) as answer:
             return Response(await answer.read(), media_type="application/json")
+
+    return app
+
+
+def asgi_relay() -> Any:
+    """What no Python service on uvicorn can go under (bench/overhead.py): a bare ASGI callable, no
+    framework and no validation, that relays the body with the service's own HTTP client (llm/http1.py)
+    and passes the answer back. The least uvicorn, the loop and one provider call add."""
+    import json
+
+    from agentic_backend.llm.http1 import Http1Client
+
+    url = os.environ["BENCH_UPSTREAM"].rstrip("/") + "/chat/completions"
+    clients: list[Http1Client] = []
+    head = [(b"content-type", b"application/json")]
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body, more = body + message.get("body", b""), message.get("more_body", False)
+        if scope["method"] != "POST":
+            await send({"type": "http.response.start", "status": 200, "headers": head})
+            await send({"type": "http.response.body", "body": b"{}"})
+            return
+        data = json.loads(body) | {"model": "gpt-4o-mini"}
+        if not clients:
+            clients.append(
+                Http1Client(url, {"Authorization": "Bearer x", "Content-Type": "application/json"})
+            )
+        answer = await clients[0].post(json.dumps(data).encode(), timeout=30)
+        await send({"type": "http.response.start", "status": answer.status, "headers": head})
+        await send({"type": "http.response.body", "body": answer.body})
 
     return app

@@ -13,12 +13,15 @@ It prints throughput at 16 connections; latency at one connection; and latency a
 the service's own throughput of that round (closed-loop latency at saturation is only queueing): wrk's
 ``delay()`` spaces each of 4 connections' requests, every row at the same pace (LiteLLM, slower, is
 saturated by it: its row says so). For each, p50 and p99, and what each proxy adds over the upstream
-alone (its own figure subtracted). A fourth row is the floor under the service: a bare FastAPI app on the
-same uvicorn that validates the body and relays it with one aiohttp POST (``bench.apps:relay``; no key,
-budget, cache, ledger or metrics), so the table says what the framework and the HTTP client cost alone
-and what the service adds over them. The service's own X-Agentic-Overhead-Ms is the same figure measured
-inside; this is the one a client sees. Targets (issue 23): added p50 <= 0.5 ms, p99 <= 2 ms at one
-connection, p99 <= 5 ms paced; >= 2,500 requests/s at 16 and >= 25x LiteLLM's.
+alone (its own figure subtracted). Two rows are floors under the service. The lower is a bare ASGI
+callable on the same uvicorn that relays the body with the service's own HTTP client
+(``bench.apps:asgi_relay``: no framework, no validation): what no Python service on uvicorn goes under on
+the host. The other is a bare FastAPI app on the same uvicorn that validates the body and relays it with
+one aiohttp POST (``bench.apps:relay``; no key, budget, cache, ledger or metrics), so the table says what
+the framework and the HTTP client cost alone and what the service adds over them. The service's own
+X-Agentic-Overhead-Ms is the same figure measured inside; this is the one a client sees. Targets (issue
+23): added p50 <= 0.5 ms, p99 <= 2 ms at one connection, p99 <= 5 ms paced; >= 2,500 requests/s at 16
+and >= 25x LiteLLM's.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ ADMIN_KEY = "bench-admin-key-0123456789-abcdefghijklmnop"
 LITELLM_KEY = "sk-bench-master-key"
 PACED = 0  # results' key for the paced runs
 FLOOR = "FastAPI relay (floor)"
+NAKED = "ASGI relay (no framework)"
 LUA = """
 counter = 0
 math.randomseed(os.time())
@@ -118,6 +122,13 @@ def main() -> None:
     floor = start_uvicorn(
         FLOOR, "bench.apps:relay", env={"BENCH_UPSTREAM": f"{upstream}/v1"}, startup_seconds=60, quiet=True
     )
+    naked = start_uvicorn(
+        NAKED,
+        "bench.apps:asgi_relay",
+        env={"BENCH_UPSTREAM": f"{upstream}/v1"},
+        startup_seconds=60,
+        quiet=True,
+    )
     json_type = {"Content-Type": "application/json"}
     rows = {
         "upstream alone (sim-llm)": (
@@ -130,6 +141,7 @@ def main() -> None:
             {**json_type, "Authorization": f"Bearer {LITELLM_KEY}"},
             "gpt-4o-mini",
         ),
+        NAKED: (f"{naked.url}/v1/chat/completions", json_type, "gpt-4o-mini"),
         FLOOR: (f"{floor.url}/v1/chat/completions", json_type, "gpt-4o-mini"),
         "agentic-backend": (
             f"http://127.0.0.1:{ours_port}/v1/chat/completions",
@@ -166,6 +178,7 @@ def main() -> None:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=30)
         floor.stop()
+        naked.stop()
     _report(results, args)
 
 
@@ -209,6 +222,12 @@ def _report(
         f"\nthe service against its floor: {med(ours, 16, 0) / med(FLOOR, 16, 0):.0%} of its throughput at 16; "
         f"+{med(ours, 1, 1) - med(FLOOR, 1, 1):.2f} / +{med(ours, 1, 2) - med(FLOOR, 1, 2):.2f} ms "
         "(p50 / p99) over it at 1"
+    )
+    added = {name: med(name, 1, 1) - med(base, 1, 1) for name in (NAKED, FLOOR, ours)}
+    print(
+        f"added p50 at 1: no framework +{added[NAKED]:.2f} ms, FastAPI +{added[FLOOR]:.2f}, "
+        f"the service +{added[ours]:.2f} (the target, +0.50, is {0.5 / added[NAKED]:.2f}x what uvicorn "
+        "and one provider call add with nothing else on this host)"
     )
 
 
