@@ -223,10 +223,10 @@ def _report(
         f"+{med(ours, 1, 1) - med(FLOOR, 1, 1):.2f} / +{med(ours, 1, 2) - med(FLOOR, 1, 2):.2f} ms "
         "(p50 / p99) over it at 1"
     )
-    added = {name: med(name, 1, 1) - med(base, 1, 1) for name in (NAKED, FLOOR, ours)}
+    over = {name: med(name, 1, 1) - med(base, 1, 1) for name in (NAKED, FLOOR, ours)}
     print(
-        f"added p50 at 1: no framework +{added[NAKED]:.2f} ms, FastAPI +{added[FLOOR]:.2f}, "
-        f"the service +{added[ours]:.2f} (the target, +0.50, is {0.5 / added[NAKED]:.2f}x what uvicorn "
+        f"added p50 at 1: no framework +{over[NAKED]:.2f} ms, FastAPI +{over[FLOOR]:.2f}, "
+        f"the service +{over[ours]:.2f} (the target, +0.50, is {0.5 / over[NAKED]:.2f}x what uvicorn "
         "and one provider call add with nothing else on this host)"
     )
 
