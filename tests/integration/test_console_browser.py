@@ -126,6 +126,27 @@ def test_overview_spend_queries_and_keys_in_a_browser(service: Service, browser:
     ]
     shot(page, "overview")
     audit(page, "overview")
+    # The numbers: a tick of 0.25 ms is not "0.3 ms", an axis's floating-point zero is "0 ms", and an error
+    # budget spent 18 times over gets one decimal (three only between 99.9 % and 100 %).
+    formats = page.evaluate(
+        "import(new URL('assets/app.js', document.baseURI).href).then((m) => ["
+        "m.format('s', 0.00025), m.format('s', 0), m.format('s', 1e-18), m.format('s', 0.0123),"
+        "m.format('s', 1.5), m.format('percentunit', 0.9995), m.format('percentunit', -17.6),"
+        "m.format('percentunit', 1)])"
+    )
+    assert formats == ["0.25 ms", "0 ms", "0 ms", "12.3 ms", "1.5 s", "99.950 %", "-1760.0 %", "100.0 %"]
+    # A money axis's ticks share the decimals of its step.
+    axes = page.evaluate(
+        "import(new URL('assets/app.js', document.baseURI).href).then((m) => ["
+        "m.ticks('currencyUSD', [0, 0.5, 1, 1.5]), m.ticks('currencyUSD', [0, 500, 1000, 1500]),"
+        "m.ticks('currencyUSD', [0, 0.00025, 0.0005]), m.ticks('currencyUSD', [0.1, 0.2, 0.30000000000000004])])"
+    )
+    assert axes == [
+        ["$0.00", "$0.50", "$1.00", "$1.50"],
+        ["$0", "$500", "$1,000", "$1,500"],
+        ["$0.00000", "$0.00025", "$0.00050"],
+        ["$0.10", "$0.20", "$0.30"],
+    ]
 
     # Spend: the month's total is the ledger's.
     page.get_by_role("link", name="Spend").click()

@@ -109,12 +109,16 @@ function format(unit, value) {
   if (value === null || value === undefined || Number.isNaN(value)) return "–";
   switch (unit) {
     case "s":
-      if (value === 0) return "0 ms";
-      return value >= 1 ? value.toFixed(2) + " s" : (value * 1000).toFixed(value >= 0.01 ? 0 : 1) + " ms";
+      // As short() does: a tick of 0.25 ms reads 0.25 ms, not 0.3; an axis's zero may be 1e-18.
+      if (Math.abs(value) < 1e-9) return "0 ms";
+      return Math.abs(value) >= 1 ? short(value) + " s" : short(value * 1000) + " ms";
     case "reqps":
       return short(value) + "/s";
-    case "percentunit":
-      return (value * 100).toFixed(Math.abs(value) >= 0.999 && value !== 1 ? 3 : 1) + " %";
+    case "percentunit": {
+      // Three decimals only where they tell 99.9 % from 99.95 %; an error budget spent 18 times over is -1760.0 %.
+      const near = Math.abs(value) >= 0.999 && Math.abs(value) < 1;
+      return (value * 100).toFixed(near ? 3 : 1) + " %";
+    }
     case "currencyUSD":
       return dollars(value);
     case "bytes":
@@ -122,6 +126,15 @@ function format(unit, value) {
     default:
       return short(value);
   }
+}
+
+// An axis's ticks share one number of decimals, those of its step: $0.50 $1.00 $1.50, not $0.5000 $1.000.
+function ticks(unit, values) {
+  if (unit !== "currencyUSD" || values.length < 2) return values.map((v) => format(unit, v));
+  const step = Math.abs(values[1] - values[0]);
+  let decimals = 0;
+  while (decimals < 8 && Math.abs(Math.round(step * 10 ** decimals) - step * 10 ** decimals) > 1e-6) decimals++;
+  return values.map((v) => dollars(v, decimals === 0 ? 0 : Math.max(2, decimals)));
 }
 
 function when(iso) {
@@ -397,7 +410,7 @@ function drawCharts(data, panels, grids) {
       legend: { show: false },
       cursor: { points: { size: 6 } },
       scales: { x: { time: true }, y: panel.unit === "percentunit" ? { range: [0, 1] } : { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
-      axes: [axis, { ...axis, size: 64, values: (u, ticks) => ticks.map((t) => format(panel.unit, t)) }],
+      axes: [axis, { ...axis, size: 64, values: (u, splits) => ticks(panel.unit, splits) }],
       series: [
         {},
         ...panel.lines.map((line, k) => ({
@@ -821,3 +834,5 @@ async function renderAlerts() {
     renderSignIn("");
   }
 })();
+
+export { format, ticks }; // for the browser test of the numbers (tests/integration/test_console_browser.py)
