@@ -189,7 +189,8 @@ def test_overview_spend_queries_and_keys_in_a_browser(service: Service, browser:
           return tail.left >= cell.left && tail.right <= cell.right + 0.5;
         })"""
     )
-    assert len(tails) == 50 and all(tails)
+    assert len(tails) == 50
+    assert all(tails)
     shot(page, "queries")
     audit(page, "queries")
 
@@ -206,6 +207,15 @@ def test_overview_spend_queries_and_keys_in_a_browser(service: Service, browser:
     page.locator("#new-secret").wait_for(state="detached")  # gone for good: shown this once
     page.get_by_role("cell", name=HOSTILE, exact=True).wait_for()
     assert page.evaluate("window.__pwned") is None
+    # At 1280 pixels the table fits: a long name and a revoked key's date wrap, every button is on screen.
+    assert page.evaluate(
+        "[...document.querySelectorAll('.table-wrap')].map((w) => w.scrollWidth - w.clientWidth)"
+    ) == [0]
+    revoke = page.get_by_role("button", name=f"Revoke {HOSTILE}")
+    assert revoke.is_visible()
+    box = revoke.bounding_box()
+    assert box is not None
+    assert box["x"] + box["width"] <= 1280
     shot(page, "keys")
     audit(page, "keys")
     used = httpx.post(

@@ -464,7 +464,7 @@ function table(caption, columns, rows, options = {}) {
       columns.map((c) =>
         c.clip // a long identifier: cut on screen (its whole text in the cell, the tooltip and the CSV)
           ? el("td", { class: "clip", title: c.text(row) }, c.text(row))
-          : el("td", { class: c.num ? "num" : null }, c.cell ? c.cell(row) : c.text(row)),
+          : el("td", { class: c.num ? "num" : c.wrap ? "wrap" : null }, c.cell ? c.cell(row) : c.text(row)),
       ),
     ),
   );
@@ -528,7 +528,7 @@ async function renderSpend() {
   );
   const sums = [count("Queries", (r) => r.queries), count("Input tokens", (r) => r.input_tokens), count("Output tokens", (r) => r.output_tokens), money("Cost", (r) => r.cost_dollars)];
   const keyColumns = [
-    { title: "Key", text: (r) => r.name + (r.revoked ? " (revoked)" : "") },
+    { title: "Key", wrap: true, text: (r) => r.name + (r.revoked ? " (revoked)" : "") },
     { title: "Role", text: (r) => r.role },
     ...sums,
     {
@@ -686,13 +686,13 @@ async function renderKeys() {
   );
   const columns = [
     { title: "Id", num: true, text: (k) => k.id },
-    { title: "Name", text: (k) => k.name },
+    { title: "Name", wrap: true, text: (k) => k.name },
     { title: "Role", text: (k) => k.role },
     { title: "Created", text: (k) => when(k.created_at) },
     { title: "Budget", num: true, text: (k) => (k.monthly_budget_dollars === null ? "default" : dollars(k.monthly_budget_dollars, 2)) },
     { title: "Requests/min", num: true, text: (k) => k.rpm_limit ?? "default" },
     { title: "Tokens/min", num: true, text: (k) => k.tpm_limit ?? "default" },
-    { title: "State", text: (k) => (k.revoked_at ? `revoked ${when(k.revoked_at)}` : "active") },
+    { title: "State", wrap: true, text: (k) => (k.revoked_at ? `revoked ${when(k.revoked_at)}` : "active") },
     {
       title: "Actions",
       cell: (k) =>
