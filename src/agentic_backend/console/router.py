@@ -320,6 +320,20 @@ class Alerts(BaseModel):
     how: str | None = Field(description="When nothing is configured: how to run the alerts.")
 
 
+# What needs a person first: firing before pending before silenced or inhibited (Prometheus says firing and
+# pending, Alertmanager active, unprocessed and suppressed), then the most severe, then the oldest.
+_STATES = {"firing": 0, "active": 0, "pending": 1, "unprocessed": 1, "suppressed": 2}
+_SEVERITIES = {"critical": 0, "page": 0, "error": 1, "warning": 2, "info": 3}
+
+
+def ordered(alerts: list[Alert]) -> list[Alert]:
+    """The alerts in the order a person on call reads them (above)."""
+    return sorted(
+        alerts,
+        key=lambda a: (_STATES.get(a.state, 1), _SEVERITIES.get(a.severity, 4), a.since or "", a.name),
+    )
+
+
 @api.get(
     "/alerts", responses={503: {"description": "The configured Alertmanager or Prometheus did not answer."}}
 )
@@ -343,7 +357,7 @@ async def alerts(request: Request, _: MonitoringReader) -> Alerts:
                 )
                 for a in answer.json()
             ]
-            return Alerts(configured=True, source="alertmanager", alerts=found, how=None)
+            return Alerts(configured=True, source="alertmanager", alerts=ordered(found), how=None)
         if settings.prometheus_url is not None:
             answer = await client.get(f"{settings.prometheus_url}/api/v1/alerts", timeout=10)
             answer.raise_for_status()
@@ -357,7 +371,7 @@ async def alerts(request: Request, _: MonitoringReader) -> Alerts:
                 )
                 for a in answer.json()["data"]["alerts"]
             ]
-            return Alerts(configured=True, source="prometheus", alerts=found, how=None)
+            return Alerts(configured=True, source="prometheus", alerts=ordered(found), how=None)
     except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
         raise ServiceUnavailable(f"The alerts' source did not answer: {type(exc).__name__}.") from None
     return Alerts(
