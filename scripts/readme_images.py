@@ -1,6 +1,6 @@
 """Make the README's and the docs' pictures of the console (docs/images/) again, as a new user sees it.
 
-    uv run python scripts/readme_images.py [--minutes 5]
+    uv run python -m scripts.readme_images [--minutes 5]
 
 Starts ``agentic-backend serve`` with ``make serve``'s defaults on a new data folder, sends loadgen's mix
 at 20 requests/s for ``--minutes``, then signs in with Debian's Chromium (as the browser tests do) and saves
@@ -12,25 +12,20 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
 from playwright.sync_api import sync_playwright
+
+from bench.agents_vs_litellm import wait_ready
+from bench.common import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ROOT / "docs" / "images"
 KEY = "readme-images-admin-key-0123456789-abcdefgh"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def main() -> None:
@@ -49,12 +44,7 @@ def main() -> None:
     cli = [sys.executable, "-m", "agentic_backend"]
     serve = subprocess.Popen([*cli, "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL)
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/api/v1/monitoring/live", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        wait_ready(f"{url}/api/v1/monitoring/live", {})
         load = [*cli, "loadgen", "--url", url, "--api-key", KEY, "--rate", "20"]
         subprocess.run([*load, "--duration", str(args.minutes * 60)], check=True, stdout=subprocess.DEVNULL)
         with sync_playwright() as p:

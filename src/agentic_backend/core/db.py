@@ -390,9 +390,9 @@ class WalCheckpointer:
 
     _PERIOD = 5.0  # seconds between two checkpoints, at most: the log holds about this long of writes
     _WAIT = 0.5  # seconds the second step waits for the write lock and for readers, at most
-    _FEW = (
-        1024  # new frames (a page each: 1 MiB, 4 MiB in a database of 4-KiB pages) left to the locking step
-    )
+    # New frames (a page each: 1 MiB, 4 MiB in a database of 4-KiB pages) few enough to leave to the
+    # locking step.
+    _FEW = 1024
     _PASSES = 3  # extra PASSIVE passes a turn, at most, to get there
 
     def __init__(self, path: str, *, period: float = _PERIOD) -> None:
